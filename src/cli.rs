@@ -1,0 +1,64 @@
+// The command line, as data. Kept free of any other piha module so that
+// `build.rs` can `include!` it to generate the man page and shell completions
+// from the very definition the binary parses with.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// piha: one binary per Raspberry Pi for a highly available web, database and
+/// storage cluster. Each node takes its roles from its hostname's entry in the
+/// cluster file.
+#[derive(Debug, Parser)]
+#[command(name = "piha", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run this node: every role its hostname has in the cluster file.
+    Run(RunArgs),
+    /// Validate the cluster file and print every node's role plan.
+    Check(CheckArgs),
+    /// Print the cluster as a node's status API sees it.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Cluster file. Without it: /boot/firmware/piha/cluster.toml, then
+    /// /etc/piha/cluster.toml.
+    #[arg(long, short = 'c', env = "PIHA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Act as this host instead of the system's hostname (tests, one-machine clusters).
+    #[arg(long, env = "PIHA_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// Where the event store and other node state live.
+    #[arg(long, env = "PIHA_DATA_DIR", default_value = "/var/lib/piha")]
+    pub data_dir: PathBuf,
+    /// This node's address, for a node that joins by a hostname pattern and
+    /// so has none in the cluster file. Default: the address the kernel would
+    /// use to reach the first node of the file.
+    #[arg(long, env = "PIHA_ADDRESS")]
+    pub address: Option<std::net::IpAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Cluster file. Without it: /boot/firmware/piha/cluster.toml, then
+    /// /etc/piha/cluster.toml.
+    #[arg(long, short = 'c', env = "PIHA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Base URL of any node's admin port.
+    #[arg(long, env = "PIHA_URL", default_value = "http://127.0.0.1:9000")]
+    pub url: String,
+    /// Print the API's JSON as it came instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,9 @@
+//! piha: one binary per Raspberry Pi for a highly available web, database and
+//! storage cluster. See DESIGN.md for the map; each folder is one role.
+
+pub mod cli;
+pub mod config;
+pub mod membership;
+pub mod node;
+pub mod status;
+pub mod store;

@@ -1,5 +1,42 @@
-use clap::Parser;
+//! The binary's edge: parse the command line, hand over, turn errors into an
+//! exit code. Everything else lives in the library.
 
-fn main() {
-    let _cli = piha::cli::Cli::parse();
+use std::process::ExitCode;
+
+use clap::Parser;
+use piha::cli::{CheckArgs, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Run(args) => report(piha::node::run(args)),
+        Command::Status(args) => report(piha::status::client::run(&args)),
+    }
+}
+
+/// `piha check`: exit 0 and the plan on a good file, 1 and every mistake on a bad one.
+fn check(args: &CheckArgs) -> ExitCode {
+    let loaded = piha::config::find_config(args.config.as_deref())
+        .and_then(|path| piha::config::load(&path));
+    match loaded {
+        Ok(config) => {
+            print!("{}", config.plan_table());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("piha: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,6 +1,38 @@
-//! The node agent: loads the plan, starts and supervises every task, handles
-//! signals and systemd. (Being written.)
+//! The node agent: loads the plan for this hostname, starts and supervises
+//! every service, handles signals, reloads and systemd. Each file is one
+//! piece: `agent` the life cycle, `supervisor` restarts, `context` what
+//! services share, `reload` the cluster file re-read, `notify` systemd.
 
-pub fn run(_args: crate::cli::RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("piha run is being written")
+pub mod agent;
+pub mod backoff;
+pub mod context;
+pub mod events;
+pub mod health;
+pub mod identity;
+pub mod notify;
+pub mod reload;
+pub mod supervisor;
+pub mod system_metrics;
+
+use tracing_subscriber::EnvFilter;
+
+/// `piha run`: logs to stderr (journald under systemd), a multi-threaded
+/// runtime with two workers (a Pi has four cores, and the roles to come share
+/// them), and the store closed after everything else has stopped.
+pub fn run(args: crate::cli::RunArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_env("PIHA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("piha")
+        .enable_all()
+        .build()?;
+    let worker = runtime.block_on(agent::run(args))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    agent::close_store(worker);
+    Ok(())
 }

@@ -1,7 +1,9 @@
-//! Status page, JSON API and /metrics on the admin port. (Being written.)
+//! The admin port (status page, JSON API, /metrics) and `piha status`, the
+//! terminal view of the same API.
 
-pub mod client {
-    pub fn run(_args: &crate::cli::StatusArgs) -> anyhow::Result<()> {
-        anyhow::bail!("piha status is being written")
-    }
-}
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod metrics;
+mod page;
+pub mod server;

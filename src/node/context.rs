@@ -1,0 +1,75 @@
+//! What every service of a node shares: who the node is, the current config
+//! snapshot, where events go, and the published views other parts read.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::events::Events;
+use super::health::HealthBoard;
+use super::system_metrics::SystemView;
+use crate::config::{ClusterConfig, NodePlan};
+use crate::membership::MembershipView;
+use crate::store::Store;
+
+/// The config in force: the whole file and this node's plan from it.
+/// Swapped whole on reload, never changed in place.
+#[derive(Debug)]
+pub struct Running {
+    pub config: Arc<ClusterConfig>,
+    pub plan: NodePlan,
+    /// When this config was loaded (unix ms), for the status page.
+    pub loaded_at_ms: i64,
+}
+
+impl Running {
+    /// Heartbeats go to every node the file names, with their gossip port.
+    pub fn seeds(&self) -> Vec<(String, SocketAddr)> {
+        self.config
+            .nodes
+            .iter()
+            .map(|n| (n.hostname.clone(), n.gossip_addr()))
+            .collect()
+    }
+
+    /// Whether a host we have not met belongs to the cluster.
+    pub fn admits(&self, hostname: &str) -> bool {
+        self.config.plan_for(hostname).is_ok()
+    }
+}
+
+/// Facts fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub hostname: String,
+    /// This node's address: from the file, `--address`, or found at start.
+    pub address: IpAddr,
+    /// Random per process start: peers use it to notice a restart.
+    pub incarnation: u64,
+    pub started_at_ms: i64,
+    pub version: &'static str,
+    pub data_dir: std::path::PathBuf,
+}
+
+pub struct NodeContext {
+    pub identity: Identity,
+    pub config: watch::Receiver<Arc<Running>>,
+    pub store: Store,
+    pub events: Events,
+    pub health: HealthBoard,
+    pub system: watch::Sender<Arc<SystemView>>,
+    pub membership: watch::Sender<Arc<MembershipView>>,
+    /// Asks the agent to re-read the cluster file (admin API); the answer
+    /// says what happened.
+    pub reload: tokio::sync::mpsc::Sender<super::reload::ReloadRequest>,
+    /// Cancelled once, when the node is stopping.
+    pub shutdown: CancellationToken,
+}
+
+impl NodeContext {
+    pub fn running(&self) -> Arc<Running> {
+        self.config.borrow().clone()
+    }
+}

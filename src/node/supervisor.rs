@@ -1,0 +1,136 @@
+//! Runs each internal service as its own task and restarts it when it fails,
+//! with backoff, recording each failure as an event. A panic in a service is
+//! a failure like any other: it must not take the node down.
+//!
+//! A service is an async function that runs until the node stops. It returns
+//! `Ok(())` early to ask for an immediate restart (e.g. to rebind a socket
+//! after the config changed) and `Err` when it failed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use super::backoff::Backoff;
+use super::context::NodeContext;
+use super::events::now_ms;
+use super::health::{ServiceHealth, ServiceState};
+
+pub type ServiceResult = anyhow::Result<()>;
+
+pub struct Supervisor {
+    ctx: Arc<NodeContext>,
+    tasks: JoinSet<()>,
+}
+
+impl Supervisor {
+    pub fn new(ctx: Arc<NodeContext>) -> Supervisor {
+        Supervisor {
+            ctx,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Starts `service` under supervision; `make` is called for every start.
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, make: F)
+    where
+        F: Fn(Arc<NodeContext>) -> Fut + Send + 'static,
+        Fut: Future<Output = ServiceResult> + Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        self.tasks.spawn(supervise(name, ctx, make));
+    }
+
+    /// Waits for every service to stop after shutdown was signalled; those
+    /// still running after `grace` are aborted. Returns the names of none:
+    /// the count of aborted services, for the log.
+    pub async fn join(mut self, grace: Duration) -> usize {
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = self.tasks.join_next() => {
+                    if next.is_none() {
+                        return 0;
+                    }
+                }
+                _ = &mut deadline => {
+                    let left = self.tasks.len();
+                    self.tasks.abort_all();
+                    return left;
+                }
+            }
+        }
+    }
+}
+
+async fn supervise<F, Fut>(name: &'static str, ctx: Arc<NodeContext>, make: F)
+where
+    F: Fn(Arc<NodeContext>) -> Fut + Send + 'static,
+    Fut: Future<Output = ServiceResult> + Send + 'static,
+{
+    let mut backoff = Backoff::default();
+    let mut health = ServiceHealth {
+        name: name.to_owned(),
+        state: ServiceState::Starting,
+        restarts: 0,
+        last_error: None,
+        since_ms: now_ms(),
+    };
+    loop {
+        set_state(&ctx, &mut health, ServiceState::Running);
+        let started = Instant::now();
+        // A task of its own, so that a panic surfaces as a JoinError here.
+        let outcome = tokio::spawn(make(ctx.clone())).await;
+        if ctx.shutdown.is_cancelled() {
+            set_state(&ctx, &mut health, ServiceState::Stopped);
+            return;
+        }
+        let error = match outcome {
+            Ok(Ok(())) => {
+                tracing::info!(service = name, "restarting to apply a change");
+                continue;
+            }
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(join) if join.is_panic() => format!("panicked: {}", panic_text(join)),
+            Err(join) => format!("task ended: {join}"),
+        };
+        let wait = backoff.after_failure(started.elapsed());
+        health.restarts += 1;
+        health.last_error = Some(error.clone());
+        set_state(&ctx, &mut health, ServiceState::Restarting);
+        ctx.events.error(
+            name,
+            format!(
+                "{name} failed: {error}; restarting in {}",
+                humantime::format_duration(wait)
+            ),
+            json!({"service": name, "error": error, "restart_in_ms": wait.as_millis() as u64,
+                   "restarts": health.restarts}),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.shutdown.cancelled() => {
+                set_state(&ctx, &mut health, ServiceState::Stopped);
+                return;
+            }
+        }
+    }
+}
+
+fn set_state(ctx: &NodeContext, health: &mut ServiceHealth, state: ServiceState) {
+    health.state = state;
+    health.since_ms = now_ms();
+    ctx.health.set_service(health.clone());
+}
+
+fn panic_text(join: tokio::task::JoinError) -> String {
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}

@@ -1,0 +1,200 @@
+//! `piha status`: fetch a node's `/api/v1/status` and print it as a table a
+//! person reads in a terminal.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::api::StatusDoc;
+use crate::cli::StatusArgs;
+use crate::node::events::now_ms;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// A status document is tens of KiB; anything past this is not one.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = rt.block_on(fetch(&args.url))?;
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let doc: StatusDoc = serde_json::from_slice(&body)
+        .with_context(|| format!("{} did not answer with a piha status document", args.url))?;
+    print!("{}", render(&doc, now_ms()));
+    Ok(())
+}
+
+async fn fetch(base: &str) -> anyhow::Result<Vec<u8>> {
+    let url = format!("{}/api/v1/status", base.trim_end_matches('/'));
+    let uri: hyper::Uri = url
+        .parse()
+        .with_context(|| format!("not a URL: {base} (expected e.g. http://192.0.2.11:9000)"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("only http:// URLs are supported: {base}");
+    }
+    let client = Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let response = tokio::time::timeout(TIMEOUT, client.get(uri))
+        .await
+        .with_context(|| format!("{url} did not answer within {} s", TIMEOUT.as_secs()))?
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let body = tokio::time::timeout(
+        TIMEOUT,
+        Limited::new(response.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    .with_context(|| format!("{url} stalled while sending its answer"))?
+    .map_err(|e| anyhow::anyhow!("reading {url}: {e}"))?
+    .to_bytes();
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(body.to_vec())
+}
+
+/// The table: one row per member, then the latest events.
+pub fn render(doc: &StatusDoc, now_ms: i64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cluster {}  VIP {}  seen from {} (config {})",
+        doc.cluster.name,
+        doc.cluster.vip.as_deref().unwrap_or("-"),
+        doc.node.hostname,
+        doc.cluster.config_hash
+    );
+    let header = [
+        "HOST",
+        "STATE",
+        "ADDRESS",
+        "ROLES",
+        "CPU",
+        "MEM",
+        "TEMP",
+        "LOAD",
+        "UPTIME",
+        "LAST HEARD",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
+    for m in &doc.members {
+        let sys = m.system.as_ref();
+        rows.push(vec![
+            if m.is_self {
+                format!("{}*", m.hostname)
+            } else {
+                m.hostname.clone()
+            },
+            m.state.clone(),
+            m.address.clone().unwrap_or_else(|| "-".into()),
+            if m.roles.is_empty() {
+                "-".into()
+            } else {
+                m.roles.join(",")
+            },
+            sys.map(|s| format!("{:.0}%", s.cpu_percent))
+                .unwrap_or_else(|| "-".into()),
+            sys.map(|s| format!("{:.0}%", s.memory_percent))
+                .unwrap_or_else(|| "-".into()),
+            sys.and_then(|s| s.temperature_c)
+                .map(|t| format!("{t:.0}°C"))
+                .unwrap_or_else(|| "-".into()),
+            sys.map(|s| format!("{:.2}", s.load1))
+                .unwrap_or_else(|| "-".into()),
+            sys.map(|s| ago(s.uptime_s as i64 * 1000))
+                .unwrap_or_else(|| "-".into()),
+            m.last_heard_ms
+                .map(|t| {
+                    if m.is_self {
+                        "-".into()
+                    } else {
+                        format!("{} ago", ago(now_ms - t))
+                    }
+                })
+                .unwrap_or_else(|| "never".into()),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    if !doc.events.is_empty() {
+        let _ = writeln!(out, "\nrecent events:");
+        for e in doc.events.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  {:>8} ago  {:<8} {:<11} {:<7} {}",
+                ago(now_ms - e.at_ms),
+                e.node,
+                e.component,
+                e.severity,
+                e.message
+            );
+        }
+    }
+    out
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+/// "3s", "4m", "2h", "5d": the resolution a glance at a table wants.
+fn ago(ms: i64) -> String {
+    let s = (ms.max(0) / 1000) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(ago(-5), "0s");
+        assert_eq!(ago(59_999), "59s");
+        assert_eq!(ago(61_000), "1m");
+        assert_eq!(ago(7_200_000), "2h");
+        assert_eq!(ago(3 * 86_400_000), "3d");
+    }
+
+    #[test]
+    fn columns_align() {
+        let rows = vec![
+            vec!["HOST".into(), "STATE".into()],
+            vec!["pi-10".into(), "up".into()],
+        ];
+        assert_eq!(table(&rows), "HOST   STATE\npi-10  up\n");
+    }
+}

@@ -1,0 +1,346 @@
+//! `GET /metrics`: Prometheus/OpenMetrics text, built per scrape from the
+//! same snapshots the status page reads (a prometheus-client `Collector`), so
+//! there is no second copy of any state to keep in step.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::membership::{MembershipView, PeerState};
+use crate::node::context::NodeContext;
+use crate::node::health::{HealthSnapshot, ServiceState};
+use crate::node::system_metrics::SystemView;
+use crate::store::StoreStats;
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn render(ctx: &NodeContext) -> Result<String, std::fmt::Error> {
+    let running = ctx.running();
+    let snapshot = Snapshot {
+        hostname: ctx.identity.hostname.clone(),
+        version: ctx.identity.version,
+        config_hash: running.config.source.hash.clone(),
+        started_at_ms: ctx.identity.started_at_ms,
+        membership: (**ctx.membership.borrow()).clone(),
+        system: (**ctx.system.borrow()).clone(),
+        health: (*ctx.health.snapshot()).clone(),
+        store: ctx.store.stats(),
+        rss_bytes: resident_memory_bytes(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+#[derive(Debug)]
+struct Snapshot {
+    hostname: String,
+    version: &'static str,
+    config_hash: String,
+    started_at_ms: i64,
+    membership: MembershipView,
+    system: SystemView,
+    health: HealthSnapshot,
+    store: StoreStats,
+    rss_bytes: Option<u64>,
+}
+
+/// Small helpers so each metric below is one line, not six.
+struct Out<'a>(DescriptorEncoder<'a>);
+
+impl Out<'_> {
+    fn gauge(&mut self, name: &str, help: &str, value: f64) -> Result<(), std::fmt::Error> {
+        let m = ConstGauge::new(value);
+        m.encode(
+            self.0
+                .encode_descriptor(name, help, None, m.metric_type())?,
+        )
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+        let m = ConstCounter::new(value);
+        m.encode(
+            self.0
+                .encode_descriptor(name, help, None, m.metric_type())?,
+        )
+    }
+
+    fn gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: &[(Vec<(&str, String)>, f64)],
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (labels, value) in series {
+            ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn counters(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: &[(Vec<(&str, String)>, u64)],
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, value) in series {
+            ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut out = Out(encoder);
+        self.node(&mut out)?;
+        self.members(&mut out)?;
+        self.services(&mut out)?;
+        self.system(&mut out)?;
+        self.store(&mut out)
+    }
+}
+
+impl Snapshot {
+    fn node(&self, out: &mut Out) -> Result<(), std::fmt::Error> {
+        out.gauges(
+            "piha_build_info",
+            "piha version and this node's identity (always 1)",
+            &[(
+                vec![
+                    ("version", self.version.to_owned()),
+                    ("hostname", self.hostname.clone()),
+                    ("config_hash", self.config_hash.clone()),
+                ],
+                1.0,
+            )],
+        )?;
+        out.gauge(
+            "piha_start_time_seconds",
+            "When this piha process started (unix time)",
+            self.started_at_ms as f64 / 1000.0,
+        )?;
+        if let Some(rss) = self.rss_bytes {
+            out.gauge(
+                "process_resident_memory_bytes",
+                "Resident memory of the piha process",
+                rss as f64,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn members(&self, out: &mut Out) -> Result<(), std::fmt::Error> {
+        let m = &self.membership;
+        let up: Vec<_> = m
+            .members
+            .iter()
+            .map(|p| {
+                let v = if p.state == PeerState::Up { 1.0 } else { 0.0 };
+                (vec![("peer", p.hostname.clone())], v)
+            })
+            .collect();
+        out.gauges(
+            "piha_member_up",
+            "1 if the peer is up as this node sees it",
+            &up,
+        )?;
+        let by_state: Vec<_> = ["up", "down", "left", "unknown"]
+            .iter()
+            .map(|s| {
+                let peers = m.members.iter().filter(|p| p.state.name() == *s).count();
+                let me = usize::from(*s == "up");
+                (vec![("state", (*s).to_owned())], (peers + me) as f64)
+            })
+            .collect();
+        out.gauges(
+            "piha_members",
+            "Cluster members by state, this node included",
+            &by_state,
+        )?;
+        out.counter(
+            "piha_membership_heartbeats_received",
+            "Heartbeats accepted",
+            m.received,
+        )?;
+        out.counter("piha_membership_heartbeats_sent", "Heartbeats sent", m.sent)?;
+        out.counter(
+            "piha_membership_send_errors",
+            "Heartbeats the kernel refused to send",
+            m.send_errors,
+        )?;
+        let dropped: Vec<_> = crate::membership::DropReason::ALL
+            .iter()
+            .map(|r| {
+                let n = m.dropped.get(r.label()).copied().unwrap_or(0);
+                (vec![("reason", r.label().to_owned())], n)
+            })
+            .collect();
+        out.counters(
+            "piha_membership_heartbeats_dropped",
+            "Datagrams dropped, by reason",
+            &dropped,
+        )
+    }
+
+    fn services(&self, out: &mut Out) -> Result<(), std::fmt::Error> {
+        let up: Vec<_> = self
+            .health
+            .services
+            .values()
+            .map(|s| {
+                let v = if s.state == ServiceState::Running {
+                    1.0
+                } else {
+                    0.0
+                };
+                (vec![("service", s.name.clone())], v)
+            })
+            .collect();
+        out.gauges(
+            "piha_service_up",
+            "1 if the internal service is running",
+            &up,
+        )?;
+        let restarts: Vec<_> = self
+            .health
+            .services
+            .values()
+            .map(|s| (vec![("service", s.name.clone())], u64::from(s.restarts)))
+            .collect();
+        out.counters(
+            "piha_service_restarts",
+            "Restarts of an internal service after a failure",
+            &restarts,
+        )?;
+        let roles: Vec<_> = self
+            .health
+            .roles
+            .values()
+            .map(|r| {
+                (
+                    vec![
+                        ("role", r.role.name().to_owned()),
+                        ("state", r.state.name().to_owned()),
+                    ],
+                    1.0,
+                )
+            })
+            .collect();
+        out.gauges(
+            "piha_role_state",
+            "Each role of this node and its state (always 1)",
+            &roles,
+        )
+    }
+
+    fn system(&self, out: &mut Out) -> Result<(), std::fmt::Error> {
+        let Some(s) = &self.system.latest else {
+            return Ok(());
+        };
+        out.gauge(
+            "piha_cpu_usage_ratio",
+            "CPU busy, 0 to 1",
+            s.cpu_percent / 100.0,
+        )?;
+        let load: Vec<_> = ["1", "5", "15"]
+            .iter()
+            .zip(s.load)
+            .map(|(w, v)| (vec![("window", format!("{w}m"))], v))
+            .collect();
+        out.gauges("piha_load_average", "System load average", &load)?;
+        out.gauge(
+            "piha_memory_used_bytes",
+            "Memory in use",
+            s.memory_used_bytes as f64,
+        )?;
+        out.gauge(
+            "piha_memory_total_bytes",
+            "Memory installed",
+            s.memory_total_bytes as f64,
+        )?;
+        if let Some(t) = s.temperature_c {
+            out.gauge("piha_temperature_celsius", "SoC temperature", t)?;
+        }
+        out.gauge(
+            "piha_host_uptime_seconds",
+            "Time since the machine booted",
+            s.uptime_s as f64,
+        )?;
+        let used: Vec<_> = s
+            .disks
+            .iter()
+            .map(|d| (vec![("mount", d.mount.clone())], d.used_bytes as f64))
+            .collect();
+        let total: Vec<_> = s
+            .disks
+            .iter()
+            .map(|d| (vec![("mount", d.mount.clone())], d.total_bytes as f64))
+            .collect();
+        out.gauges("piha_disk_used_bytes", "Disk space in use", &used)?;
+        out.gauges("piha_disk_total_bytes", "Disk size", &total)?;
+        out.counter(
+            "piha_network_receive_bytes",
+            "Bytes received on all interfaces but loopback",
+            s.net_rx_bytes_total,
+        )?;
+        out.counter(
+            "piha_network_transmit_bytes",
+            "Bytes sent on all interfaces but loopback",
+            s.net_tx_bytes_total,
+        )
+    }
+
+    fn store(&self, out: &mut Out) -> Result<(), std::fmt::Error> {
+        let s = &self.store;
+        out.counter(
+            "piha_store_flushes",
+            "Batched commits to the event store",
+            s.flushes,
+        )?;
+        out.counter(
+            "piha_store_dropped",
+            "Events or samples dropped because the write queue was full",
+            s.dropped,
+        )?;
+        out.counter("piha_store_write_errors", "Failed commits", s.write_errors)?;
+        out.counter(
+            "piha_store_recoveries",
+            "Times a corrupt database was moved aside and replaced",
+            s.recoveries,
+        )?;
+        out.gauge(
+            "piha_store_database_bytes",
+            "Size of piha.db",
+            s.db_bytes as f64,
+        )
+    }
+}
+
+/// From /proc/self/statm (pages); `None` where there is no procfs.
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}
+
+/// Used by tests and `piha status` to read a single value back.
+pub fn find_value(text: &str, metric_with_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| {
+            l.starts_with(metric_with_labels) && l[metric_with_labels.len()..].starts_with(' ')
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

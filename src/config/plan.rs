@@ -1,0 +1,181 @@
+//! "I am `pi-3`, what do I run?", and the table `piha check` prints.
+
+use std::fmt::Write;
+
+use super::ConfigError;
+use super::model::*;
+
+impl ClusterConfig {
+    /// The plan of `hostname`: its own `[[node]]` entry, else the first
+    /// `[[pattern]]` (in file order) whose glob matches it.
+    ///
+    /// The name is lowercased and any domain is dropped first, since
+    /// hostnames compare case-insensitively and `hostname` on some images
+    /// reports `pi-1.lan`; the file only holds bare lowercase labels.
+    pub fn plan_for(&self, hostname: &str) -> Result<NodePlan, ConfigError> {
+        let host = normalize(hostname);
+        if let Some(node) = self.nodes.iter().find(|n| n.hostname == host) {
+            return Ok(NodePlan {
+                hostname: node.hostname.clone(),
+                address: Some(node.address),
+                admin_port: node.admin_port,
+                gossip_port: node.gossip_port,
+                roles: node.roles.clone(),
+                settings: node.settings.clone(),
+                from_pattern: None,
+            });
+        }
+        if let Some(rule) = self.patterns.iter().find(|p| p.matches(&host)) {
+            return Ok(NodePlan {
+                hostname: host,
+                address: None,
+                admin_port: self.defaults.admin_port,
+                gossip_port: self.defaults.gossip_port,
+                roles: rule.roles.clone(),
+                settings: rule.settings.clone(),
+                from_pattern: Some(rule.pattern.clone()),
+            });
+        }
+        Err(ConfigError::UnknownHost {
+            host: hostname.to_string(),
+            path: self.source.path.clone(),
+            known: self.nodes.iter().map(|n| n.hostname.clone()).collect(),
+            patterns: self.patterns.iter().map(|p| p.pattern.clone()).collect(),
+        })
+    }
+
+    /// The role plan of every node and pattern, for `piha check`.
+    pub fn plan_table(&self) -> String {
+        let mut out = String::new();
+        let vip = self
+            .vip
+            .map_or("no VIP".to_string(), |v| format!("VIP {v}"));
+        let _ = writeln!(
+            out,
+            "cluster \"{}\": {}, {}, {vip}, config {} (hash {})",
+            self.name,
+            count(self.nodes.len(), "node"),
+            count(self.patterns.len(), "pattern"),
+            self.source.path.display(),
+            self.source.hash
+        );
+        let mut rows = vec![[
+            "HOST".to_string(),
+            "ADDRESS".to_string(),
+            "ADMIN".to_string(),
+            "ROLES".to_string(),
+            "SETTINGS".to_string(),
+        ]];
+        for node in &self.nodes {
+            rows.push([
+                node.hostname.clone(),
+                node.network.to_string(),
+                node.admin_port.to_string(),
+                roles(&node.roles),
+                settings(&node.settings),
+            ]);
+        }
+        for rule in &self.patterns {
+            rows.push([
+                rule.pattern.clone(),
+                "(joins by pattern)".to_string(),
+                self.defaults.admin_port.to_string(),
+                roles(&rule.roles),
+                settings(&rule.settings),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&align(&rows));
+        let token = if self.admin_token.is_some() {
+            "admin token: set"
+        } else {
+            "admin token: not set (admin endpoints that change something are refused)"
+        };
+        let _ = writeln!(out, "\n{token}");
+        out
+    }
+}
+
+impl PatternRule {
+    /// Whether `host` (already normalized) joins by this rule.
+    pub fn matches(&self, host: &str) -> bool {
+        // Validated at load, so a pattern that fails to compile here cannot
+        // happen; treat it as matching nothing rather than panicking.
+        glob::Pattern::new(&self.pattern).is_ok_and(|p| p.matches(host))
+    }
+}
+
+fn normalize(hostname: &str) -> String {
+    let host = hostname.trim().to_ascii_lowercase();
+    match host.split_once('.') {
+        Some((label, _)) => label.to_string(),
+        None => host,
+    }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn roles(roles: &std::collections::BTreeSet<Role>) -> String {
+    if roles.is_empty() {
+        return "(none)".to_string();
+    }
+    roles
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn settings(s: &RoleSettings) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = &s.balancer {
+        parts.push(format!("vrrp priority {}", b.priority));
+    }
+    if let Some(w) = &s.web {
+        parts.push(format!("web root {}", w.root.display()));
+    }
+    if let Some(d) = &s.db {
+        parts.push(if d.initial_primary {
+            "db initial primary".to_string()
+        } else {
+            "db standby".to_string()
+        });
+    }
+    if let Some(st) = &s.storage {
+        parts.push(format!("brick {}", st.brick.display()));
+    }
+    if parts.is_empty() {
+        return "-".to_string();
+    }
+    parts.join(", ")
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn align<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

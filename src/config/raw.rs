@@ -1,0 +1,508 @@
+//! First pass over the parsed TOML: shape only. Every key is checked against
+//! the keys its table may hold and every value against the type it must have,
+//! so that `validate` works on typed fields and each mistake is reported once,
+//! where it was made. This is done by hand over toml's spanned tree rather than
+//! with `#[derive(Deserialize)]` because serde stops at the first error, and a
+//! person fixing a file on an SD card wants to hear about all of them at once.
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diagnostic::{Diagnostic, Report, Span};
+use super::suggest::closest;
+
+#[derive(Default)]
+pub struct RawFile {
+    pub cluster: Option<RawCluster>,
+    pub defaults: RawDefaults,
+    pub membership: RawMembership,
+    pub store: RawStore,
+    pub metrics: RawMetrics,
+    pub nodes: Vec<RawNode>,
+    pub patterns: Vec<RawPattern>,
+}
+
+pub struct RawCluster {
+    pub span: Span,
+    pub name: Option<Spanned<String>>,
+    pub vip: Option<Spanned<String>>,
+    pub admin_token: Option<Spanned<String>>,
+    pub admin_token_file: Option<Spanned<String>>,
+}
+
+#[derive(Default)]
+pub struct RawDefaults {
+    pub admin_port: Option<Spanned<i64>>,
+    pub gossip_port: Option<Spanned<i64>>,
+    pub sections: RawSections,
+}
+
+#[derive(Default)]
+pub struct RawMembership {
+    pub heartbeat_interval: Option<Spanned<String>>,
+    pub down_after: Option<Spanned<String>>,
+}
+
+#[derive(Default)]
+pub struct RawStore {
+    pub retention: Option<Spanned<String>>,
+    pub max_size: Option<Spanned<RawSize>>,
+    pub flush_interval: Option<Spanned<String>>,
+}
+
+/// `max_size = "64MiB"` or `max_size = 67108864`.
+pub enum RawSize {
+    Text(String),
+    Bytes(i64),
+}
+
+#[derive(Default)]
+pub struct RawMetrics {
+    pub sample_interval: Option<Spanned<String>>,
+}
+
+pub struct RawNode {
+    /// The `[[node]]` header (or the inline table), for "missing key" errors.
+    pub span: Span,
+    pub hostname: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
+    pub roles: Option<Spanned<Vec<Spanned<String>>>>,
+    pub admin_port: Option<Spanned<i64>>,
+    pub gossip_port: Option<Spanned<i64>>,
+    pub sections: RawSections,
+}
+
+pub struct RawPattern {
+    pub span: Span,
+    pub glob: Option<Spanned<String>>,
+    pub roles: Option<Spanned<Vec<Spanned<String>>>>,
+    pub sections: RawSections,
+}
+
+/// The per-role tables a node, a pattern or `[defaults]` may carry.
+#[derive(Default)]
+pub struct RawSections {
+    pub balancer: Option<Section<RawBalancer>>,
+    pub web: Option<Section<RawWeb>>,
+    pub db: Option<Section<RawDb>>,
+    pub storage: Option<Section<RawStorage>>,
+}
+
+pub struct Section<T> {
+    /// The key (`balancer` in `balancer = { ... }`): where "this node has no
+    /// balancer role" points.
+    pub key_span: Span,
+    pub fields: T,
+}
+
+pub struct RawBalancer {
+    pub priority: Option<Spanned<i64>>,
+}
+
+pub struct RawWeb {
+    pub root: Option<Spanned<String>>,
+}
+
+pub struct RawDb {
+    pub initial_primary: Option<Spanned<bool>>,
+}
+
+pub struct RawStorage {
+    pub brick: Option<Spanned<String>>,
+}
+
+const DURATION: &str = "a duration in quotes, like \"1s\", \"500ms\" or \"7d\"";
+const PORT: &str = "a port number like 9000";
+
+pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
+    let mut top = Fields::new(root, "the top level of the file", report);
+    let cluster = top.table("cluster").map(|t| read_cluster(t, top.report));
+    let defaults = top.table("defaults").map(|t| read_defaults(t, top.report));
+    let membership = top.table("membership").map(|t| {
+        let mut f = Fields::new(t.table, "[membership]", top.report);
+        let m = RawMembership {
+            heartbeat_interval: f.string("heartbeat_interval", DURATION),
+            down_after: f.string("down_after", DURATION),
+        };
+        f.finish();
+        m
+    });
+    let store = top.table("store").map(|t| read_store(t, top.report));
+    let metrics = top.table("metrics").map(|t| {
+        let mut f = Fields::new(t.table, "[metrics]", top.report);
+        let m = RawMetrics {
+            sample_interval: f.string("sample_interval", DURATION),
+        };
+        f.finish();
+        m
+    });
+    let nodes = top.array_of_tables("node");
+    let nodes = nodes
+        .into_iter()
+        .map(|t| read_node(t, top.report))
+        .collect();
+    let patterns = top.array_of_tables("pattern");
+    let patterns = patterns
+        .into_iter()
+        .map(|t| read_pattern(t, top.report))
+        .collect();
+    top.finish();
+    RawFile {
+        cluster,
+        defaults: defaults.unwrap_or_default(),
+        membership: membership.unwrap_or_default(),
+        store: store.unwrap_or_default(),
+        metrics: metrics.unwrap_or_default(),
+        nodes,
+        patterns,
+    }
+}
+
+fn read_cluster(t: Table<'_, '_>, report: &mut Report<'_>) -> RawCluster {
+    let mut f = Fields::new(t.table, "[cluster]", report);
+    let quoted = "a string in quotes";
+    let cluster = RawCluster {
+        span: t.span,
+        name: f.string("name", "a cluster name in quotes, like \"piha\""),
+        vip: f.string(
+            "vip",
+            "an IP address with a prefix length in quotes, like \"192.0.2.10/24\"",
+        ),
+        admin_token: f.string("admin_token", quoted),
+        admin_token_file: f.string("admin_token_file", "a file path in quotes"),
+    };
+    f.finish();
+    cluster
+}
+
+fn read_defaults(t: Table<'_, '_>, report: &mut Report<'_>) -> RawDefaults {
+    let mut f = Fields::new(t.table, "[defaults]", report);
+    let defaults = RawDefaults {
+        admin_port: f.integer("admin_port", PORT),
+        gossip_port: f.integer("gossip_port", PORT),
+        sections: read_sections(&mut f),
+    };
+    f.finish();
+    defaults
+}
+
+fn read_store(t: Table<'_, '_>, report: &mut Report<'_>) -> RawStore {
+    let mut f = Fields::new(t.table, "[store]", report);
+    let retention = f.string("retention", DURATION);
+    let max_size = f.get("max_size").and_then(|v| match v.get_ref() {
+        DeValue::String(s) => Some(Spanned::new(v.span(), RawSize::Text(s.to_string()))),
+        DeValue::Integer(_) => f
+            .integer_value("max_size", v)
+            .map(|n| Spanned::new(v.span(), RawSize::Bytes(n))),
+        _ => {
+            let expected = "a size like \"64MiB\" or a number of bytes";
+            f.wrong_type("max_size", v, expected);
+            None
+        }
+    });
+    let store = RawStore {
+        retention,
+        max_size,
+        flush_interval: f.string("flush_interval", DURATION),
+    };
+    f.finish();
+    store
+}
+
+fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
+    let mut f = Fields::new(t.table, "[[node]]", report);
+    let node = RawNode {
+        span: t.span,
+        hostname: f.string("hostname", "a hostname in quotes, like \"pi-1\""),
+        address: f.string(
+            "address",
+            "an IP address with a prefix length in quotes, like \"192.0.2.11/24\"",
+        ),
+        roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
+        admin_port: f.integer("admin_port", PORT),
+        gossip_port: f.integer("gossip_port", PORT),
+        sections: read_sections(&mut f),
+    };
+    f.finish();
+    node
+}
+
+fn read_pattern(t: Table<'_, '_>, report: &mut Report<'_>) -> RawPattern {
+    let mut f = Fields::new(t.table, "[[pattern]]", report);
+    let pattern = RawPattern {
+        span: t.span,
+        glob: f.string("match", "a hostname pattern in quotes, like \"pi-*\""),
+        roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
+        sections: read_sections(&mut f),
+    };
+    f.finish();
+    pattern
+}
+
+fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
+    let balancer = f.table("balancer").map(|t| {
+        let mut s = Fields::new(t.table, "the `balancer` section", f.report);
+        let fields = RawBalancer {
+            priority: s.integer("priority", "a VRRP priority from 1 to 254"),
+        };
+        s.finish();
+        Section {
+            key_span: t.key_span,
+            fields,
+        }
+    });
+    let web = f.table("web").map(|t| {
+        let mut s = Fields::new(t.table, "the `web` section", f.report);
+        let fields = RawWeb {
+            root: s.string("root", "a directory path in quotes, like \"/srv/piha/www\""),
+        };
+        s.finish();
+        Section {
+            key_span: t.key_span,
+            fields,
+        }
+    });
+    let db = f.table("db").map(|t| {
+        let mut s = Fields::new(t.table, "the `db` section", f.report);
+        let fields = RawDb {
+            initial_primary: s.boolean("initial_primary"),
+        };
+        s.finish();
+        Section {
+            key_span: t.key_span,
+            fields,
+        }
+    });
+    let storage = f.table("storage").map(|t| {
+        let mut s = Fields::new(t.table, "the `storage` section", f.report);
+        let fields = RawStorage {
+            brick: s.string(
+                "brick",
+                "a directory path in quotes, like \"/srv/piha/brick\"",
+            ),
+        };
+        s.finish();
+        Section {
+            key_span: t.key_span,
+            fields,
+        }
+    });
+    RawSections {
+        balancer,
+        web,
+        db,
+        storage,
+    }
+}
+
+/// A sub-table with where it was written.
+struct Table<'t, 'i> {
+    table: &'t DeTable<'i>,
+    span: Span,
+    key_span: Span,
+}
+
+/// Typed access to one table's keys. Every key asked for counts as known;
+/// `finish` reports the rest as unknown, with the closest known key.
+struct Fields<'t, 'i, 'r, 's> {
+    table: &'t DeTable<'i>,
+    context: &'static str,
+    known: Vec<&'static str>,
+    report: &'r mut Report<'s>,
+}
+
+impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
+    fn new(table: &'t DeTable<'i>, context: &'static str, report: &'r mut Report<'s>) -> Self {
+        Fields {
+            table,
+            context,
+            known: Vec::new(),
+            report,
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
+        self.known.push(key);
+        self.table.get(key)
+    }
+
+    fn string(&mut self, key: &'static str, expected: &str) -> Option<Spanned<String>> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(value.span(), s.to_string())),
+            _ => {
+                self.wrong_type(key, value, expected);
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, key: &'static str, expected: &str) -> Option<Spanned<i64>> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::Integer(_) => self
+                .integer_value(key, value)
+                .map(|n| Spanned::new(value.span(), n)),
+            DeValue::String(s) if s.trim().parse::<i64>().is_ok() => {
+                self.wrong_type(key, value, expected).help(format!(
+                    "write the number without quotes: {key} = {}",
+                    s.trim()
+                ));
+                None
+            }
+            _ => {
+                self.wrong_type(key, value, expected);
+                None
+            }
+        }
+    }
+
+    fn integer_value(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<i64> {
+        let DeValue::Integer(n) = value.get_ref() else {
+            return None;
+        };
+        let parsed = i64::from_str_radix(n.as_str(), n.radix()).ok();
+        if parsed.is_none() {
+            self.report
+                .error(value.span(), format!("the number for `{key}` is too large"));
+        }
+        parsed
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Option<Spanned<bool>> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(Spanned::new(value.span(), *b)),
+            _ => {
+                self.wrong_type(key, value, "true or false (without quotes)");
+                None
+            }
+        }
+    }
+
+    fn string_array(
+        &mut self,
+        key: &'static str,
+        expected: &str,
+    ) -> Option<Spanned<Vec<Spanned<String>>>> {
+        let value = self.get(key)?;
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(key, value, expected);
+            return None;
+        };
+        let mut strings = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => strings.push(Spanned::new(item.span(), s.to_string())),
+                other => {
+                    let found = type_name(other);
+                    self.report.error(
+                        item.span(),
+                        format!("expected a role name in quotes, like \"web\", found {found}"),
+                    );
+                }
+            }
+        }
+        Some(Spanned::new(value.span(), strings))
+    }
+
+    fn table(&mut self, key: &'static str) -> Option<Table<'t, 'i>> {
+        self.known.push(key);
+        let (k, value) = self.table.get_key_value(key)?;
+        match value.get_ref() {
+            DeValue::Table(table) => Some(Table {
+                table,
+                span: value.span(),
+                key_span: k.span(),
+            }),
+            _ => {
+                let expected = format!("a table, like `[{key}]` or `{key} = {{ ... }}`");
+                self.wrong_type(key, value, &expected);
+                None
+            }
+        }
+    }
+
+    /// `[[node]]` / `[[pattern]]`: every element must be a table.
+    fn array_of_tables(&mut self, key: &'static str) -> Vec<Table<'t, 'i>> {
+        self.known.push(key);
+        let Some((k, value)) = self.table.get_key_value(key) else {
+            return Vec::new();
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            let found = type_name(value.get_ref());
+            self.report
+                .error(
+                    value.span(),
+                    format!("expected `[[{key}]]` with double brackets, found {found}"),
+                )
+                .help(format!(
+                    "each {key} is its own `[[{key}]]` section; `[{key}]` makes one plain table"
+                ));
+            return Vec::new();
+        };
+        let mut tables = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::Table(table) => tables.push(Table {
+                    table,
+                    span: item.span(),
+                    key_span: k.span(),
+                }),
+                other => {
+                    let found = type_name(other);
+                    self.report.error(
+                        item.span(),
+                        format!("expected a `[[{key}]]` table, found {found}"),
+                    );
+                }
+            }
+        }
+        tables
+    }
+
+    fn wrong_type(
+        &mut self,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+        expected: &str,
+    ) -> &mut Diagnostic {
+        let found = type_name(value.get_ref());
+        self.report.error(
+            value.span(),
+            format!("wrong type for `{key}`: expected {expected}, found {found}"),
+        )
+    }
+
+    fn finish(self) {
+        for (key, _) in self.table.iter() {
+            let name: &str = key.get_ref();
+            if self.known.contains(&name) {
+                continue;
+            }
+            let mut message = format!("unknown key `{name}` in {}", self.context);
+            let suggestion = closest(name, &self.known);
+            if let Some(s) = suggestion {
+                message.push_str(&format!("; did you mean `{s}`?"));
+            }
+            let d = self.report.error(key.span(), message);
+            if suggestion.is_none() {
+                d.help(format!("keys allowed here: {}", self.known.join(", ")));
+            }
+        }
+    }
+}
+
+/// "an integer", "a table": for "found ..." in type errors.
+fn type_name(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::String(s) if s.chars().count() <= 40 => format!("the string \"{s}\""),
+        DeValue::String(_) => "a string".to_string(),
+        DeValue::Integer(n) => format!("the number {n}"),
+        DeValue::Float(x) => format!("the number {x}"),
+        DeValue::Boolean(b) => format!("{b}"),
+        DeValue::Datetime(_) => "a date".to_string(),
+        DeValue::Array(_) => "a list".to_string(),
+        DeValue::Table(_) => "a table".to_string(),
+    }
+}

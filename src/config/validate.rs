@@ -1,0 +1,620 @@
+//! Second pass: typed raw fields -> the model, one section at a time. Each
+//! check that fails records a diagnostic and falls back to a placeholder so
+//! the remaining checks still run; the model is only handed out when nothing
+//! failed.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::checks;
+use super::diagnostic::{Report, Span};
+use super::model::*;
+use super::raw::*;
+use super::suggest::closest;
+use super::values;
+
+/// The per-role settings a node or pattern starts from before its own
+/// sections are applied: the built-in values overlaid with `[defaults]`.
+pub struct RoleDefaults {
+    pub balancer: BalancerSettings,
+    pub web: WebSettings,
+    pub db: DbSettings,
+    pub storage: StorageSettings,
+}
+
+/// A `[[node]]` as far as it could be checked, with its raw entry kept for
+/// pointing at it from the checks that compare nodes.
+pub struct NodeFacts<'r> {
+    pub raw: &'r RawNode,
+    pub hostname: Option<String>,
+    pub net: Option<IpNet>,
+    pub admin_port: u16,
+    pub gossip_port: u16,
+    pub roles: BTreeSet<Role>,
+    pub settings: RoleSettings,
+}
+
+impl NodeFacts<'_> {
+    /// How messages name this node.
+    pub fn label(&self) -> String {
+        match &self.hostname {
+            Some(h) => format!("node \"{h}\""),
+            None => "this node".to_string(),
+        }
+    }
+}
+
+pub struct PatternFacts<'r> {
+    pub raw: &'r RawPattern,
+    pub rule: Option<PatternRule>,
+}
+
+/// What `[cluster]` yields.
+pub struct ClusterFacts {
+    pub span: Span,
+    pub name: String,
+    pub vip: Option<Spanned<IpNet>>,
+    pub admin_token: Option<String>,
+}
+
+pub fn validate(
+    raw: &RawFile,
+    source: ConfigSource,
+    report: &mut Report<'_>,
+) -> Option<ClusterConfig> {
+    let cluster = cluster(raw.cluster.as_ref(), report);
+    let (defaults, role_defaults) = defaults(&raw.defaults, report);
+    let membership = membership(&raw.membership, report);
+    let store = store(&raw.store, report);
+    let metrics = MetricsSettings {
+        sample_interval: duration_or(&raw.metrics.sample_interval, 5, report),
+    };
+    let nodes: Vec<NodeFacts<'_>> = raw
+        .nodes
+        .iter()
+        .map(|n| node(n, &defaults, &role_defaults, report))
+        .collect();
+    let patterns: Vec<PatternFacts<'_>> = raw
+        .patterns
+        .iter()
+        .map(|p| pattern(p, &role_defaults, report))
+        .collect();
+    checks::across_nodes(&cluster, &nodes, &patterns, report);
+
+    if report.has_errors() {
+        return None;
+    }
+    Some(ClusterConfig {
+        name: cluster.name,
+        vip: cluster.vip.map(Spanned::into_inner),
+        admin_token: cluster.admin_token,
+        defaults,
+        membership,
+        store,
+        metrics,
+        nodes: nodes
+            .into_iter()
+            .filter_map(NodeFacts::into_config)
+            .collect(),
+        patterns: patterns.into_iter().filter_map(|p| p.rule).collect(),
+        source,
+    })
+}
+
+impl NodeFacts<'_> {
+    fn into_config(self) -> Option<NodeConfig> {
+        let net = self.net?;
+        Some(NodeConfig {
+            hostname: self.hostname?,
+            address: net.addr(),
+            network: net,
+            admin_port: self.admin_port,
+            gossip_port: self.gossip_port,
+            roles: self.roles,
+            settings: self.settings,
+        })
+    }
+}
+
+fn cluster(raw: Option<&RawCluster>, report: &mut Report<'_>) -> ClusterFacts {
+    let Some(raw) = raw else {
+        report
+            .error(0..0, "missing the [cluster] section")
+            .help("start the file with [cluster] and name = \"piha\"");
+        return ClusterFacts {
+            span: 0..0,
+            name: String::new(),
+            vip: None,
+            admin_token: None,
+        };
+    };
+    let name = match &raw.name {
+        None => {
+            report
+                .error(
+                    raw.span.clone(),
+                    "[cluster] is missing the required key `name`",
+                )
+                .help("add name = \"piha\" (lowercase letters, digits and '-')");
+            String::new()
+        }
+        Some(name) => {
+            if let Err(why) = values::cluster_name(name.get_ref()) {
+                report.error(name.span(), why);
+            }
+            name.get_ref().clone()
+        }
+    };
+    let vip = raw.vip.as_ref().and_then(|vip| {
+        match values::address_with_prefix(vip.get_ref(), "192.0.2.10/24") {
+            Ok(net) => Some(Spanned::new(vip.span(), net)),
+            Err(why) => {
+                report.error(vip.span(), format!("invalid VIP: {why}"));
+                None
+            }
+        }
+    });
+    ClusterFacts {
+        span: raw.span.clone(),
+        name,
+        vip,
+        admin_token: admin_token(raw, report),
+    }
+}
+
+/// Shorter than this, a token can be guessed by anyone on the LAN who cares.
+const MIN_TOKEN_CHARS: usize = 16;
+
+fn admin_token(raw: &RawCluster, report: &mut Report<'_>) -> Option<String> {
+    match (&raw.admin_token, &raw.admin_token_file) {
+        (None, None) => None,
+        (Some(token), Some(file)) => {
+            let line = report.line_of(token.span().start);
+            report
+                .error(
+                    file.span(),
+                    "set either `admin_token` or `admin_token_file`, not both",
+                )
+                .note(format!("`admin_token` is set at line {line}"));
+            None
+        }
+        (Some(token), None) => check_token(token.get_ref(), token.span(), "admin_token", report),
+        (None, Some(file)) => {
+            let path = resolve(report.path(), file.get_ref());
+            match read_token_file(&path) {
+                Ok(token) => {
+                    let what = format!("the token in {}", path.display());
+                    check_token(&token, file.span(), &what, report)
+                }
+                Err(e) => {
+                    report.error(
+                        file.span(),
+                        format!("cannot read admin_token_file {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn check_token(token: &str, span: Span, what: &str, report: &mut Report<'_>) -> Option<String> {
+    let len = token.chars().count();
+    if len < MIN_TOKEN_CHARS {
+        report.error(
+            span,
+            format!("{what} is {len} characters long; it must be at least {MIN_TOKEN_CHARS}"),
+        );
+        return None;
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        report.error(
+            span,
+            format!("{what} must not contain spaces or control characters"),
+        );
+        return None;
+    }
+    Some(token.to_string())
+}
+
+/// A relative token path is taken from the cluster file's folder, so a token
+/// kept next to cluster.toml on the boot partition works wherever piha runs.
+fn resolve(config: &Path, file: &str) -> std::path::PathBuf {
+    let file = Path::new(file);
+    match config.parent() {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file.to_path_buf(),
+    }
+}
+
+fn read_token_file(path: &Path) -> std::io::Result<String> {
+    const LIMIT: u64 = 4096;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(LIMIT)
+        .read_to_string(&mut text)?;
+    Ok(text.trim().to_string())
+}
+
+fn defaults(raw: &RawDefaults, report: &mut Report<'_>) -> (Defaults, RoleDefaults) {
+    let defaults = Defaults {
+        admin_port: port_or(&raw.admin_port, 9000, report),
+        gossip_port: port_or(&raw.gossip_port, 7946, report),
+    };
+    let builtin = RoleDefaults {
+        balancer: BalancerSettings { priority: 100 },
+        web: WebSettings {
+            root: "/srv/piha/www".into(),
+        },
+        db: DbSettings {
+            initial_primary: false,
+        },
+        storage: StorageSettings {
+            brick: "/srv/piha/brick".into(),
+        },
+    };
+    let s = &raw.sections;
+    let roles = RoleDefaults {
+        balancer: balancer(&builtin.balancer, s.balancer.as_ref(), report),
+        web: web(&builtin.web, s.web.as_ref(), report),
+        db: db(&builtin.db, s.db.as_ref(), "[defaults]", report),
+        storage: storage(&builtin.storage, s.storage.as_ref(), report),
+    };
+    (defaults, roles)
+}
+
+fn membership(raw: &RawMembership, report: &mut Report<'_>) -> MembershipSettings {
+    let heartbeat_interval = duration_or(&raw.heartbeat_interval, 1, report);
+    let down_after = duration_or(&raw.down_after, 3, report);
+    if down_after <= heartbeat_interval {
+        // Point at whichever of the two was written; if both were, the fix
+        // is as likely in either, and down_after is the one that reads wrong.
+        let span = raw
+            .down_after
+            .as_ref()
+            .or(raw.heartbeat_interval.as_ref())
+            .map_or(0..0, Spanned::span);
+        report
+            .error(
+                span,
+                format!(
+                    "down_after ({}) must be longer than heartbeat_interval ({})",
+                    humantime::format_duration(down_after),
+                    humantime::format_duration(heartbeat_interval)
+                ),
+            )
+            .help("a peer is marked down after missing a few heartbeats; 3 x heartbeat_interval is usual");
+    }
+    MembershipSettings {
+        heartbeat_interval,
+        down_after,
+    }
+}
+
+fn store(raw: &RawStore, report: &mut Report<'_>) -> StoreSettings {
+    let max_bytes = match &raw.max_size {
+        None => 64 << 20,
+        Some(size) => values::size(size.get_ref()).unwrap_or_else(|why| {
+            report.error(size.span(), why);
+            64 << 20
+        }),
+    };
+    StoreSettings {
+        retention: duration_or(&raw.retention, 7 * 86_400, report),
+        max_bytes,
+        flush_interval: duration_or(&raw.flush_interval, 5, report),
+    }
+}
+
+fn duration_or(raw: &Option<Spanned<String>>, secs: u64, report: &mut Report<'_>) -> Duration {
+    let fallback = Duration::from_secs(secs);
+    let Some(text) = raw else {
+        return fallback;
+    };
+    values::duration(text.get_ref()).unwrap_or_else(|why| {
+        report.error(text.span(), why);
+        fallback
+    })
+}
+
+fn port_or(raw: &Option<Spanned<i64>>, fallback: u16, report: &mut Report<'_>) -> u16 {
+    let Some(n) = raw else {
+        return fallback;
+    };
+    values::port(*n.get_ref()).unwrap_or_else(|why| {
+        report.error(n.span(), why);
+        fallback
+    })
+}
+
+fn node<'r>(
+    raw: &'r RawNode,
+    defaults: &Defaults,
+    role_defaults: &RoleDefaults,
+    report: &mut Report<'_>,
+) -> NodeFacts<'r> {
+    let hostname = match &raw.hostname {
+        None => {
+            report
+                .error(
+                    raw.span.clone(),
+                    "[[node]] is missing the required key `hostname`",
+                )
+                .help("add hostname = \"pi-1\", the name the Pi reports with `hostname`");
+            None
+        }
+        Some(h) => match values::hostname(h.get_ref()) {
+            Ok(()) => Some(h.get_ref().clone()),
+            Err(why) => {
+                report.error(h.span(), why);
+                None
+            }
+        },
+    };
+    let who = hostname
+        .as_ref()
+        .map_or("this node".to_string(), |h| format!("node \"{h}\""));
+    let net = match &raw.address {
+        None => {
+            report
+                .error(
+                    raw.span.clone(),
+                    format!("{who} is missing the required key `address`"),
+                )
+                .help(
+                    "add its LAN address with the prefix length, like address = \"192.0.2.11/24\"",
+                );
+            None
+        }
+        Some(a) => match values::address_with_prefix(a.get_ref(), "192.0.2.11/24") {
+            Ok(net) => Some(net),
+            Err(why) => {
+                report.error(a.span(), why);
+                None
+            }
+        },
+    };
+    let roles = required_roles(&raw.roles, raw.span.clone(), &who, report);
+    let settings = role_settings(&roles, &raw.sections, role_defaults, &who, false, report);
+    NodeFacts {
+        raw,
+        hostname,
+        net,
+        admin_port: port_or(&raw.admin_port, defaults.admin_port, report),
+        gossip_port: port_or(&raw.gossip_port, defaults.gossip_port, report),
+        roles,
+        settings,
+    }
+}
+
+fn pattern<'r>(
+    raw: &'r RawPattern,
+    role_defaults: &RoleDefaults,
+    report: &mut Report<'_>,
+) -> PatternFacts<'r> {
+    let glob = match &raw.glob {
+        None => {
+            report
+                .error(
+                    raw.span.clone(),
+                    "[[pattern]] is missing the required key `match`",
+                )
+                .help("add the hostname glob it applies to, like match = \"pi-*\"");
+            None
+        }
+        Some(g) => match glob::Pattern::new(g.get_ref()) {
+            Ok(_) => Some(g.get_ref().clone()),
+            Err(e) => {
+                report.error(
+                    g.span(),
+                    format!(
+                        "invalid hostname pattern \"{}\": {} (near character {}); use * for any run of characters, ? for one, [0-9] for a range",
+                        g.get_ref(),
+                        e.msg,
+                        e.pos + 1
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let who = glob
+        .as_ref()
+        .map_or("this pattern".to_string(), |g| format!("pattern \"{g}\""));
+    let roles = required_roles(&raw.roles, raw.span.clone(), &who, report);
+    let settings = role_settings(&roles, &raw.sections, role_defaults, &who, true, report);
+    let rule = glob.map(|pattern| PatternRule {
+        pattern,
+        roles,
+        settings,
+    });
+    PatternFacts { raw, rule }
+}
+
+fn required_roles(
+    raw: &Option<Spanned<Vec<Spanned<String>>>>,
+    table_span: Span,
+    who: &str,
+    report: &mut Report<'_>,
+) -> BTreeSet<Role> {
+    let Some(list) = raw else {
+        report
+            .error(
+                table_span,
+                format!("{who} is missing the required key `roles`"),
+            )
+            .help(
+                "list its roles, like roles = [\"web\", \"storage\"] (an empty list [] means none)",
+            );
+        return BTreeSet::new();
+    };
+    let mut roles = BTreeSet::new();
+    for name in list.get_ref() {
+        let Some(role) = Role::from_name(name.get_ref()) else {
+            let valid: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+            let mut message = format!(
+                "unknown role \"{}\"; valid roles are {}",
+                name.get_ref(),
+                valid.join(", ")
+            );
+            if let Some(s) = closest(name.get_ref(), &valid) {
+                message.push_str(&format!(" (did you mean \"{s}\"?)"));
+            }
+            report.error(name.span(), message);
+            continue;
+        };
+        if !roles.insert(role) {
+            report.error(name.span(), format!("role \"{role}\" is listed twice"));
+        }
+    }
+    roles
+}
+
+/// The settings of each role `roles` holds: `[defaults]` overlaid with the
+/// entry's own section. A section for a role the entry lacks is an error, not
+/// silently ignored: it usually means the role was forgotten in `roles`.
+fn role_settings(
+    roles: &BTreeSet<Role>,
+    sections: &RawSections,
+    defaults: &RoleDefaults,
+    who: &str,
+    is_pattern: bool,
+    report: &mut Report<'_>,
+) -> RoleSettings {
+    let present = [
+        (
+            Role::Balancer,
+            sections.balancer.as_ref().map(|s| &s.key_span),
+        ),
+        (Role::Web, sections.web.as_ref().map(|s| &s.key_span)),
+        (Role::Db, sections.db.as_ref().map(|s| &s.key_span)),
+        (
+            Role::Storage,
+            sections.storage.as_ref().map(|s| &s.key_span),
+        ),
+    ];
+    for (role, span) in present {
+        if let Some(span) = span.filter(|_| !roles.contains(&role)) {
+            report
+                .error(
+                    span.clone(),
+                    format!("{who} has a `{role}` section but not the \"{role}\" role"),
+                )
+                .help(format!(
+                    "add \"{role}\" to its roles, or delete the `{role}` section"
+                ));
+        }
+    }
+    let has = |role| roles.contains(&role);
+    let db_owner = if is_pattern {
+        "[[pattern]]"
+    } else {
+        "[[node]]"
+    };
+    RoleSettings {
+        balancer: has(Role::Balancer)
+            .then(|| balancer(&defaults.balancer, sections.balancer.as_ref(), report)),
+        web: has(Role::Web).then(|| web(&defaults.web, sections.web.as_ref(), report)),
+        db: has(Role::Db).then(|| db(&defaults.db, sections.db.as_ref(), db_owner, report)),
+        storage: has(Role::Storage)
+            .then(|| storage(&defaults.storage, sections.storage.as_ref(), report)),
+    }
+}
+
+fn balancer(
+    base: &BalancerSettings,
+    section: Option<&Section<RawBalancer>>,
+    report: &mut Report<'_>,
+) -> BalancerSettings {
+    let priority = section
+        .and_then(|s| s.fields.priority.as_ref())
+        .and_then(|p| {
+            values::priority(*p.get_ref())
+                .map_err(|why| {
+                    report.error(p.span(), why);
+                })
+                .ok()
+        });
+    BalancerSettings {
+        priority: priority.unwrap_or(base.priority),
+    }
+}
+
+fn web(
+    base: &WebSettings,
+    section: Option<&Section<RawWeb>>,
+    report: &mut Report<'_>,
+) -> WebSettings {
+    let root = section.and_then(|s| s.fields.root.as_ref()).and_then(|r| {
+        values::absolute_dir(r.get_ref())
+            .map_err(|why| {
+                report.error(r.span(), format!("invalid web root: {why}"));
+            })
+            .ok()
+    });
+    WebSettings {
+        root: root.unwrap_or_else(|| base.root.clone()),
+    }
+}
+
+/// `owner` is where the section sits: only a `[[node]]` may claim to be the
+/// first primary, since a pattern or `[defaults]` can apply to many hosts.
+fn db(
+    base: &DbSettings,
+    section: Option<&Section<RawDb>>,
+    owner: &str,
+    report: &mut Report<'_>,
+) -> DbSettings {
+    let flag = section.and_then(|s| s.fields.initial_primary.as_ref());
+    let initial_primary = match flag {
+        Some(p) if *p.get_ref() && owner != "[[node]]" => {
+            report
+                .error(
+                    p.span(),
+                    format!("`initial_primary = true` is not allowed in {owner}"),
+                )
+                .help("exactly one db node starts as primary: set it on that one [[node]]");
+            false
+        }
+        Some(p) => *p.get_ref(),
+        None => base.initial_primary,
+    };
+    DbSettings { initial_primary }
+}
+
+fn storage(
+    base: &StorageSettings,
+    section: Option<&Section<RawStorage>>,
+    report: &mut Report<'_>,
+) -> StorageSettings {
+    let brick = section.and_then(|s| s.fields.brick.as_ref()).and_then(|b| {
+        values::absolute_dir(b.get_ref())
+            .map_err(|why| {
+                report.error(b.span(), format!("invalid brick: {why}"));
+            })
+            .ok()
+    });
+    StorageSettings {
+        brick: brick.unwrap_or_else(|| base.brick.clone()),
+    }
+}
+
+/// Where a role was written in an entry's `roles` list.
+pub fn role_span(raw: &Option<Spanned<Vec<Spanned<String>>>>, role: Role) -> Option<Span> {
+    raw.as_ref()?
+        .get_ref()
+        .iter()
+        .find(|r| r.get_ref() == role.name())
+        .map(Spanned::span)
+}
+
+/// Node addresses as messages show them.
+pub fn addr_port(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}

@@ -1,0 +1,237 @@
+//! Single values of the cluster file: names, addresses, durations, sizes.
+//! Each check returns the message to show on failure; where the value sits in
+//! the file is the caller's business.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::raw::RawSize;
+
+/// `[cluster] name`: it tags every heartbeat, so keep it plain.
+pub fn cluster_name(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if !(1..=63).contains(&len) {
+        return Err(format!(
+            "the cluster name must be 1 to 63 characters long, not {len}"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "the cluster name may hold only lowercase letters, digits and '-', not {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A host name as the node's own `hostname` reports it: one RFC 1123 label.
+pub fn hostname(name: &str) -> Result<(), String> {
+    const RULE: &str = "a hostname is 1 to 63 lowercase letters, digits and '-', \
+                        not starting or ending with '-'";
+    let why = if name.is_empty() {
+        "it is empty".to_string()
+    } else if name.chars().count() > 63 {
+        format!("it is {} characters long", name.chars().count())
+    } else if name.contains('.') {
+        "it contains '.': use the short name, without the domain".to_string()
+    } else if name.chars().any(|c| c.is_ascii_uppercase()) {
+        format!(
+            "it has uppercase letters (write \"{}\")",
+            name.to_lowercase()
+        )
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        format!("it contains {c:?}")
+    } else if name.starts_with('-') || name.ends_with('-') {
+        "it starts or ends with '-'".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(format!("invalid hostname \"{name}\": {why}; {RULE}"))
+}
+
+/// An address written with its prefix length, like `192.0.2.11/24`, which
+/// must name a host (not the network or broadcast address of its subnet).
+pub fn address_with_prefix(text: &str, example: &str) -> Result<IpNet, String> {
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => return Err(why_not_address(text, example)),
+    };
+    if net.prefix_len() < net.max_prefix_len().saturating_sub(1) {
+        if net.addr() == net.network() {
+            return Err(format!(
+                "{} is the network address of {}, not a host address",
+                net.addr(),
+                net.trunc()
+            ));
+        }
+        if net.addr().is_ipv4() && net.addr() == net.broadcast() {
+            return Err(format!(
+                "{} is the broadcast address of {}, not a host address",
+                net.addr(),
+                net.trunc()
+            ));
+        }
+    }
+    Ok(net)
+}
+
+fn why_not_address(text: &str, example: &str) -> String {
+    let expected = format!("expected an IP address with a prefix length, like {example}");
+    if let Ok(addr) = text.trim().parse::<IpAddr>() {
+        let prefix = if addr.is_ipv4() { 24 } else { 64 };
+        return format!("{expected}: \"{text}\" has no prefix length (e.g. \"{addr}/{prefix}\")");
+    }
+    if let Some((addr, prefix)) = text.split_once('/') {
+        if let Ok(addr) = addr.parse::<IpAddr>() {
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            return format!(
+                "{expected}: the prefix length \"{prefix}\" is not a number from 0 to {max}"
+            );
+        }
+        return format!("{expected}: \"{addr}\" is not an IP address");
+    }
+    format!("{expected}, found \"{text}\"")
+}
+
+/// humantime strings: "1s", "500ms", "7d", "1h 30m". Zero would mean "never"
+/// or "always" depending on the setting, so it is refused.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let expected = "expected a duration like \"1s\", \"500ms\" or \"7d\"";
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Err(format!("{expected}: it must be longer than zero")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{expected}, found \"{text}\" ({e})")),
+    }
+}
+
+/// The smallest store worth having: below this the trimming would thrash.
+pub const MIN_STORE_BYTES: u64 = 1 << 20;
+
+/// "64MiB", "512 KiB", "1GiB", "4096B" or a plain number of bytes.
+pub fn size(raw: &RawSize) -> Result<u64, String> {
+    let expected = "expected a size like \"64MiB\" (units B, KiB, MiB, GiB) or a number of bytes";
+    let bytes = match raw {
+        RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| format!("{expected}, found {n}"))?,
+        RawSize::Text(text) => size_text(text).map_err(|why| format!("{expected}: {why}"))?,
+    };
+    if bytes < MIN_STORE_BYTES {
+        return Err(format!("the store needs at least 1MiB, not {bytes} bytes"));
+    }
+    Ok(bytes)
+}
+
+fn size_text(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" does not start with a whole number"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" | "MB" | "GB" | "K" | "M" | "G" => {
+            return Err(format!(
+                "unit \"{}\" is ambiguous: write KiB, MiB or GiB (powers of 1024)",
+                unit.trim()
+            ));
+        }
+        other => return Err(format!("unknown unit \"{other}\"")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// `root` / `brick`: absolute, so the meaning does not hang on the working
+/// directory systemd happens to start piha in.
+pub fn absolute_dir(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if text.is_empty() || !path.is_absolute() {
+        return Err(format!(
+            "expected an absolute directory path starting with '/', found \"{text}\""
+        ));
+    }
+    Ok(path)
+}
+
+/// Ports are written as TOML integers; 0 would mean "any port".
+pub fn port(n: i64) -> Result<u16, String> {
+    match u16::try_from(n) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(format!("expected a port number from 1 to 65535, found {n}")),
+    }
+}
+
+/// VRRP priority: 255 belongs to the owner of the address and 0 means "I am
+/// leaving", so configured priorities are 1..=254.
+pub fn priority(n: i64) -> Result<u8, String> {
+    match u8::try_from(n) {
+        Ok(p) if (1..=254).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "priority must be from 1 to 254, found {n} (255 is reserved for the address owner, 0 for leaving)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(hostname("pi-1").is_ok());
+        assert!(hostname("a").is_ok());
+        for bad in [
+            "",
+            "-pi",
+            "pi-",
+            "Pi-1",
+            "pi_1",
+            "pi-1.lan",
+            &"x".repeat(64),
+        ] {
+            assert!(hostname(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(address_with_prefix("192.0.2.11/24", "x").is_ok());
+        assert!(address_with_prefix("2001:db8::11/64", "x").is_ok());
+        assert!(address_with_prefix("192.0.2.11/32", "x").is_ok());
+        let no_prefix = address_with_prefix("192.0.2.11", "x").unwrap_err();
+        assert!(no_prefix.contains("no prefix length"), "{no_prefix}");
+        assert!(address_with_prefix("192.0.2.11/33", "x").is_err());
+        assert!(address_with_prefix("192.0.2.300/24", "x").is_err());
+        assert!(address_with_prefix("192.0.2.0/24", "x").is_err());
+        assert!(address_with_prefix("192.0.2.255/24", "x").is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(duration("0s").is_err());
+        assert!(duration("soon").is_err());
+        assert_eq!(size(&RawSize::Text("64MiB".into())), Ok(64 << 20));
+        assert_eq!(size(&RawSize::Text("2 GiB".into())), Ok(2 << 30));
+        assert_eq!(size(&RawSize::Bytes(1 << 21)), Ok(1 << 21));
+        assert!(size(&RawSize::Text("64MB".into())).is_err());
+        assert!(size(&RawSize::Text("MiB".into())).is_err());
+        assert!(size(&RawSize::Bytes(-1)).is_err());
+        assert!(size(&RawSize::Text("99999999999999GiB".into())).is_err());
+    }
+}

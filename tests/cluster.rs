@@ -38,13 +38,23 @@ fn states(pairs: &[(&'static str, &'static str)]) -> BTreeMap<&'static str, &'st
 #[test]
 fn four_nodes_form_a_cluster_and_track_a_killed_node() {
     let mut c = Cluster::start_all(1);
-    let all_up = states(&[("pi-1", "up"), ("pi-2", "up"), ("pi-3", "up"), ("pi-4", "up")]);
+    let all_up = states(&[
+        ("pi-1", "up"),
+        ("pi-2", "up"),
+        ("pi-3", "up"),
+        ("pi-4", "up"),
+    ]);
     let (_, took) = wait_until(FIVE_S, || all_see(&c, &[0, 1, 2, 3], &all_up))
         .unwrap_or_else(|e| panic!("cluster did not form: {e}\n{}", c.log(0)));
     println!("all four up on every node after {took:?}");
 
     c.kill(2); // SIGKILL: no goodbye, only silence tells
-    let three_down = states(&[("pi-1", "up"), ("pi-2", "up"), ("pi-3", "down"), ("pi-4", "up")]);
+    let three_down = states(&[
+        ("pi-1", "up"),
+        ("pi-2", "up"),
+        ("pi-3", "down"),
+        ("pi-4", "up"),
+    ]);
     let (_, took) = wait_until(FIVE_S, || all_see(&c, &[0, 1, 3], &three_down))
         .unwrap_or_else(|e| panic!("killed node not marked down: {e}"));
     println!("pi-3 down on the other three after {took:?}");
@@ -56,14 +66,23 @@ fn four_nodes_form_a_cluster_and_track_a_killed_node() {
 
     let doc = c.status(0).expect("status");
     let log = common::node::events(&doc);
-    assert!(log.iter().any(|e| e.contains("pi-3 is down (no heartbeat for")), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|e| e.contains("pi-3 is down (no heartbeat for")),
+        "{log:#?}"
+    );
     assert!(log.iter().any(|e| e.contains("pi-3 is up")), "{log:#?}");
 }
 
 #[test]
 fn sigterm_stops_in_bounded_time_and_peers_see_the_node_leave() {
     let mut c = Cluster::start_all(2);
-    let all_up = states(&[("pi-1", "up"), ("pi-2", "up"), ("pi-3", "up"), ("pi-4", "up")]);
+    let all_up = states(&[
+        ("pi-1", "up"),
+        ("pi-2", "up"),
+        ("pi-3", "up"),
+        ("pi-4", "up"),
+    ]);
     wait_until(FIVE_S, || all_see(&c, &[0, 1, 2, 3], &all_up)).expect("cluster forms");
 
     c.signal(1, "TERM");
@@ -72,7 +91,12 @@ fn sigterm_stops_in_bounded_time_and_peers_see_the_node_leave() {
         .expect("pi-2 exits within the drain bound after SIGTERM");
     assert!(status.success(), "exit status {status:?}\n{}", c.log(1));
     // "left" arrives with the goodbye heartbeat, well before down_after.
-    let left = states(&[("pi-1", "up"), ("pi-2", "left"), ("pi-3", "up"), ("pi-4", "up")]);
+    let left = states(&[
+        ("pi-1", "up"),
+        ("pi-2", "left"),
+        ("pi-3", "up"),
+        ("pi-4", "up"),
+    ]);
     wait_until(Duration::from_secs(2), || all_see(&c, &[0, 2, 3], &left))
         .expect("peers mark a gracefully stopped node as left at once");
 }
@@ -89,11 +113,17 @@ fn a_fifth_pi_joins_by_hostname_pattern_without_editing_the_file() {
         ("pi-4", "up"),
         ("pi-5", "up"),
     ]);
-    wait_until(Duration::from_secs(8), || all_see(&c, &[0, 1, 2, 3, 4], &five_up))
-        .unwrap_or_else(|e| panic!("pi-5 not known everywhere: {e}\n{}", c.log(pi5)));
+    wait_until(Duration::from_secs(8), || {
+        all_see(&c, &[0, 1, 2, 3, 4], &five_up)
+    })
+    .unwrap_or_else(|e| panic!("pi-5 not known everywhere: {e}\n{}", c.log(pi5)));
     let doc = c.status(pi5).expect("status of pi-5");
     let roles = doc["members"][0]["roles"].clone();
-    assert_eq!(roles, serde_json::json!(["web", "storage"]), "pattern roles");
+    assert_eq!(
+        roles,
+        serde_json::json!(["web", "storage"]),
+        "pattern roles"
+    );
 
     // A host that matches no pattern is refused, with the known hosts listed.
     let out = Command::new(BIN)
@@ -105,13 +135,21 @@ fn a_fifth_pi_joins_by_hostname_pattern_without_editing_the_file() {
         .expect("run piha");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("web-7") && err.contains("pi-1") && err.contains("pi-*"), "{err}");
+    assert!(
+        err.contains("web-7") && err.contains("pi-1") && err.contains("pi-*"),
+        "{err}"
+    );
 }
 
 #[test]
 fn piha_status_prints_the_cluster_as_a_table() {
     let mut c = Cluster::start_all(4);
-    let all_up = states(&[("pi-1", "up"), ("pi-2", "up"), ("pi-3", "up"), ("pi-4", "up")]);
+    let all_up = states(&[
+        ("pi-1", "up"),
+        ("pi-2", "up"),
+        ("pi-3", "up"),
+        ("pi-4", "up"),
+    ]);
     wait_until(FIVE_S, || all_see(&c, &[0], &all_up)).expect("cluster forms");
     c.kill(3);
     wait_until(FIVE_S, || {
@@ -128,13 +166,25 @@ fn piha_status_prints_the_cluster_as_a_table() {
         .output()
         .expect("piha status");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
-    let row = |host: &str| text.lines().find(|l| l.starts_with(host)).unwrap_or("").to_owned();
+    let row = |host: &str| {
+        text.lines()
+            .find(|l| l.starts_with(host))
+            .unwrap_or("")
+            .to_owned()
+    };
     assert!(row("pi-1*").contains(" up "), "{text}");
     assert!(row("pi-2 ").contains(" up "), "{text}");
     assert!(row("pi-4 ").contains(" down "), "{text}");
-    assert!(text.contains("HOST") && text.contains("LAST HEARD"), "{text}");
+    assert!(
+        text.contains("HOST") && text.contains("LAST HEARD"),
+        "{text}"
+    );
 
     let json = Command::new(BIN)
         .args(["status", "--json", "--url", &url])

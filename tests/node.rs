@@ -46,8 +46,12 @@ fn sighup_keeps_the_old_config_on_a_broken_file_and_applies_a_good_one() {
     assert_ne!(broken, good, "the fixture edit applies");
     std::fs::write(&c.config, &broken).expect("write");
     c.signal(0, "HUP");
-    let (event, _) = wait_until(FIVE_S, || has_event(&c, "kept the running config")).expect("event");
-    assert!(event.contains("cluster.toml:"), "the event names file and line: {event}");
+    let (event, _) =
+        wait_until(FIVE_S, || has_event(&c, "kept the running config")).expect("event");
+    assert!(
+        event.contains("cluster.toml:"),
+        "the event names file and line: {event}"
+    );
     assert!(c.is_running(0), "node survived a broken reload");
     assert_eq!(config_hash(&c), before, "old config still in force");
 
@@ -67,16 +71,27 @@ fn sighup_keeps_the_old_config_on_a_broken_file_and_applies_a_good_one() {
     let (code, _) = http(admin, "POST", "/api/v1/reload", &[]).expect("http");
     assert_eq!(code, 401);
     let wrong = "Bearer not-the-token-at-all";
-    let (code, _) = http(admin, "POST", "/api/v1/reload", &[("Authorization", wrong)]).expect("http");
+    let (code, _) =
+        http(admin, "POST", "/api/v1/reload", &[("Authorization", wrong)]).expect("http");
     assert_eq!(code, 401);
     let bearer = format!("Bearer {TOKEN}");
-    let (code, body) =
-        http(admin, "POST", "/api/v1/reload", &[("Authorization", &bearer)]).expect("http");
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &bearer)],
+    )
+    .expect("http");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("unchanged"), "{body}");
     std::fs::write(&c.config, &broken).expect("write");
-    let (code, body) =
-        http(admin, "POST", "/api/v1/reload", &[("Authorization", &bearer)]).expect("http");
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &bearer)],
+    )
+    .expect("http");
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("rejected"), "{body}");
 }
@@ -99,12 +114,19 @@ fn a_corrupted_database_does_not_stop_the_node() {
     let start = Instant::now();
     c.start(0);
     wait_until(FIVE_S, || c.status(0)).unwrap_or_else(|e| panic!("{e}\n{}", c.log(0)));
-    println!("status page served {:?} after start on a corrupt db", start.elapsed());
+    println!(
+        "status page served {:?} after start on a corrupt db",
+        start.elapsed()
+    );
     has_event(&c, "moved it aside").expect("the recovery is an event");
     let aside = std::fs::read_dir(&c.nodes[0].data_dir)
         .expect("data dir")
         .filter_map(Result::ok)
-        .any(|e| e.file_name().to_string_lossy().starts_with("piha.db.corrupt-"));
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("piha.db.corrupt-")
+        });
     assert!(aside, "the corrupt file is kept for inspection");
 }
 
@@ -113,9 +135,9 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     let mut c = Cluster::new(7);
     let sock_path = c.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-    let path = sock_path.to_string_lossy().into_owned();
-    c.start_with_env(0, &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "400000")]);
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    c.start_as_systemd(0, &sock_path, 400_000);
 
     let mut heard = String::new();
     let mut buf = [0u8; 4096];
@@ -151,7 +173,10 @@ fn a_failing_service_is_restarted_with_backoff_and_recorded() {
     c.start(0);
     let membership = |c: &Cluster| -> Result<Value, String> {
         let doc = c.status(0)?;
-        let services = doc["node"]["services"].as_array().cloned().unwrap_or_default();
+        let services = doc["node"]["services"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         services
             .into_iter()
             .find(|s| s["name"] == "membership")
@@ -159,10 +184,15 @@ fn a_failing_service_is_restarted_with_backoff_and_recorded() {
     };
     let (svc, _) = wait_until(FIVE_S, || {
         let s = membership(&c)?;
-        (s["restarts"].as_u64().unwrap_or(0) >= 1).then_some(s.clone()).ok_or(format!("{s}"))
+        (s["restarts"].as_u64().unwrap_or(0) >= 1)
+            .then_some(s.clone())
+            .ok_or(format!("{s}"))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.log(0)));
-    let err = svc["last_error"].as_str().unwrap_or_default().to_lowercase();
+    let err = svc["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
     assert!(err.contains("address") && err.contains("in use"), "{svc}");
     has_event(&c, "membership failed: cannot listen for heartbeats").expect("failure is an event");
     // The rest of the node is fine meanwhile.
@@ -171,7 +201,9 @@ fn a_failing_service_is_restarted_with_backoff_and_recorded() {
     drop(squatter);
     wait_until(Duration::from_secs(20), || {
         let s = membership(&c)?;
-        (s["state"] == "running").then_some(()).ok_or(format!("{s}"))
+        (s["state"] == "running")
+            .then_some(())
+            .ok_or(format!("{s}"))
     })
     .expect("membership recovers once the port is free");
     let (_, metrics) = http_get(c.nodes[0].admin, "/metrics").expect("metrics");
@@ -219,11 +251,21 @@ fn garbage_from_the_network_is_dropped_counted_and_reported() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let reasons = ["malformed", "too_large", "other_cluster", "duplicate_hostname", "unknown_host", "out_of_bounds"];
+    let reasons = [
+        "malformed",
+        "too_large",
+        "other_cluster",
+        "duplicate_hostname",
+        "unknown_host",
+        "out_of_bounds",
+    ];
     wait_until(FIVE_S, || {
         let (_, m) = http_get(c.nodes[0].admin, "/metrics")?;
         let missing: Vec<_> = reasons.iter().filter(|r| count(&m, r) < 1).collect();
-        missing.is_empty().then_some(()).ok_or(format!("not counted: {missing:?}"))
+        missing
+            .is_empty()
+            .then_some(())
+            .ok_or(format!("not counted: {missing:?}"))
     })
     .expect("every bad datagram counted by reason");
     has_event(&c, "also calls itself pi-1").expect("impostor reported");

@@ -31,6 +31,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// Run as `sh -c 'WATCHDOG_PID=$$ exec piha ...'` (systemd's view of a pid).
+    pub exec_via_shell: bool,
     pub child: Option<Child>,
 }
 
@@ -64,7 +66,13 @@ impl Cluster {
         std::fs::write(&config, text).expect("write cluster file");
         let prefix = format!("127.61.{net}.");
         let nodes = (1..=4)
-            .map(|i| Node::new(dir.path(), &format!("pi-{i}"), &format!("{prefix}{}", 10 + i)))
+            .map(|i| {
+                Node::new(
+                    dir.path(),
+                    &format!("pi-{i}"),
+                    &format!("{prefix}{}", 10 + i),
+                )
+            })
             .collect();
         Cluster {
             dir,
@@ -100,6 +108,21 @@ impl Cluster {
     pub fn start_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         let config = self.config.clone();
         self.nodes[i].spawn(&config, env);
+    }
+
+    /// Starts node `i` as systemd would: NOTIFY_SOCKET, WATCHDOG_USEC and
+    /// WATCHDOG_PID set to the node's own pid (a shell that execs piha, so
+    /// the pid is known before piha runs).
+    pub fn start_as_systemd(&mut self, i: usize, notify_socket: &Path, watchdog_usec: u64) {
+        let config = self.config.clone();
+        let socket = notify_socket.to_string_lossy().into_owned();
+        let usec = watchdog_usec.to_string();
+        let env = [
+            ("NOTIFY_SOCKET", socket.as_str()),
+            ("WATCHDOG_USEC", usec.as_str()),
+        ];
+        self.nodes[i].exec_via_shell = true;
+        self.nodes[i].spawn(&config, &env);
     }
 
     pub fn kill(&mut self, i: usize) {
@@ -188,10 +211,13 @@ impl Node {
         Node {
             hostname: hostname.to_owned(),
             address: address.to_owned(),
-            admin: format!("{address}:{admin_port}").parse().expect("admin addr"),
+            admin: format!("{address}:{admin_port}")
+                .parse()
+                .expect("admin addr"),
             data_dir: dir.join(hostname),
             log: dir.join(format!("{hostname}.log")),
             extra_args: vec![],
+            exec_via_shell: false,
             child: None,
         }
     }
@@ -203,7 +229,13 @@ impl Node {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = if self.exec_via_shell {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\"", BIN]);
+            sh
+        } else {
+            Command::new(BIN)
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(config)
@@ -261,7 +293,9 @@ pub fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("Content-Length: 0\r\n\r\n");
-    stream.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream
         .take(8 * 1024 * 1024)
@@ -274,7 +308,10 @@ pub fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or("no status code")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()

@@ -30,7 +30,9 @@ impl Write {
 /// An event as queued: already capped, with its details serialized once.
 #[derive(Debug)]
 pub(crate) struct QueuedEvent {
+    /// Capped; also what queries return before the batch commits.
     pub event: Event,
+    /// `event.details` as JSON text, the form stored in the table.
     pub details_json: String,
 }
 
@@ -56,7 +58,9 @@ pub(crate) const ALL_STATEMENTS: &[&str] = &[
 /// Rows a batch added, per table.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Inserted {
+    /// Rows added to `events`.
     pub events: u64,
+    /// Rows added to `samples`.
     pub samples: u64,
 }
 

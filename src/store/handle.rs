@@ -43,7 +43,9 @@ pub struct Store {
 /// What all clones of one `Store` share. The worker keeps only a `Weak` to
 /// it, so dropping every `Store` closes the channel and ends the worker.
 pub(crate) struct Inner {
+    /// Bounded: `QUEUE_ITEMS` writes plus `CONTROL_SLOTS` requests.
     pub tx: SyncSender<Command>,
+    /// Counters and ring, also held by the worker.
     pub shared: Arc<Shared>,
 }
 
@@ -60,21 +62,31 @@ pub(crate) struct Shared {
     pub queue_items: AtomicUsize,
     /// Approximate bytes of write items in the channel, for `QUEUE_BYTES`.
     pub queue_bytes: AtomicUsize,
+    /// Read by `Store::stats`.
     pub counters: Counters,
 }
 
-/// Live counters behind `StoreStats`.
+/// Live counters behind `StoreStats`; each field means what the
+/// `StoreStats` field of the same name says.
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Bumped by `record*`, lowered by the worker on commit or drop.
     pub queued: AtomicU64,
+    /// Bumped by `record*` (queue full) and the worker (batch given up).
     pub dropped: AtomicU64,
+    /// Bumped by the worker per committed batch.
     pub flushes: AtomicU64,
     /// `NO_FLUSH` until the first flush.
     pub last_flush_ms: AtomicI64,
+    /// Set by the worker after commits and retention.
     pub db_bytes: AtomicU64,
+    /// Counted at open, then kept by inserts and deletes.
     pub event_rows: AtomicU64,
+    /// Counted at open, then kept by inserts and deletes.
     pub sample_rows: AtomicU64,
+    /// Bumped per failed commit or retention run.
     pub write_errors: AtomicU64,
+    /// Bumped per runtime replacement of a corrupt database.
     pub recoveries: AtomicU64,
 }
 

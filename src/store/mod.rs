@@ -88,6 +88,7 @@ pub struct Event {
     pub node: String,
     /// Which part of piha reported it ("vrrp", "pg", "store", ...).
     pub component: String,
+    /// How urgent it is; drives colour on the status page and alerting.
     pub severity: Severity,
     /// One line for humans; capped at [`MAX_MESSAGE_BYTES`].
     pub message: String,

@@ -1,8 +1,8 @@
 //! Replacing an unusable database: move it (and its WAL) aside as
 //! `piha.db.corrupt-<unix_ms>`, keep only the newest few, start fresh.
 //!
-//! The WAL must never survive next to a fresh database: SQLite would replay
-//! its frames into the new file on the next open and bring the corruption back.
+//! The WAL goes with its database: it may hold the newest pages (evidence for
+//! a post-mortem) and belongs to the old file, not to the fresh one.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -129,8 +129,8 @@ fn move_aside(dir: &Path, path: &Path) -> Result<PathBuf, StoreError> {
     rename_if_exists(path, &target).map_err(fail)?;
     let wal = sidecar(path, "-wal");
     if let Err(e) = rename_if_exists(&wal, &sidecar(&target, "-wal")) {
-        // Keeping the old WAL beside a fresh file would replay it: delete it
-        // rather than fail; the main file is already safe aside.
+        // The old WAL must not sit beside the fresh file: delete it rather
+        // than fail; the main file is already safe aside.
         tracing::warn!(path = %wal.display(), error = %e, "cannot move WAL aside; deleting it");
         remove_if_exists(&wal).map_err(fail)?;
     }

@@ -113,9 +113,6 @@ fn trim_to_size(
     let mut oldest_events = conn.prepare_cached(
         "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY at_ms, id LIMIT ?1)",
     )?;
-    // Size shrinks in page steps; smaller chunks near the target avoid
-    // deleting far more than needed on a small database.
-    let chunk = |over: u64| -> i64 { (over / 32).clamp(64, CHUNK_ROWS as u64) as i64 };
     loop {
         let used = db::used_bytes(conn)?;
         if used <= max_bytes {
@@ -124,19 +121,37 @@ fn trim_to_size(
         if Instant::now() >= deadline {
             return Ok(false);
         }
-        let n = chunk(used - max_bytes);
-        let deleted = oldest_samples.execute(params![n])?;
+        let over = used - max_bytes;
+        let deleted = oldest_samples.execute(params![chunk_for(conn, "samples", over, used)?])?;
         if deleted > 0 {
             out.trimmed_samples += deleted as u64;
             continue;
         }
-        let deleted = oldest_events.execute(params![n])?;
+        let deleted = oldest_events.execute(params![chunk_for(conn, "events", over, used)?])?;
         if deleted == 0 {
             // Only the schema is left; nothing more to give.
             return Ok(true);
         }
         out.trimmed_events += deleted as u64;
     }
+}
+
+/// Rows to delete to free about `over` bytes, assuming the table holds all
+/// `used` bytes. Other tables make that an underestimate, so the loop closes
+/// in from below instead of deleting far more than needed. Rowids grow with
+/// time and are deleted from the old end, so their span counts rows in
+/// O(log n) where `count(*)` would scan the table.
+fn chunk_for(conn: &Connection, table: &str, over: u64, used: u64) -> rusqlite::Result<i64> {
+    let span: i64 = conn.query_row(
+        &format!("SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM {table}"),
+        [],
+        |r| r.get(0),
+    )?;
+    let rows = u128::from(db::to_u64(span));
+    let estimate = rows * u128::from(over) / u128::from(used.max(1));
+    Ok(i64::try_from(estimate)
+        .unwrap_or(CHUNK_ROWS)
+        .clamp(16, CHUNK_ROWS))
 }
 
 /// `PRAGMA incremental_vacuum` frees one page per step (it returns a row per

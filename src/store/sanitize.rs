@@ -109,8 +109,10 @@ fn utf8_prefix(bytes: &[u8], max: usize) -> String {
 
 /// A writer that refuses to grow past `cap`, so serialization aborts early.
 struct CappedWriter {
+    /// What was written, never longer than `cap`.
     buf: Vec<u8>,
     cap: usize,
+    /// Set when a write was refused, to tell a cap hit from a real error.
     overflowed: bool,
 }
 

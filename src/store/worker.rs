@@ -19,7 +19,7 @@ use super::handle::{
     CONTROL_SLOTS, Inner, MAX_SAMPLES_PER_QUERY, QUEUE_ITEMS, Shared, Store, lock,
 };
 use super::retention::{self, RetentionOutcome};
-use super::schema::Opened;
+use super::schema::{self, Opened};
 use super::{Event, Sample, Severity, StoreConfig, StoreError, now_ms, recovery, sanitize};
 
 /// Rows that make a batch flush before its interval is up.
@@ -33,6 +33,9 @@ const MAX_ATTEMPTS: u32 = 3;
 const RETENTION_EVERY: Duration = Duration::from_secs(300);
 /// Time budget of one retention run.
 const RETENTION_BUDGET: Duration = Duration::from_secs(2);
+/// Least time between attempts to reopen after a failed recovery: each
+/// attempt runs quick_check, and queries must not trigger one apiece.
+const REOPEN_BACKOFF: Duration = Duration::from_secs(5);
 /// Never sleep less than this between batch flushes, whatever the config says:
 /// a zero interval would turn every record into a commit.
 const MIN_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
@@ -70,10 +73,12 @@ pub struct StoreWorker {
     /// Lets `shutdown` reach the thread while handles live, without keeping
     /// the channel open itself (that is what lets dropped handles end it).
     inner: Weak<Inner>,
+    /// Yields the final flush's result.
     thread: JoinHandle<Result<(), StoreError>>,
     /// Disconnects when the thread ends: `recv_timeout` gives a join with a
     /// deadline, which `JoinHandle` lacks.
     done: Receiver<()>,
+    /// The database file, for error messages.
     path: PathBuf,
 }
 
@@ -149,6 +154,7 @@ pub(crate) fn spawn(
         batch_since: None,
         attempts: 0,
         next_retention: Instant::now(),
+        reopen_after: None,
     };
     let thread = std::thread::Builder::new()
         .name("piha-store".into())
@@ -170,22 +176,30 @@ pub(crate) fn spawn(
 }
 
 struct Worker {
+    /// The store directory, where corrupt files are moved aside.
     dir: PathBuf,
+    /// `<dir>/piha.db`.
     path: PathBuf,
     /// `None` only when recovery failed; writes are retried (and reopening
     /// attempted) at each flush.
     db: Option<Connection>,
+    /// Counters and ring, shared with the handles.
     shared: Arc<Shared>,
+    /// The config in force; replaced from `Shared::pending_config`.
     config: StoreConfig,
     /// Writes received and not yet committed, in arrival order.
     batch: Vec<Write>,
+    /// Rows the batch will insert (a samples item is several rows).
     batch_rows: usize,
     /// When the oldest uncommitted write arrived (or the last failed attempt):
     /// the batch is due one flush interval later.
     batch_since: Option<Instant>,
     /// Failed commits of the current batch.
     attempts: u32,
+    /// When retention runs next.
     next_retention: Instant,
+    /// While there is no database: no reopen attempt before this.
+    reopen_after: Option<Instant>,
 }
 
 impl Worker {
@@ -328,6 +342,11 @@ impl Worker {
         if self.db.is_some() {
             return;
         }
+        let now = Instant::now();
+        if self.reopen_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.reopen_after = Some(now + REOPEN_BACKOFF);
         match recovery::open_or_recover(&self.dir, &self.path) {
             Ok((opened, recovered)) => {
                 self.adopt(opened);
@@ -475,6 +494,8 @@ impl Worker {
         // Close before moving: the old connection must not write into the
         // renamed file, nor checkpoint a WAL we are about to move.
         if let Some(conn) = self.db.take() {
+            // Leave the WAL as it is, for the post-mortem.
+            let _ = schema::set_checkpoint_on_close(&conn, false);
             if let Err((_, e)) = conn.close() {
                 tracing::warn!(error = %e, "closing the corrupt event store database failed");
             }
@@ -485,7 +506,8 @@ impl Worker {
                 self.note_recovery(&r.moved_to, &reason);
             }
             Err(e) => {
-                tracing::error!(error = %e, "event store recovery failed; will retry on the next flush");
+                tracing::error!(error = %e, "event store recovery failed; will retry on a later flush");
+                self.reopen_after = Some(Instant::now() + REOPEN_BACKOFF);
             }
         }
     }
@@ -497,6 +519,7 @@ impl Worker {
         store(&c.sample_rows, opened.sample_rows);
         store(&c.db_bytes, opened.db_bytes);
         self.db = Some(opened.conn);
+        self.reopen_after = None;
     }
 
     /// Counts the recovery and tells the node: an error event in the ring and
@@ -568,7 +591,7 @@ impl Worker {
     fn unavailable(&self) -> StoreError {
         StoreError::Unavailable {
             path: self.path.clone(),
-            reason: "no usable database (recovery failed; retried on the next flush)".into(),
+            reason: "no usable database (recovery failed; retried every few seconds)".into(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub struct RawFile {
 
 pub struct RawCluster {
     pub span: Span,
+    pub reported: Reported,
     pub name: Option<Spanned<String>>,
     pub vip: Option<Spanned<String>>,
     pub admin_token: Option<Spanned<String>>,
@@ -64,6 +65,7 @@ pub struct RawMetrics {
 pub struct RawNode {
     /// The `[[node]]` header (or the inline table), for "missing key" errors.
     pub span: Span,
+    pub reported: Reported,
     pub hostname: Option<Spanned<String>>,
     pub address: Option<Spanned<String>>,
     pub roles: Option<Spanned<Vec<Spanned<String>>>>,
@@ -74,9 +76,22 @@ pub struct RawNode {
 
 pub struct RawPattern {
     pub span: Span,
+    pub reported: Reported,
     pub glob: Option<Spanned<String>>,
     pub roles: Option<Spanned<Vec<Spanned<String>>>>,
     pub sections: RawSections,
+}
+
+/// Keys of a table that were written but already reported (wrong type, or
+/// misspelt so that an unknown key suggests them). A later "missing key"
+/// error for them would only repeat the same mistake.
+#[derive(Default)]
+pub struct Reported(Vec<&'static str>);
+
+impl Reported {
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains(&key)
+    }
 }
 
 /// The per-role tables a node, a pattern or `[defaults]` may carry.
@@ -161,8 +176,9 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
 fn read_cluster(t: Table<'_, '_>, report: &mut Report<'_>) -> RawCluster {
     let mut f = Fields::new(t.table, "[cluster]", report);
     let quoted = "a string in quotes";
-    let cluster = RawCluster {
+    let mut cluster = RawCluster {
         span: t.span,
+        reported: Reported::default(),
         name: f.string("name", "a cluster name in quotes, like \"piha\""),
         vip: f.string(
             "vip",
@@ -171,7 +187,7 @@ fn read_cluster(t: Table<'_, '_>, report: &mut Report<'_>) -> RawCluster {
         admin_token: f.string("admin_token", quoted),
         admin_token_file: f.string("admin_token_file", "a file path in quotes"),
     };
-    f.finish();
+    cluster.reported = f.finish();
     cluster
 }
 
@@ -211,8 +227,9 @@ fn read_store(t: Table<'_, '_>, report: &mut Report<'_>) -> RawStore {
 
 fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
     let mut f = Fields::new(t.table, "[[node]]", report);
-    let node = RawNode {
+    let mut node = RawNode {
         span: t.span,
+        reported: Reported::default(),
         hostname: f.string("hostname", "a hostname in quotes, like \"pi-1\""),
         address: f.string(
             "address",
@@ -223,19 +240,20 @@ fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
         gossip_port: f.integer("gossip_port", PORT),
         sections: read_sections(&mut f),
     };
-    f.finish();
+    node.reported = f.finish();
     node
 }
 
 fn read_pattern(t: Table<'_, '_>, report: &mut Report<'_>) -> RawPattern {
     let mut f = Fields::new(t.table, "[[pattern]]", report);
-    let pattern = RawPattern {
+    let mut pattern = RawPattern {
         span: t.span,
+        reported: Reported::default(),
         glob: f.string("match", "a hostname pattern in quotes, like \"pi-*\""),
         roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
         sections: read_sections(&mut f),
     };
-    f.finish();
+    pattern.reported = f.finish();
     pattern
 }
 
@@ -308,6 +326,7 @@ struct Fields<'t, 'i, 'r, 's> {
     table: &'t DeTable<'i>,
     context: &'static str,
     known: Vec<&'static str>,
+    reported: Vec<&'static str>,
     report: &'r mut Report<'s>,
 }
 
@@ -317,6 +336,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
             table,
             context,
             known: Vec::new(),
+            reported: Vec::new(),
             report,
         }
     }
@@ -463,18 +483,20 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
 
     fn wrong_type(
         &mut self,
-        key: &str,
+        key: &'static str,
         value: &Spanned<DeValue<'_>>,
         expected: &str,
     ) -> &mut Diagnostic {
         let found = type_name(value.get_ref());
+        self.reported.push(key);
         self.report.error(
             value.span(),
             format!("wrong type for `{key}`: expected {expected}, found {found}"),
         )
     }
 
-    fn finish(self) {
+    /// Reports the keys nobody asked for; returns the keys already reported.
+    fn finish(mut self) -> Reported {
         for (key, _) in self.table.iter() {
             let name: &str = key.get_ref();
             if self.known.contains(&name) {
@@ -484,12 +506,14 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
             let suggestion = closest(name, &self.known);
             if let Some(s) = suggestion {
                 message.push_str(&format!("; did you mean `{s}`?"));
+                self.reported.push(s);
             }
             let d = self.report.error(key.span(), message);
             if suggestion.is_none() {
                 d.help(format!("keys allowed here: {}", self.known.join(", ")));
             }
         }
+        Reported(self.reported)
     }
 }
 

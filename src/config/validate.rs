@@ -135,6 +135,7 @@ fn cluster(raw: Option<&RawCluster>, report: &mut Report<'_>) -> ClusterFacts {
         };
     };
     let name = match &raw.name {
+        None if raw.reported.contains("name") => String::new(),
         None => {
             report
                 .error(
@@ -340,6 +341,7 @@ fn node<'r>(
     report: &mut Report<'_>,
 ) -> NodeFacts<'r> {
     let hostname = match &raw.hostname {
+        None if raw.reported.contains("hostname") => None,
         None => {
             report
                 .error(
@@ -361,6 +363,7 @@ fn node<'r>(
         .as_ref()
         .map_or("this node".to_string(), |h| format!("node \"{h}\""));
     let net = match &raw.address {
+        None if raw.reported.contains("address") => None,
         None => {
             report
                 .error(
@@ -380,7 +383,7 @@ fn node<'r>(
             }
         },
     };
-    let roles = required_roles(&raw.roles, raw.span.clone(), &who, report);
+    let roles = required_roles(&raw.roles, &raw.reported, raw.span.clone(), &who, report);
     let settings = role_settings(&roles, &raw.sections, role_defaults, &who, false, report);
     NodeFacts {
         raw,
@@ -399,6 +402,7 @@ fn pattern<'r>(
     report: &mut Report<'_>,
 ) -> PatternFacts<'r> {
     let glob = match &raw.glob {
+        None if raw.reported.contains("match") => None,
         None => {
             report
                 .error(
@@ -427,7 +431,7 @@ fn pattern<'r>(
     let who = glob
         .as_ref()
         .map_or("this pattern".to_string(), |g| format!("pattern \"{g}\""));
-    let roles = required_roles(&raw.roles, raw.span.clone(), &who, report);
+    let roles = required_roles(&raw.roles, &raw.reported, raw.span.clone(), &who, report);
     let settings = role_settings(&roles, &raw.sections, role_defaults, &who, true, report);
     let rule = glob.map(|pattern| PatternRule {
         pattern,
@@ -439,11 +443,15 @@ fn pattern<'r>(
 
 fn required_roles(
     raw: &Option<Spanned<Vec<Spanned<String>>>>,
+    reported: &Reported,
     table_span: Span,
     who: &str,
     report: &mut Report<'_>,
 ) -> BTreeSet<Role> {
     let Some(list) = raw else {
+        if reported.contains("roles") {
+            return BTreeSet::new();
+        }
         report
             .error(
                 table_span,

@@ -8,9 +8,10 @@ use std::net::IpAddr;
 
 use super::diagnostic::{Report, Span};
 use super::model::Role;
-use super::validate::{ClusterFacts, NodeFacts, PatternFacts, addr_port, role_span};
+use super::roles::role_span;
+use super::validate::{ClusterFacts, NodeFacts, PatternFacts};
 
-pub fn across_nodes(
+pub fn has_members(
     cluster: &ClusterFacts,
     nodes: &[NodeFacts<'_>],
     patterns: &[PatternFacts<'_>],
@@ -24,6 +25,14 @@ pub fn across_nodes(
             )
             .help("add a [[node]] with hostname, address and roles for each Pi");
     }
+}
+
+pub fn across_nodes(
+    cluster: &ClusterFacts,
+    nodes: &[NodeFacts<'_>],
+    patterns: &[PatternFacts<'_>],
+    report: &mut Report<'_>,
+) {
     unique_hostnames(nodes, report);
     unique_sockets(nodes, report);
     vip(cluster, nodes, patterns, report);
@@ -125,6 +134,9 @@ fn vip(
         .filter(|n| n.roles.contains(&Role::Balancer))
         .collect();
     let Some(vip) = &cluster.vip else {
+        if cluster.vip_written {
+            return;
+        }
         let first = balancers
             .iter()
             .filter_map(|n| role_span(&n.raw.roles, Role::Balancer).map(|s| (n.label(), s)))
@@ -233,8 +245,18 @@ fn one_initial_primary(
             Some((*n, flag.span()))
         })
         .collect();
+    // A flag written with the wrong type was reported already; saying
+    // "nobody is primary" as well would only repeat it.
+    let flag_reported = db_nodes.iter().any(|n| {
+        n.raw
+            .sections
+            .db
+            .as_ref()
+            .is_some_and(|s| s.reported.contains("initial_primary"))
+    });
     match primaries.len() {
         1 => {}
+        0 if flag_reported => {}
         0 => {
             let first = db_nodes
                 .iter()
@@ -276,4 +298,9 @@ fn one_initial_primary(
             }
         }
     }
+}
+
+/// Node addresses as messages show them.
+fn addr_port(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
 }

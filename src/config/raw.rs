@@ -13,6 +13,9 @@ use super::suggest::closest;
 
 #[derive(Default)]
 pub struct RawFile {
+    /// Top-level keys written but already reported (a wrong type), so that
+    /// "missing [cluster]" does not follow "`cluster` must be a table".
+    pub reported: Reported,
     pub cluster: Option<RawCluster>,
     pub defaults: RawDefaults,
     pub membership: RawMembership,
@@ -108,6 +111,7 @@ pub struct Section<T> {
     /// balancer role" points.
     pub key_span: Span,
     pub fields: T,
+    pub reported: Reported,
 }
 
 pub struct RawBalancer {
@@ -161,8 +165,8 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         .into_iter()
         .map(|t| read_pattern(t, top.report))
         .collect();
-    top.finish();
     RawFile {
+        reported: top.finish(),
         cluster,
         defaults: defaults.unwrap_or_default(),
         membership: membership.unwrap_or_default(),
@@ -263,10 +267,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
         let fields = RawBalancer {
             priority: s.integer("priority", "a VRRP priority from 1 to 254"),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     let web = f.table("web").map(|t| {
@@ -274,10 +278,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
         let fields = RawWeb {
             root: s.string("root", "a directory path in quotes, like \"/srv/piha/www\""),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     let db = f.table("db").map(|t| {
@@ -285,10 +289,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
         let fields = RawDb {
             initial_primary: s.boolean("initial_primary"),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     let storage = f.table("storage").map(|t| {
@@ -299,10 +303,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
                 "a directory path in quotes, like \"/srv/piha/brick\"",
             ),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     RawSections {
@@ -451,14 +455,16 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         };
         let DeValue::Array(items) = value.get_ref() else {
             let found = type_name(value.get_ref());
-            self.report
-                .error(
-                    value.span(),
-                    format!("expected `[[{key}]]` with double brackets, found {found}"),
-                )
-                .help(format!(
+            self.reported.push(key);
+            let d = self.report.error(
+                value.span(),
+                format!("expected `[[{key}]]` with double brackets, found {found}"),
+            );
+            if value.get_ref().is_table() {
+                d.help(format!(
                     "each {key} is its own `[[{key}]]` section; `[{key}]` makes one plain table"
                 ));
+            }
             return Vec::new();
         };
         let mut tables = Vec::new();

@@ -8,9 +8,10 @@ use std::net::IpAddr;
 
 use super::diagnostic::{Report, Span};
 use super::model::Role;
-use super::validate::{ClusterFacts, NodeFacts, PatternFacts, addr_port, role_span};
+use super::roles::role_span;
+use super::validate::{ClusterFacts, NodeFacts, PatternFacts};
 
-pub fn across_nodes(
+pub fn has_members(
     cluster: &ClusterFacts,
     nodes: &[NodeFacts<'_>],
     patterns: &[PatternFacts<'_>],
@@ -24,6 +25,14 @@ pub fn across_nodes(
             )
             .help("add a [[node]] with hostname, address and roles for each Pi");
     }
+}
+
+pub fn across_nodes(
+    cluster: &ClusterFacts,
+    nodes: &[NodeFacts<'_>],
+    patterns: &[PatternFacts<'_>],
+    report: &mut Report<'_>,
+) {
     unique_hostnames(nodes, report);
     unique_sockets(nodes, report);
     vip(cluster, nodes, patterns, report);
@@ -41,7 +50,8 @@ fn unique_hostnames(nodes: &[NodeFacts<'_>], report: &mut Report<'_>) {
                 first.insert(name, node);
             }
             Some(earlier) => {
-                let line = report.line_of(earlier.raw.span.start);
+                let at = earlier.raw.hostname.as_ref().map_or(0, |h| h.span().start);
+                let line = report.line_of(at);
                 report
                     .error(written.span(), format!("duplicate hostname \"{name}\""))
                     .note(format!("first defined at line {line}"));
@@ -59,44 +69,57 @@ fn unique_sockets(nodes: &[NodeFacts<'_>], report: &mut Report<'_>) {
         let Some(net) = node.net else {
             continue;
         };
-        let address_span = node
-            .raw
-            .address
-            .as_ref()
-            .map_or(node.raw.span.clone(), |a| a.span());
-        let uses = [
-            ("admin", &mut admin, node.admin_port, &node.raw.admin_port),
-            (
-                "gossip",
-                &mut gossip,
-                node.gossip_port,
-                &node.raw.gossip_port,
-            ),
-        ];
-        for (kind, seen, port, written) in uses {
-            let key = (net.addr(), port);
-            let Some(earlier) = seen.get(&key) else {
-                seen.insert(key, node);
-                continue;
-            };
-            // Point at the port if this node set it, else at the address.
-            let span = written.as_ref().map_or(address_span.clone(), |p| p.span());
-            let line = report.line_of(earlier.raw.span.start);
-            report
-                .error(
-                    span,
-                    format!(
-                        "{} uses {} as its {kind} port, like {} already does",
-                        node.label(),
-                        addr_port(net.addr(), port),
-                        earlier.label()
-                    ),
-                )
-                .note(format!("{} is defined at line {line}", earlier.label()))
-                .help(format!(
-                    "nodes sharing an address need different `{kind}_port`s"
-                ));
+        let addr = net.addr();
+        let mut clashes = Vec::new();
+        for (kind, seen, port) in [
+            ("admin", &mut admin, node.admin_port),
+            ("gossip", &mut gossip, node.gossip_port),
+        ] {
+            match seen.get(&(addr, port)) {
+                Some(earlier) => clashes.push((kind, port, *earlier)),
+                None => {
+                    seen.insert((addr, port), node);
+                }
+            }
         }
+        // A copied entry whose address was not changed clashes on both
+        // ports with the same node: one mistake, one error.
+        let Some((_, _, earlier)) = clashes.first().copied() else {
+            continue;
+        };
+        let same_node = clashes.iter().all(|c| std::ptr::eq(c.2, earlier));
+        if !same_node {
+            clashes.truncate(1);
+        }
+        let used: Vec<String> = clashes
+            .iter()
+            .map(|(kind, port, _)| format!("{} ({kind})", addr_port(addr, *port)))
+            .collect();
+        let port_written = |kind| match kind {
+            "admin" => node.raw.admin_port.as_ref(),
+            _ => node.raw.gossip_port.as_ref(),
+        };
+        // Point at the port if this node set the one clashing port itself,
+        // else at the address (the usual culprit).
+        let span = match clashes.as_slice() {
+            [(kind, _, _)] => port_written(*kind).map(|p| p.span()),
+            _ => None,
+        }
+        .or_else(|| node.raw.address.as_ref().map(|a| a.span()))
+        .unwrap_or(node.raw.span.clone());
+        let line = report.line_of(earlier.raw.span.start);
+        report
+            .error(
+                span,
+                format!(
+                    "{} uses {}, like {} already does",
+                    node.label(),
+                    used.join(" and "),
+                    earlier.label()
+                ),
+            )
+            .note(format!("{} is defined at line {line}", earlier.label()))
+            .help("give each node its own address, or nodes sharing one different ports");
     }
 }
 
@@ -111,6 +134,9 @@ fn vip(
         .filter(|n| n.roles.contains(&Role::Balancer))
         .collect();
     let Some(vip) = &cluster.vip else {
+        if cluster.vip_written {
+            return;
+        }
         let first = balancers
             .iter()
             .filter_map(|n| role_span(&n.raw.roles, Role::Balancer).map(|s| (n.label(), s)))
@@ -219,8 +245,18 @@ fn one_initial_primary(
             Some((*n, flag.span()))
         })
         .collect();
+    // A flag written with the wrong type was reported already; saying
+    // "nobody is primary" as well would only repeat it.
+    let flag_reported = db_nodes.iter().any(|n| {
+        n.raw
+            .sections
+            .db
+            .as_ref()
+            .is_some_and(|s| s.reported.contains("initial_primary"))
+    });
     match primaries.len() {
         1 => {}
+        0 if flag_reported => {}
         0 => {
             let first = db_nodes
                 .iter()
@@ -262,4 +298,9 @@ fn one_initial_primary(
             }
         }
     }
+}
+
+/// Node addresses as messages show them.
+fn addr_port(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
 }

@@ -12,6 +12,7 @@ mod diagnostic;
 mod model;
 mod plan;
 mod raw;
+mod roles;
 mod search;
 mod suggest;
 mod validate;

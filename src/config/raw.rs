@@ -13,6 +13,9 @@ use super::suggest::closest;
 
 #[derive(Default)]
 pub struct RawFile {
+    /// Top-level keys written but already reported (a wrong type), so that
+    /// "missing [cluster]" does not follow "`cluster` must be a table".
+    pub reported: Reported,
     pub cluster: Option<RawCluster>,
     pub defaults: RawDefaults,
     pub membership: RawMembership,
@@ -24,6 +27,7 @@ pub struct RawFile {
 
 pub struct RawCluster {
     pub span: Span,
+    pub reported: Reported,
     pub name: Option<Spanned<String>>,
     pub vip: Option<Spanned<String>>,
     pub admin_token: Option<Spanned<String>>,
@@ -64,6 +68,7 @@ pub struct RawMetrics {
 pub struct RawNode {
     /// The `[[node]]` header (or the inline table), for "missing key" errors.
     pub span: Span,
+    pub reported: Reported,
     pub hostname: Option<Spanned<String>>,
     pub address: Option<Spanned<String>>,
     pub roles: Option<Spanned<Vec<Spanned<String>>>>,
@@ -74,9 +79,22 @@ pub struct RawNode {
 
 pub struct RawPattern {
     pub span: Span,
+    pub reported: Reported,
     pub glob: Option<Spanned<String>>,
     pub roles: Option<Spanned<Vec<Spanned<String>>>>,
     pub sections: RawSections,
+}
+
+/// Keys of a table that were written but already reported (wrong type, or
+/// misspelt so that an unknown key suggests them). A later "missing key"
+/// error for them would only repeat the same mistake.
+#[derive(Default)]
+pub struct Reported(Vec<&'static str>);
+
+impl Reported {
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains(&key)
+    }
 }
 
 /// The per-role tables a node, a pattern or `[defaults]` may carry.
@@ -93,6 +111,7 @@ pub struct Section<T> {
     /// balancer role" points.
     pub key_span: Span,
     pub fields: T,
+    pub reported: Reported,
 }
 
 pub struct RawBalancer {
@@ -146,8 +165,8 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         .into_iter()
         .map(|t| read_pattern(t, top.report))
         .collect();
-    top.finish();
     RawFile {
+        reported: top.finish(),
         cluster,
         defaults: defaults.unwrap_or_default(),
         membership: membership.unwrap_or_default(),
@@ -161,8 +180,9 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
 fn read_cluster(t: Table<'_, '_>, report: &mut Report<'_>) -> RawCluster {
     let mut f = Fields::new(t.table, "[cluster]", report);
     let quoted = "a string in quotes";
-    let cluster = RawCluster {
+    let mut cluster = RawCluster {
         span: t.span,
+        reported: Reported::default(),
         name: f.string("name", "a cluster name in quotes, like \"piha\""),
         vip: f.string(
             "vip",
@@ -171,7 +191,7 @@ fn read_cluster(t: Table<'_, '_>, report: &mut Report<'_>) -> RawCluster {
         admin_token: f.string("admin_token", quoted),
         admin_token_file: f.string("admin_token_file", "a file path in quotes"),
     };
-    f.finish();
+    cluster.reported = f.finish();
     cluster
 }
 
@@ -211,8 +231,9 @@ fn read_store(t: Table<'_, '_>, report: &mut Report<'_>) -> RawStore {
 
 fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
     let mut f = Fields::new(t.table, "[[node]]", report);
-    let node = RawNode {
+    let mut node = RawNode {
         span: t.span,
+        reported: Reported::default(),
         hostname: f.string("hostname", "a hostname in quotes, like \"pi-1\""),
         address: f.string(
             "address",
@@ -223,19 +244,20 @@ fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
         gossip_port: f.integer("gossip_port", PORT),
         sections: read_sections(&mut f),
     };
-    f.finish();
+    node.reported = f.finish();
     node
 }
 
 fn read_pattern(t: Table<'_, '_>, report: &mut Report<'_>) -> RawPattern {
     let mut f = Fields::new(t.table, "[[pattern]]", report);
-    let pattern = RawPattern {
+    let mut pattern = RawPattern {
         span: t.span,
+        reported: Reported::default(),
         glob: f.string("match", "a hostname pattern in quotes, like \"pi-*\""),
         roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
         sections: read_sections(&mut f),
     };
-    f.finish();
+    pattern.reported = f.finish();
     pattern
 }
 
@@ -245,10 +267,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
         let fields = RawBalancer {
             priority: s.integer("priority", "a VRRP priority from 1 to 254"),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     let web = f.table("web").map(|t| {
@@ -256,10 +278,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
         let fields = RawWeb {
             root: s.string("root", "a directory path in quotes, like \"/srv/piha/www\""),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     let db = f.table("db").map(|t| {
@@ -267,10 +289,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
         let fields = RawDb {
             initial_primary: s.boolean("initial_primary"),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     let storage = f.table("storage").map(|t| {
@@ -281,10 +303,10 @@ fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
                 "a directory path in quotes, like \"/srv/piha/brick\"",
             ),
         };
-        s.finish();
         Section {
             key_span: t.key_span,
             fields,
+            reported: s.finish(),
         }
     });
     RawSections {
@@ -308,6 +330,7 @@ struct Fields<'t, 'i, 'r, 's> {
     table: &'t DeTable<'i>,
     context: &'static str,
     known: Vec<&'static str>,
+    reported: Vec<&'static str>,
     report: &'r mut Report<'s>,
 }
 
@@ -317,6 +340,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
             table,
             context,
             known: Vec::new(),
+            reported: Vec::new(),
             report,
         }
     }
@@ -431,14 +455,16 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         };
         let DeValue::Array(items) = value.get_ref() else {
             let found = type_name(value.get_ref());
-            self.report
-                .error(
-                    value.span(),
-                    format!("expected `[[{key}]]` with double brackets, found {found}"),
-                )
-                .help(format!(
+            self.reported.push(key);
+            let d = self.report.error(
+                value.span(),
+                format!("expected `[[{key}]]` with double brackets, found {found}"),
+            );
+            if value.get_ref().is_table() {
+                d.help(format!(
                     "each {key} is its own `[[{key}]]` section; `[{key}]` makes one plain table"
                 ));
+            }
             return Vec::new();
         };
         let mut tables = Vec::new();
@@ -463,18 +489,20 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
 
     fn wrong_type(
         &mut self,
-        key: &str,
+        key: &'static str,
         value: &Spanned<DeValue<'_>>,
         expected: &str,
     ) -> &mut Diagnostic {
         let found = type_name(value.get_ref());
+        self.reported.push(key);
         self.report.error(
             value.span(),
             format!("wrong type for `{key}`: expected {expected}, found {found}"),
         )
     }
 
-    fn finish(self) {
+    /// Reports the keys nobody asked for; returns the keys already reported.
+    fn finish(mut self) -> Reported {
         for (key, _) in self.table.iter() {
             let name: &str = key.get_ref();
             if self.known.contains(&name) {
@@ -484,12 +512,14 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
             let suggestion = closest(name, &self.known);
             if let Some(s) = suggestion {
                 message.push_str(&format!("; did you mean `{s}`?"));
+                self.reported.push(s);
             }
             let d = self.report.error(key.span(), message);
             if suggestion.is_none() {
                 d.help(format!("keys allowed here: {}", self.known.join(", ")));
             }
         }
+        Reported(self.reported)
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,17 +15,8 @@ use super::checks;
 use super::diagnostic::{Report, Span};
 use super::model::*;
 use super::raw::*;
-use super::suggest::closest;
+use super::roles::{Owner, RoleDefaults, required_roles, role_settings};
 use super::values;
-
-/// The per-role settings a node or pattern starts from before its own
-/// sections are applied: the built-in values overlaid with `[defaults]`.
-pub struct RoleDefaults {
-    pub balancer: BalancerSettings,
-    pub web: WebSettings,
-    pub db: DbSettings,
-    pub storage: StorageSettings,
-}
 
 /// A `[[node]]` as far as it could be checked, with its raw entry kept for
 /// pointing at it from the checks that compare nodes.
@@ -60,6 +50,8 @@ pub struct ClusterFacts {
     pub span: Span,
     pub name: String,
     pub vip: Option<Spanned<IpNet>>,
+    /// A `vip` was written, even if it did not parse.
+    pub vip_written: bool,
     pub admin_token: Option<String>,
 }
 
@@ -68,7 +60,7 @@ pub fn validate(
     source: ConfigSource,
     report: &mut Report<'_>,
 ) -> Option<ClusterConfig> {
-    let cluster = cluster(raw.cluster.as_ref(), report);
+    let cluster = cluster(raw.cluster.as_ref(), &raw.reported, report);
     let (defaults, role_defaults) = defaults(&raw.defaults, report);
     let membership = membership(&raw.membership, report);
     let store = store(&raw.store, report);
@@ -85,6 +77,9 @@ pub fn validate(
         .iter()
         .map(|p| pattern(p, &role_defaults, report))
         .collect();
+    if !(raw.reported.contains("node") || raw.reported.contains("pattern")) {
+        checks::has_members(&cluster, &nodes, &patterns, report);
+    }
     checks::across_nodes(&cluster, &nodes, &patterns, report);
 
     if report.has_errors() {
@@ -122,19 +117,27 @@ impl NodeFacts<'_> {
     }
 }
 
-fn cluster(raw: Option<&RawCluster>, report: &mut Report<'_>) -> ClusterFacts {
+fn cluster(
+    raw: Option<&RawCluster>,
+    top_reported: &Reported,
+    report: &mut Report<'_>,
+) -> ClusterFacts {
     let Some(raw) = raw else {
-        report
-            .error(0..0, "missing the [cluster] section")
-            .help("start the file with [cluster] and name = \"piha\"");
+        if !top_reported.contains("cluster") {
+            report
+                .error(0..0, "missing the [cluster] section")
+                .help("start the file with [cluster] and name = \"piha\"");
+        }
         return ClusterFacts {
             span: 0..0,
             name: String::new(),
             vip: None,
+            vip_written: false,
             admin_token: None,
         };
     };
     let name = match &raw.name {
+        None if raw.reported.contains("name") => String::new(),
         None => {
             report
                 .error(
@@ -164,6 +167,7 @@ fn cluster(raw: Option<&RawCluster>, report: &mut Report<'_>) -> ClusterFacts {
         span: raw.span.clone(),
         name,
         vip,
+        vip_written: raw.vip.is_some() || raw.reported.contains("vip"),
         admin_token: admin_token(raw, report),
     }
 }
@@ -247,26 +251,7 @@ fn defaults(raw: &RawDefaults, report: &mut Report<'_>) -> (Defaults, RoleDefaul
         admin_port: port_or(&raw.admin_port, 9000, report),
         gossip_port: port_or(&raw.gossip_port, 7946, report),
     };
-    let builtin = RoleDefaults {
-        balancer: BalancerSettings { priority: 100 },
-        web: WebSettings {
-            root: "/srv/piha/www".into(),
-        },
-        db: DbSettings {
-            initial_primary: false,
-        },
-        storage: StorageSettings {
-            brick: "/srv/piha/brick".into(),
-        },
-    };
-    let s = &raw.sections;
-    let roles = RoleDefaults {
-        balancer: balancer(&builtin.balancer, s.balancer.as_ref(), report),
-        web: web(&builtin.web, s.web.as_ref(), report),
-        db: db(&builtin.db, s.db.as_ref(), "[defaults]", report),
-        storage: storage(&builtin.storage, s.storage.as_ref(), report),
-    };
-    (defaults, roles)
+    (defaults, RoleDefaults::new(&raw.sections, report))
 }
 
 fn membership(raw: &RawMembership, report: &mut Report<'_>) -> MembershipSettings {
@@ -340,6 +325,7 @@ fn node<'r>(
     report: &mut Report<'_>,
 ) -> NodeFacts<'r> {
     let hostname = match &raw.hostname {
+        None if raw.reported.contains("hostname") => None,
         None => {
             report
                 .error(
@@ -361,6 +347,7 @@ fn node<'r>(
         .as_ref()
         .map_or("this node".to_string(), |h| format!("node \"{h}\""));
     let net = match &raw.address {
+        None if raw.reported.contains("address") => None,
         None => {
             report
                 .error(
@@ -380,8 +367,15 @@ fn node<'r>(
             }
         },
     };
-    let roles = required_roles(&raw.roles, raw.span.clone(), &who, report);
-    let settings = role_settings(&roles, &raw.sections, role_defaults, &who, false, report);
+    let roles = required_roles(&raw.roles, &raw.reported, raw.span.clone(), &who, report);
+    let settings = role_settings(
+        &roles,
+        &raw.sections,
+        role_defaults,
+        &who,
+        Owner::Node,
+        report,
+    );
     NodeFacts {
         raw,
         hostname,
@@ -399,6 +393,7 @@ fn pattern<'r>(
     report: &mut Report<'_>,
 ) -> PatternFacts<'r> {
     let glob = match &raw.glob {
+        None if raw.reported.contains("match") => None,
         None => {
             report
                 .error(
@@ -427,194 +422,19 @@ fn pattern<'r>(
     let who = glob
         .as_ref()
         .map_or("this pattern".to_string(), |g| format!("pattern \"{g}\""));
-    let roles = required_roles(&raw.roles, raw.span.clone(), &who, report);
-    let settings = role_settings(&roles, &raw.sections, role_defaults, &who, true, report);
+    let roles = required_roles(&raw.roles, &raw.reported, raw.span.clone(), &who, report);
+    let settings = role_settings(
+        &roles,
+        &raw.sections,
+        role_defaults,
+        &who,
+        Owner::Pattern,
+        report,
+    );
     let rule = glob.map(|pattern| PatternRule {
         pattern,
         roles,
         settings,
     });
     PatternFacts { raw, rule }
-}
-
-fn required_roles(
-    raw: &Option<Spanned<Vec<Spanned<String>>>>,
-    table_span: Span,
-    who: &str,
-    report: &mut Report<'_>,
-) -> BTreeSet<Role> {
-    let Some(list) = raw else {
-        report
-            .error(
-                table_span,
-                format!("{who} is missing the required key `roles`"),
-            )
-            .help(
-                "list its roles, like roles = [\"web\", \"storage\"] (an empty list [] means none)",
-            );
-        return BTreeSet::new();
-    };
-    let mut roles = BTreeSet::new();
-    for name in list.get_ref() {
-        let Some(role) = Role::from_name(name.get_ref()) else {
-            let valid: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
-            let mut message = format!(
-                "unknown role \"{}\"; valid roles are {}",
-                name.get_ref(),
-                valid.join(", ")
-            );
-            if let Some(s) = closest(name.get_ref(), &valid) {
-                message.push_str(&format!(" (did you mean \"{s}\"?)"));
-            }
-            report.error(name.span(), message);
-            continue;
-        };
-        if !roles.insert(role) {
-            report.error(name.span(), format!("role \"{role}\" is listed twice"));
-        }
-    }
-    roles
-}
-
-/// The settings of each role `roles` holds: `[defaults]` overlaid with the
-/// entry's own section. A section for a role the entry lacks is an error, not
-/// silently ignored: it usually means the role was forgotten in `roles`.
-fn role_settings(
-    roles: &BTreeSet<Role>,
-    sections: &RawSections,
-    defaults: &RoleDefaults,
-    who: &str,
-    is_pattern: bool,
-    report: &mut Report<'_>,
-) -> RoleSettings {
-    let present = [
-        (
-            Role::Balancer,
-            sections.balancer.as_ref().map(|s| &s.key_span),
-        ),
-        (Role::Web, sections.web.as_ref().map(|s| &s.key_span)),
-        (Role::Db, sections.db.as_ref().map(|s| &s.key_span)),
-        (
-            Role::Storage,
-            sections.storage.as_ref().map(|s| &s.key_span),
-        ),
-    ];
-    for (role, span) in present {
-        if let Some(span) = span.filter(|_| !roles.contains(&role)) {
-            report
-                .error(
-                    span.clone(),
-                    format!("{who} has a `{role}` section but not the \"{role}\" role"),
-                )
-                .help(format!(
-                    "add \"{role}\" to its roles, or delete the `{role}` section"
-                ));
-        }
-    }
-    let has = |role| roles.contains(&role);
-    let db_owner = if is_pattern {
-        "[[pattern]]"
-    } else {
-        "[[node]]"
-    };
-    RoleSettings {
-        balancer: has(Role::Balancer)
-            .then(|| balancer(&defaults.balancer, sections.balancer.as_ref(), report)),
-        web: has(Role::Web).then(|| web(&defaults.web, sections.web.as_ref(), report)),
-        db: has(Role::Db).then(|| db(&defaults.db, sections.db.as_ref(), db_owner, report)),
-        storage: has(Role::Storage)
-            .then(|| storage(&defaults.storage, sections.storage.as_ref(), report)),
-    }
-}
-
-fn balancer(
-    base: &BalancerSettings,
-    section: Option<&Section<RawBalancer>>,
-    report: &mut Report<'_>,
-) -> BalancerSettings {
-    let priority = section
-        .and_then(|s| s.fields.priority.as_ref())
-        .and_then(|p| {
-            values::priority(*p.get_ref())
-                .map_err(|why| {
-                    report.error(p.span(), why);
-                })
-                .ok()
-        });
-    BalancerSettings {
-        priority: priority.unwrap_or(base.priority),
-    }
-}
-
-fn web(
-    base: &WebSettings,
-    section: Option<&Section<RawWeb>>,
-    report: &mut Report<'_>,
-) -> WebSettings {
-    let root = section.and_then(|s| s.fields.root.as_ref()).and_then(|r| {
-        values::absolute_dir(r.get_ref())
-            .map_err(|why| {
-                report.error(r.span(), format!("invalid web root: {why}"));
-            })
-            .ok()
-    });
-    WebSettings {
-        root: root.unwrap_or_else(|| base.root.clone()),
-    }
-}
-
-/// `owner` is where the section sits: only a `[[node]]` may claim to be the
-/// first primary, since a pattern or `[defaults]` can apply to many hosts.
-fn db(
-    base: &DbSettings,
-    section: Option<&Section<RawDb>>,
-    owner: &str,
-    report: &mut Report<'_>,
-) -> DbSettings {
-    let flag = section.and_then(|s| s.fields.initial_primary.as_ref());
-    let initial_primary = match flag {
-        Some(p) if *p.get_ref() && owner != "[[node]]" => {
-            report
-                .error(
-                    p.span(),
-                    format!("`initial_primary = true` is not allowed in {owner}"),
-                )
-                .help("exactly one db node starts as primary: set it on that one [[node]]");
-            false
-        }
-        Some(p) => *p.get_ref(),
-        None => base.initial_primary,
-    };
-    DbSettings { initial_primary }
-}
-
-fn storage(
-    base: &StorageSettings,
-    section: Option<&Section<RawStorage>>,
-    report: &mut Report<'_>,
-) -> StorageSettings {
-    let brick = section.and_then(|s| s.fields.brick.as_ref()).and_then(|b| {
-        values::absolute_dir(b.get_ref())
-            .map_err(|why| {
-                report.error(b.span(), format!("invalid brick: {why}"));
-            })
-            .ok()
-    });
-    StorageSettings {
-        brick: brick.unwrap_or_else(|| base.brick.clone()),
-    }
-}
-
-/// Where a role was written in an entry's `roles` list.
-pub fn role_span(raw: &Option<Spanned<Vec<Spanned<String>>>>, role: Role) -> Option<Span> {
-    raw.as_ref()?
-        .get_ref()
-        .iter()
-        .find(|r| r.get_ref() == role.name())
-        .map(Spanned::span)
-}
-
-/// Node addresses as messages show them.
-pub fn addr_port(addr: IpAddr, port: u16) -> String {
-    std::net::SocketAddr::new(addr, port).to_string()
 }

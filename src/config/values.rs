@@ -108,7 +108,11 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.is_zero() => Err(format!("{expected}: it must be longer than zero")),
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("{expected}, found \"{text}\" ({e})")),
+        // Only the unit error says something the example does not already.
+        Err(e @ humantime::DurationError::UnknownUnit { .. }) => {
+            Err(format!("{expected}, found \"{text}\": {e}"))
+        }
+        Err(_) => Err(format!("{expected}, found \"{text}\"")),
     }
 }
 

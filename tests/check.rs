@@ -1,0 +1,260 @@
+//! `piha check` as a Pi owner runs it: every broken fixture must fail with
+//! the mistake's file:line and a message that names it; the shipped cluster
+//! file must pass and show every node's roles.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// (fixture, the errors it must produce as (line, phrase of the message)).
+const BROKEN: &[(&str, &[(usize, &str)])] = &[
+    (
+        "01-syntax-unquoted-address.toml",
+        &[(40, "TOML syntax error")],
+    ),
+    (
+        "02-unknown-key.toml",
+        &[(
+            40,
+            "unknown key `adress` in [[node]]; did you mean `address`?",
+        )],
+    ),
+    (
+        "03-wrong-type.toml",
+        &[(41, "wrong type for `roles`: expected a list of roles")],
+    ),
+    (
+        "04-missing-hostname.toml",
+        &[(43, "missing the required key `hostname`")],
+    ),
+    (
+        "05-duplicate-hostname.toml",
+        &[(39, "duplicate hostname \"pi-2\"")],
+    ),
+    (
+        "06-invalid-hostname.toml",
+        &[(44, "invalid hostname \"pi_4\"")],
+    ),
+    (
+        "07-address-without-prefix.toml",
+        &[(45, "has no prefix length")],
+    ),
+    (
+        "08-same-address-and-port.toml",
+        &[(
+            45,
+            "uses 192.0.2.13:9000 (admin) and 192.0.2.13:7946 (gossip)",
+        )],
+    ),
+    (
+        "09-unknown-role.toml",
+        &[(
+            46,
+            "unknown role \"webserver\"; valid roles are balancer, web, db, storage",
+        )],
+    ),
+    (
+        "10-section-without-role.toml",
+        &[(42, "has a `balancer` section but not the \"balancer\" role")],
+    ),
+    (
+        "11-vip-outside-subnet.toml",
+        &[(4, "outside the subnet of every balancer node")],
+    ),
+    (
+        "12-vip-is-a-node-address.toml",
+        &[(4, "is also the address of node \"pi-2\"")],
+    ),
+    (
+        "13-balancer-without-vip.toml",
+        &[(27, "has the balancer role, but [cluster] has no `vip`")],
+    ),
+    (
+        "14-priority-out-of-range.toml",
+        &[(29, "priority must be from 1 to 254, found 255")],
+    ),
+    (
+        "15-two-initial-primaries.toml",
+        &[
+            (30, "`initial_primary = true` is set on 2 db nodes"),
+            (37, "`initial_primary = true` is set on 2 db nodes"),
+        ],
+    ),
+    (
+        "16-no-initial-primary.toml",
+        &[(28, "no db node has `initial_primary = true`")],
+    ),
+    (
+        "17-invalid-glob.toml",
+        &[(49, "invalid hostname pattern \"pi-[0-9\"")],
+    ),
+    (
+        "18-bad-duration.toml",
+        &[(14, "expected a duration like \"1s\"")],
+    ),
+    (
+        "19-down-after-too-short.toml",
+        &[(
+            15,
+            "down_after (1s) must be longer than heartbeat_interval (1s)",
+        )],
+    ),
+    ("20-bad-size.toml", &[(19, "unit \"MB\" is ambiguous")]),
+    (
+        "21-short-admin-token.toml",
+        &[(
+            5,
+            "admin_token is 6 characters long; it must be at least 16",
+        )],
+    ),
+    (
+        "22-token-and-token-file.toml",
+        &[(
+            6,
+            "set either `admin_token` or `admin_token_file`, not both",
+        )],
+    ),
+    (
+        "23-node-with-single-brackets.toml",
+        &[(25, "expected `[[node]]` with double brackets")],
+    ),
+    (
+        "24-several-mistakes.toml",
+        &[
+            (18, "wrong type for `retention`"),
+            (29, "priority must be from 1 to 254, found 0"),
+            (39, "did you mean `hostname`?"),
+            (45, "\"192.0.2.314\" is not an IP address"),
+        ],
+    ),
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_piha"))
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .env_remove("PIHA_CONFIG")
+        .output()
+        .expect("run piha")
+}
+
+#[test]
+fn broken_fixtures_fail_with_line_and_message() {
+    let dir = root().join("tests/fixtures/config/broken");
+    let mut failures = Vec::new();
+    for (name, expected) in BROKEN {
+        let path = dir.join(name);
+        let out = check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            failures.push(format!("{name}: accepted"));
+            continue;
+        }
+        let first_lines: Vec<&str> = stderr.lines().filter(|l| l.contains(": error: ")).collect();
+        for (line, phrase) in *expected {
+            let at = format!("{}:{line}:", path.display());
+            if !first_lines
+                .iter()
+                .any(|l| l.starts_with(&at) && l.contains(phrase))
+            {
+                failures.push(format!(
+                    "{name}: no error at line {line} containing {phrase:?}:\n{stderr}"
+                ));
+            }
+        }
+        if first_lines.len() != expected.len() {
+            failures.push(format!(
+                "{name}: {} errors, expected {}:\n{stderr}",
+                first_lines.len(),
+                expected.len()
+            ));
+        }
+        let count = if expected.len() == 1 {
+            "1 error".to_string()
+        } else {
+            format!("{} errors", expected.len())
+        };
+        if !stderr
+            .trim_end()
+            .ends_with(&format!("{}: {count}", path.display()))
+        {
+            failures.push(format!("{name}: no summary line:\n{stderr}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn every_fixture_is_in_the_table() {
+    let dir = root().join("tests/fixtures/config/broken");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixture dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    on_disk.sort();
+    let listed: Vec<String> = BROKEN.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(on_disk, listed);
+}
+
+#[test]
+fn diagnostics_show_the_source_line_and_a_caret() {
+    let path = root().join("tests/fixtures/config/broken/07-address-without-prefix.toml");
+    let stderr = String::from_utf8_lossy(&check(&path).stderr).into_owned();
+    let expected = "\n   |\n45 | address = \"192.0.2.14\"\n   |           ^^^^^^^^^^^^\n";
+    assert!(stderr.contains(expected), "{stderr}");
+}
+
+#[test]
+fn shipped_cluster_file_passes_and_shows_every_node() {
+    let out = check(&root().join("pi-configs/cluster.toml"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |host: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("no row for {host}:\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        row("pi-1").contains("balancer, web, db, storage"),
+        "{stdout}"
+    );
+    assert!(row("pi-1").contains("vrrp priority 150"), "{stdout}");
+    assert!(row("pi-1").contains("db initial primary"), "{stdout}");
+    assert!(
+        row("pi-2").contains("balancer, web, db, storage"),
+        "{stdout}"
+    );
+    assert!(row("pi-2").contains("vrrp priority 100"), "{stdout}");
+    assert!(row("pi-3").contains("web, db, storage"), "{stdout}");
+    assert!(!row("pi-3").contains("balancer"), "{stdout}");
+    assert!(row("pi-4").contains("web, storage"), "{stdout}");
+    assert!(!row("pi-4").contains("db"), "{stdout}");
+    assert!(row("pi-*").contains("(joins by pattern)"), "{stdout}");
+    assert!(stdout.contains("VIP 192.0.2.10/24"), "{stdout}");
+}
+
+#[test]
+fn oversized_and_missing_files_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(2 << 20)).expect("write");
+    let out = check(&big);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than 1024 KiB"));
+
+    let out = check(&dir.path().join("absent.toml"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

@@ -1,0 +1,5 @@
+//! Helpers shared by integration tests (`mod common;`). Not every test uses
+//! every helper, hence the allow.
+#![allow(dead_code)]
+
+pub mod browser;

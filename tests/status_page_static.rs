@@ -296,6 +296,13 @@ fn status_page_keeps_data_and_warns_when_the_node_stops_answering() {
     assert!(banner.contains("Lost contact with pi-1 — retrying"), "banner text: {banner}");
     assert_eq!(start_tags(&dom, r#"data-testid="member""#).len(), 4, "last data kept");
     assert_eq!(start_tags(&dom, r#"data-chart="#).len(), 4);
+
+    // What that looks like on a phone (a fresh server: this one's one good
+    // answer is used up).
+    let addr = serve(Api::DiesAfter(1));
+    let path = screenshot_dir().join("status-phone-stale.png");
+    browser::screenshot(&format!("http://{addr}/"), &path, 390, 844, 5000).expect("stale screenshot");
+    println!("screenshot: {}", path.display());
 }
 
 #[test]

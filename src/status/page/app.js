@@ -126,6 +126,11 @@
     return s + '\u00a0s';
   }
 
+  // Same, tighter, for the small member cards: 12d 5h / 2h 4m / 4m 10s.
+  function fmtDurationShort(seconds) {
+    return fmtDuration(seconds).replace(/\u00a0(d|h|s)\b/g, '$1').replace(/\u00a0min\b/g, 'm');
+  }
+
   function fmtAgo(ms) {
     if (!isNum(ms)) return '–';
     const s = Math.round(ms / 1000);
@@ -195,6 +200,7 @@
     try {
       fn();
     } catch (err) {
+      delete state.rendered[name]; // try again with the next response
       console.error('piha: could not render ' + name, err);
     }
   }
@@ -217,7 +223,7 @@
     const fact = (label, ...value) => facts.append(el('div', { class: 'fact' }, el('dt', { text: label }), el('dd', null, ...value)));
     fact('Address', el('span', { class: 'mono', text: str(node.address, '–') }));
     fact('Version', 'v' + str(node.version, '?'));
-    fact('piha up', isNum(node.started_at_ms) ? el('span', { class: 'dur', data: { since: node.started_at_ms } }, fmtDuration((serverNow() - node.started_at_ms) / 1000)) : '–');
+    fact('piha uptime', isNum(node.started_at_ms) ? el('span', { class: 'dur', data: { since: node.started_at_ms } }, fmtDuration((serverNow() - node.started_at_ms) / 1000)) : '–');
     fact('Config', el('span', { class: 'mono', title: str(cluster.config_path) + (isNum(cluster.config_loaded_at_ms) ? '\nloaded ' + fmtDateTime(cluster.config_loaded_at_ms) : ''), text: str(cluster.config_hash, '–').slice(0, 12) }));
 
     const up = members.filter((m) => m.state === 'up').length;
@@ -279,14 +285,14 @@
     const s = m.system;
     if (st === 'up' && s) {
       const metric = (label, value, extra, attrs) => el('div', Object.assign({ class: 'metric' }, attrs || {}),
-        el('dt', { text: label }), el('dd', null, value), extra || null);
+        el('dt', { text: label }), el('dd', null, value, extra || null));
       return el('dl', { class: 'metrics' },
         metric('CPU', fmtPercent(s.cpu_percent), bar(s.cpu_percent)),
         metric('Memory', fmtPercent(s.memory_percent), bar(s.memory_percent)),
         metric('Temp', isNum(s.temperature_c) ? fmtTemp(s.temperature_c) : el('span', { class: 'muted', title: 'no temperature sensor', text: 'no sensor' }),
           null, { data: { level: tempLevel(s.temperature_c) } }),
         metric('Load', isNum(s.load1) ? fmtNum(s.load1, 2) : '–'),
-        metric('Uptime', fmtDuration(s.uptime_s)),
+        metric('Uptime', fmtDurationShort(s.uptime_s)),
         metric('Heard', relTime(m.last_heard_ms)));
     }
     // Not live: say since when, and when we last heard from it.
@@ -346,12 +352,14 @@
       extra || null);
     $('stats').replaceChildren(
       stat('CPU', fmtPercent(s.cpu_percent), null, bar(s.cpu_percent)),
-      stat('Load', load.length ? fmtNum(load[0], 2) : '–', load.length >= 3 ? '5 min ' + fmtNum(load[1], 2) + ' · 15 min ' + fmtNum(load[2], 2) : null),
+      stat('Load', load.length ? fmtNum(load[0], 2) : '–', load.length >= 3
+        ? [el('span', { text: '5 min ' + fmtNum(load[1], 2) }), el('span', { text: '15 min ' + fmtNum(load[2], 2) })] : null),
       stat('Memory', fmtPercent(memPct), fmtBytes(s.memory_used_bytes) + ' of ' + fmtBytes(s.memory_total_bytes), bar(memPct)),
       stat('Temperature', isNum(s.temperature_c) ? fmtTemp(s.temperature_c) : 'no sensor', null, null, tempLevel(s.temperature_c)),
       stat('Uptime', fmtDuration(s.uptime_s), isNum(s.uptime_s) ? 'since ' + fmtDateTime(serverNow() - s.uptime_s * 1000) : null),
-      stat('Network', el('span', { class: 'net' }, el('span', { class: 'rx', text: '↓ ' + fmtRate(s.net_rx_bytes_per_s) })),
-        el('span', { class: 'tx', text: '↑ ' + fmtRate(s.net_tx_bytes_per_s) })));
+      stat('Network', el('span', { class: 'net' },
+        el('span', { class: 'rx', title: 'received' }, el('span', { class: 'arrow', text: '↓' }), fmtRate(s.net_rx_bytes_per_s)),
+        el('span', { class: 'tx', title: 'sent' }, el('span', { class: 'arrow', text: '↑' }), fmtRate(s.net_tx_bytes_per_s)))));
   }
 
   function renderDisks(d) {
@@ -394,11 +402,11 @@
     if (!changed('charts', key)) return;
     chart('cpu', c.times, [{ name: 'CPU', values: c.cpu, cls: 's1' }], { min: 0, max: 100, fmt: fmtPercent });
     chart('memory', c.times, [{ name: 'Memory', values: c.memory, cls: 's2' }], { min: 0, max: 100, fmt: fmtPercent });
-    chart('temperature', c.times, [{ name: 'Temperature', values: c.temperature, cls: 's3' }], { fmt: fmtTemp, pad: 2, step: 5 });
+    chart('temperature', c.times, [{ name: 'Temperature', values: c.temperature, cls: 's3' }], { fmt: fmtTemp, axisFmt: (v) => fmtNum(v, 0) + '\u00a0°C', pad: 2, step: 5 });
     chart('network', c.times, [
       { name: 'rx', label: '↓', values: c.rx, cls: 's4' },
       { name: 'tx', label: '↑', values: c.tx, cls: 's5' },
-    ], { min: 0, fmt: fmtRate, nice: true });
+    ], { min: 0, fmt: fmtRate, nice: niceBytesCeil });
   }
 
   // Charts are drawn at their real pixel width so that text stays readable
@@ -406,6 +414,14 @@
   function chartWidthKey() {
     const any = document.querySelector('svg[data-chart]');
     return any ? Math.round(any.getBoundingClientRect().width / 20) : 0;
+  }
+
+  // Nice maximum for byte rates in the binary units they are shown in
+  // (2 MiB/s, not 1.9 MiB/s).
+  function niceBytesCeil(v) {
+    let unit = 1;
+    while (v / unit >= 1024) unit *= 1024;
+    return niceCeil(v / unit) * unit;
   }
 
   function niceCeil(v) {
@@ -465,9 +481,6 @@
     if (!el_) return;
     const W = Math.max(260, Math.round(el_.getBoundingClientRect().width || 560));
     const H = W < 420 ? 150 : 170;
-    const pad = { l: 4, r: 4, t: 16, b: 20 };
-    const pw = W - pad.l - pad.r;
-    const ph = H - pad.t - pad.b;
     el_.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     el_.replaceChildren();
 
@@ -477,24 +490,37 @@
     let lo = isNum(opts.min) ? opts.min : Math.min(...all) - (opts.pad || 0);
     let hi = isNum(opts.max) ? opts.max : Math.max(...all) + (opts.pad || 0);
     if (!all.length) { lo = isNum(lo) ? lo : 0; hi = isNum(hi) ? hi : 1; }
-    if (opts.step) { lo = Math.floor(lo / opts.step) * opts.step; hi = Math.ceil(hi / opts.step) * opts.step; }
-    if (opts.nice) hi = niceCeil(hi);
+    if (opts.step) {
+      // Whole steps, and an even number of them so the middle line is round too.
+      lo = Math.floor(lo / opts.step) * opts.step;
+      hi = Math.ceil(hi / opts.step) * opts.step;
+      if (Math.round((hi - lo) / opts.step) % 2) hi += opts.step;
+    }
+    if (opts.nice) hi = opts.nice(hi);
     if (!(hi > lo)) hi = lo + 1;
 
+    // Value labels live in a left gutter sized to the longest one, so they
+    // never sit on top of the line.
+    const axisFmt = opts.axisFmt || opts.fmt;
+    const ticks = [hi, (hi + lo) / 2, lo].map((v) => [v, axisFmt(v)]);
+    const gutter = Math.ceil(Math.max(...ticks.map(([, t]) => t.length)) * 6.2) + 10;
+    const pad = { l: gutter, r: 6, t: 16, b: 20 };
+    const pw = W - pad.l - pad.r;
+    const ph = H - pad.t - pad.b;
     const x = (t) => pad.l + ((t - t0) / HOUR_MS) * pw;
     const y = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * ph;
 
     // Grid: three horizontal lines with their values sitting on top.
-    for (const v of [hi, (hi + lo) / 2, lo]) {
+    for (const [v, label] of ticks) {
       el_.append(svg('line', { class: 'grid', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
-      el_.append(svgText({ class: 'axis', x: pad.l + 2, y: y(v) - 4 }, opts.fmt(v)));
+      el_.append(svgText({ class: 'axis', x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, label));
     }
     // Time axis: a tick every 15 minutes of wall-clock time.
     const tickMs = 15 * 60 * 1000;
     for (let t = Math.ceil(t0 / tickMs) * tickMs; t <= tEnd; t += tickMs) {
       const tx = x(t);
       el_.append(svg('line', { class: 'tick', x1: tx.toFixed(1), x2: tx.toFixed(1), y1: pad.t, y2: H - pad.b }));
-      if (tx > 24 && tx < W - 40) {
+      if (tx > pad.l + 22 && tx < W - 40) {
         el_.append(svgText({ class: 'axis', x: tx.toFixed(1), y: H - 5, 'text-anchor': 'middle' }, fmtClock(t)));
       }
     }
@@ -507,7 +533,11 @@
       const x1 = x(Math.max(a, t0));
       const x2 = x(b);
       if (x2 - x1 < 1) continue;
-      el_.append(svg('rect', { class: 'gap', x: x1, y: pad.t, width: x2 - x1, height: ph }));
+      const hole = svg('rect', { class: 'gap', x: x1.toFixed(1), y: pad.t, width: (x2 - x1).toFixed(1), height: ph });
+      const tip = svg('title');
+      tip.textContent = 'no data ' + fmtClock(a) + '–' + fmtClock(b);
+      hole.append(tip);
+      el_.append(hole);
       if (x2 - x1 > 46) el_.append(svgText({ class: 'axis gap-label', x: (x1 + x2) / 2, y: pad.t + ph / 2, 'text-anchor': 'middle' }, 'no data'));
     }
 
@@ -605,7 +635,6 @@
   function eventRow(e) {
     const sev = SEVERITIES.includes(e.severity) ? e.severity : 'info';
     const key = eventKey(e);
-    const hasDetails = e.details !== null && e.details !== undefined && !(typeof e.details === 'object' && Object.keys(e.details).length === 0);
 
     const row = el('li', { class: 'event', data: { testid: 'event', severity: str(e.severity, 'info') } },
       el('div', { class: 'event-when' }, relTime(e.at_ms)),
@@ -613,27 +642,34 @@
       el('div', { class: 'event-src' },
         el('span', { class: 'event-node', text: str(e.node, '?') }),
         el('span', { class: 'event-comp', text: str(e.component, '') })),
-      el('div', { class: 'event-msg', text: str(e.message, '') }));
-
-    if (hasDetails) {
-      const details = el('details', { class: 'event-details' },
-        el('summary', { text: 'details' }),
-        el('pre', { class: 'mono', text: JSON.stringify(e.details, null, 2) }));
-      details.open = state.openEvents.has(key);
-      details.addEventListener('toggle', () => {
-        if (details.open) state.openEvents.add(key);
-        else state.openEvents.delete(key);
-      });
-      row.append(details);
-    }
+      eventMessage(e, key));
     return row;
+  }
+
+  // The message itself is the <summary> when there are details, so an event
+  // stays one line until someone asks for more.
+  function eventMessage(e, key) {
+    const text = el('span', { class: 'event-text', text: str(e.message, '') });
+    const hasDetails = e.details !== null && e.details !== undefined &&
+      !(typeof e.details === 'object' && Object.keys(e.details).length === 0);
+    if (!hasDetails) return el('div', { class: 'event-msg' }, text);
+
+    const details = el('details', { class: 'event-msg' },
+      el('summary', null, text, ' ', el('span', { class: 'more', text: 'details' })),
+      el('pre', { class: 'mono', text: JSON.stringify(e.details, null, 2) }));
+    details.open = state.openEvents.has(key);
+    details.addEventListener('toggle', () => {
+      if (details.open) state.openEvents.add(key);
+      else state.openEvents.delete(key);
+    });
+    return details;
   }
 
   // ------------------------------------------------------------ freshness
 
   function setStale(stale, err) {
     state.failing = stale;
-    state.lastError = err ? String(err.name === 'AbortError' ? 'timed out after ' + FETCH_TIMEOUT_MS / 1000 + ' s' : err.message || err) : '';
+    state.lastError = err ? describeError(err) : '';
     const banner = document.querySelector('[data-testid="stale-banner"]');
     banner.hidden = !stale;
     document.body.classList.toggle('is-stale', stale);
@@ -642,6 +678,13 @@
       $('stale-text').textContent = 'Lost contact with ' + host + ' — retrying';
     }
     tick();
+  }
+
+  function describeError(err) {
+    if (err.name === 'AbortError') return 'no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s';
+    if (err.name === 'TypeError') return 'no connection'; // fetch's network failure
+    if (err.name === 'SyntaxError') return 'answer was not JSON';
+    return String(err.message || err);
   }
 
   // Once a second: relative times, the "updated" indicator and the uptime.

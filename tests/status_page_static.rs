@@ -55,9 +55,9 @@ fn no_browser() -> bool {
 /// How the test server answers `api/v1/status`.
 #[derive(Clone, Copy)]
 enum Api {
-    /// Always the sample.
+    /// Always the body.
     Healthy,
-    /// The sample this many times, then the connection is dropped unanswered
+    /// The body this many times, then the connection is dropped unanswered
     /// (as if the node went away).
     DiesAfter(usize),
 }
@@ -66,19 +66,26 @@ enum Api {
 /// accepts; each connection gets a short-lived thread that reads one bounded
 /// request, answers, and closes. The threads end with the test process.
 fn serve(api: Api) -> SocketAddr {
+    serve_json(sample_json(), api)
+}
+
+/// Like [`serve`], with `status` as the API's answer.
+fn serve_json(status: String, api: Api) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
     let addr = listener.local_addr().unwrap();
     let api_hits = Arc::new(AtomicUsize::new(0));
+    let status = Arc::new(status);
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let api_hits = Arc::clone(&api_hits);
-            thread::spawn(move || handle(stream, api, &api_hits));
+            let status = Arc::clone(&status);
+            thread::spawn(move || handle(stream, &status, api, &api_hits));
         }
     });
     addr
 }
 
-fn handle(mut stream: TcpStream, api: Api, api_hits: &AtomicUsize) {
+fn handle(mut stream: TcpStream, status_json: &str, api: Api, api_hits: &AtomicUsize) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let Some(path) = read_request_path(&mut stream) else { return };
@@ -96,7 +103,7 @@ fn handle(mut stream: TcpStream, api: Api, api_hits: &AtomicUsize) {
                     return; // drop the connection: fetch fails like a dead node
                 }
             }
-            ("200 OK", "application/json", sample_json().into_bytes())
+            ("200 OK", "application/json", status_json.as_bytes().to_vec())
         }
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", b"# piha test server\n".to_vec()),
         "/phone-check.html" => ("200 OK", "text/html; charset=utf-8", PHONE_CHECK.as_bytes().to_vec()),
@@ -197,6 +204,34 @@ fn element<'a>(dom: &'a str, needle: &str, tag: &str) -> &'a str {
     let close = format!("</{tag}>");
     let end = at + dom[at..].find(&close).unwrap_or_else(|| panic!("no {close} after {needle}"));
     &dom[start..end + close.len()]
+}
+
+/// Names of the elements in serialized HTML, in order. A small scanner that
+/// knows attribute quotes, so a `<` inside an attribute value (serializers
+/// differ on escaping it there) is not taken for a tag.
+fn element_names(dom: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = dom.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '<' {
+            continue;
+        }
+        let name: String = std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric())).collect();
+        if !name.is_empty() {
+            names.push(name.to_ascii_lowercase());
+        }
+        // Skip to the end of the tag, stepping over quoted values.
+        let mut quote = None;
+        for c in chars.by_ref() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '>') => break,
+                _ => {}
+            }
+        }
+    }
+    names
 }
 
 /// How text content appears in serialized HTML.
@@ -343,4 +378,70 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name} looks empty");
         println!("screenshot: {}", path.display());
     }
+}
+
+#[test]
+fn status_page_copes_with_odd_and_hostile_data() {
+    if no_browser() {
+        return;
+    }
+    let mut status: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    // Every member state, missing system data, and a peer trying to inject markup.
+    status["members"] = serde_json::json!([
+        { "hostname": "pi-1", "address": "192.0.2.11", "admin_url": "http://192.0.2.11:9000/", "state": "up", "is_self": true,
+          "since_ms": 1763790000000u64, "last_heard_ms": 1763800000000u64, "roles": [], "version": "0.1.0",
+          "system": { "cpu_percent": 0.0, "memory_percent": 0.0, "temperature_c": null, "load1": 0.0, "uptime_s": 1 } },
+        { "hostname": "pi-2", "address": "192.0.2.12", "admin_url": "http://192.0.2.12:9000/", "state": "left", "is_self": false,
+          "since_ms": 1763700000000u64, "last_heard_ms": 1763700000000u64, "roles": ["web"], "version": "0.1.0", "system": null },
+        { "hostname": "pi-3", "address": "192.0.2.13", "admin_url": "http://192.0.2.13:9000/", "state": "unknown", "is_self": false,
+          "since_ms": null, "last_heard_ms": null, "roles": [], "version": null, "system": null },
+        { "hostname": "<img src=x onerror=alert(1)>", "address": "192.0.2.66", "admin_url": "javascript:alert(1)", "state": "up",
+          "is_self": false, "since_ms": 1763790000000u64, "last_heard_ms": 1763800000000u64, "roles": ["<u>db</u>"], "version": "9",
+          "system": { "cpu_percent": 100.0, "memory_percent": 99.0, "temperature_c": 85.0, "load1": 8.0, "uptime_s": 0 } }
+    ]);
+    // A short history with holes, no disks, no roles, an unknown severity.
+    status["history"]["points"] = serde_json::json!([
+        { "at_ms": 1763799990000u64, "values": [5.0, null, null, 10.0, 10.0] },
+        { "at_ms": 1763799995000u64, "values": [6.0, 10.0, null, null, 12.0] },
+        { "at_ms": 1763800000000u64, "values": [7.0, 10.5, null, 11.0, 13.0] }
+    ]);
+    status["system"]["disks"] = serde_json::json!([]);
+    status["system"]["temperature_c"] = serde_json::Value::Null;
+    status["node"]["roles"] = serde_json::json!([]);
+    status["events"] = serde_json::json!([
+        { "at_ms": 1763799999000u64, "node": "<script>alert(1)</script>", "component": "x", "severity": "fatal",
+          "message": "<em>not emphasis</em>", "details": null }
+    ]);
+
+    let addr = serve_json(status.to_string(), Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+
+    let states: Vec<String> = start_tags(&dom, r#"data-testid="member""#)
+        .iter()
+        .map(|t| attr(t, "data-state").unwrap())
+        .collect();
+    assert_eq!(states.len(), 4, "{states:?}");
+    for want in ["up", "left", "unknown"] {
+        assert!(states.iter().any(|s| s == want), "a card with state {want}: {states:?}");
+    }
+    assert!(dom.contains("Left the cluster") && dom.contains("Never heard from"));
+    assert!(dom.contains("no sensor"), "missing temperature says so");
+
+    // Peer-supplied text is text, and a javascript: URL is not a link.
+    assert!(dom.contains("&lt;img src=x onerror=alert(1)&gt;"), "hostname shown escaped");
+    let names = element_names(&dom);
+    for bad in ["img", "u", "em"] {
+        assert!(!names.iter().any(|n| n == bad), "injected <{bad}> element");
+    }
+    assert!(names.iter().any(|n| n == "article"), "the scanner sees the cards");
+    assert_eq!(names.iter().filter(|n| *n == "script").count(), 1, "only app.js is a script");
+    assert!(!dom.contains("javascript:"), "unsafe admin_url not linked");
+
+    // Short, holey history still draws; the unknown severity is kept.
+    let cpu = element(&dom, r#"data-chart="cpu""#, "svg");
+    assert!(start_tags(cpu, "<path").iter().any(|p| attr(p, "d").is_some_and(|d| d.starts_with('M'))), "cpu drawn: {cpu}");
+    assert_eq!(start_tags(&dom, r#"data-testid="event""#).len(), 1);
+    assert!(dom.contains(r#"data-severity="fatal""#));
+    let banner = start_tags(&dom, r#"data-testid="stale-banner""#);
+    assert!(banner[0].contains(" hidden"), "fresh data, no banner");
 }

@@ -457,22 +457,23 @@
     return runs;
   }
 
-  // Time ranges with no data at all (every series missing, or no samples).
-  function holes(times, series, maxGap, t0) {
+  // Time ranges inside the history where no series has data: runs of
+  // missing samples, or samples further apart than maxGap. The time before
+  // the first sample is not a hole: there is simply no history yet.
+  function holes(times, series, maxGap) {
     const out = [];
-    let start = null;
-    let prev = t0;
+    let prev = null;      // time of the last sample with data
+    let missing = false;  // samples without data since then
     for (let i = 0; i < times.length; i++) {
-      const present = series.some((s) => s.values[i] !== null);
-      if (!present) {
-        if (start === null) start = prev;
+      if (!series.some((s) => s.values[i] !== null)) {
+        missing = true;
         continue;
       }
-      if (start !== null) { out.push([start, times[i]]); start = null; }
-      else if (times[i] - prev > maxGap && prev > t0) out.push([prev, times[i]]);
+      if (prev !== null && (missing || times[i] - prev > maxGap)) out.push([prev, times[i]]);
       prev = times[i];
+      missing = false;
     }
-    if (start !== null) out.push([start, times[times.length - 1]]);
+    if (prev !== null && missing) out.push([prev, times[times.length - 1]]);
     return out;
   }
 
@@ -502,7 +503,7 @@
     // Value labels live in a left gutter sized to the longest one, so they
     // never sit on top of the line.
     const axisFmt = opts.axisFmt || opts.fmt;
-    const ticks = [hi, (hi + lo) / 2, lo].map((v) => [v, axisFmt(v)]);
+    const ticks = [hi, (hi + lo) / 2, lo].map((v) => [v, all.length ? axisFmt(v) : '']);
     const gutter = Math.ceil(Math.max(...ticks.map(([, t]) => t.length)) * 6.2) + 10;
     const pad = { l: gutter, r: 6, t: 16, b: 20 };
     const pw = W - pad.l - pad.r;
@@ -529,7 +530,7 @@
     // Missing samples: shade the hole so a flat line is not mistaken for data.
     const step = typicalStep(times);
     const maxGap = Math.max(step * 3, 15000);
-    for (const [a, b] of holes(times, series, maxGap, t0)) {
+    for (const [a, b] of holes(times, series, maxGap)) {
       const x1 = x(Math.max(a, t0));
       const x2 = x(b);
       if (x2 - x1 < 1) continue;
@@ -539,6 +540,10 @@
       hole.append(tip);
       el_.append(hole);
       if (x2 - x1 > 46) el_.append(svgText({ class: 'axis gap-label', x: (x1 + x2) / 2, y: pad.t + ph / 2, 'text-anchor': 'middle' }, 'no data'));
+    }
+
+    if (!all.length) {
+      el_.append(svgText({ class: 'axis gap-label', x: pad.l + pw / 2, y: pad.t + ph / 2 + 4, 'text-anchor': 'middle' }, 'no data in the last hour'));
     }
 
     // Lines, with a soft area under each run.
@@ -633,7 +638,7 @@
   }
 
   function eventRow(e) {
-    const sev = SEVERITIES.includes(e.severity) ? e.severity : 'info';
+    const sev = SEVERITIES.includes(e.severity) ? e.severity : 'other';
     const key = eventKey(e);
 
     const row = el('li', { class: 'event', data: { testid: 'event', severity: str(e.severity, 'info') } },

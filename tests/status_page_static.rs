@@ -24,7 +24,8 @@ fn manifest_dir() -> PathBuf {
 }
 
 fn sample_json() -> String {
-    std::fs::read_to_string(manifest_dir().join("tests/fixtures/status/sample-status.json")).expect("read sample-status.json")
+    std::fs::read_to_string(manifest_dir().join("tests/fixtures/status/sample-status.json"))
+        .expect("read sample-status.json")
 }
 
 /// `target/screenshots`, next to the other build output.
@@ -88,7 +89,9 @@ fn serve_json(status: String, api: Api) -> SocketAddr {
 fn handle(mut stream: TcpStream, status_json: &str, api: Api, api_hits: &AtomicUsize) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let Some(path) = read_request_path(&mut stream) else { return };
+    let Some(path) = read_request_path(&mut stream) else {
+        return;
+    };
     let page = manifest_dir().join("src/status/page");
     let file = |name: &str| std::fs::read(page.join(name)).expect("read page file");
 
@@ -103,11 +106,27 @@ fn handle(mut stream: TcpStream, status_json: &str, api: Api, api_hits: &AtomicU
                     return; // drop the connection: fetch fails like a dead node
                 }
             }
-            ("200 OK", "application/json", status_json.as_bytes().to_vec())
+            (
+                "200 OK",
+                "application/json",
+                status_json.as_bytes().to_vec(),
+            )
         }
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", b"# piha test server\n".to_vec()),
-        "/phone-check.html" => ("200 OK", "text/html; charset=utf-8", PHONE_CHECK.as_bytes().to_vec()),
-        _ => ("404 Not Found", "text/plain; charset=utf-8", b"not found\n".to_vec()),
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            b"# piha test server\n".to_vec(),
+        ),
+        "/phone-check.html" => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            PHONE_CHECK.as_bytes().to_vec(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            b"not found\n".to_vec(),
+        ),
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -193,16 +212,25 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     let key = format!(" {name}=\"");
     let start = tag.find(&key)? + key.len();
     let len = tag[start..].find('"')?;
-    Some(tag[start..start + len].replace("&quot;", "\"").replace("&amp;", "&"))
+    Some(
+        tag[start..start + len]
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// The markup from the start tag containing `needle` to the matching close
 /// of `tag` (no nesting of the same tag expected).
 fn element<'a>(dom: &'a str, needle: &str, tag: &str) -> &'a str {
-    let at = dom.find(needle).unwrap_or_else(|| panic!("{needle} not in DOM"));
+    let at = dom
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in DOM"));
     let start = dom[..=at].rfind('<').unwrap();
     let close = format!("</{tag}>");
-    let end = at + dom[at..].find(&close).unwrap_or_else(|| panic!("no {close} after {needle}"));
+    let end = at
+        + dom[at..]
+            .find(&close)
+            .unwrap_or_else(|| panic!("no {close} after {needle}"));
     &dom[start..end + close.len()]
 }
 
@@ -216,7 +244,8 @@ fn element_names(dom: &str) -> Vec<String> {
         if c != '<' {
             continue;
         }
-        let name: String = std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric())).collect();
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric())).collect();
         if !name.is_empty() {
             names.push(name.to_ascii_lowercase());
         }
@@ -236,7 +265,10 @@ fn element_names(dom: &str) -> Vec<String> {
 
 /// How text content appears in serialized HTML.
 fn html_text(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\u{a0}', "&nbsp;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\u{a0}', "&nbsp;")
 }
 
 // ------------------------------------------------------------------- tests
@@ -256,27 +288,50 @@ fn status_page_renders_the_sample_cluster() {
     assert!(host.contains(">pi-1<"), "header hostname: {host}");
     let banner = start_tags(&dom, r#"data-testid="stale-banner""#);
     assert_eq!(banner.len(), 1);
-    assert!(banner[0].contains(" hidden"), "banner must be hidden while fresh: {}", banner[0]);
+    assert!(
+        banner[0].contains(" hidden"),
+        "banner must be hidden while fresh: {}",
+        banner[0]
+    );
 
     // Members: four cards, self first then by hostname, states from the sample.
     let cards = start_tags(&dom, r#"data-testid="member""#);
     let seen: Vec<(String, String)> = cards
         .iter()
-        .map(|t| (attr(t, "data-hostname").unwrap(), attr(t, "data-state").unwrap()))
+        .map(|t| {
+            (
+                attr(t, "data-hostname").unwrap(),
+                attr(t, "data-state").unwrap(),
+            )
+        })
         .collect();
-    let want: Vec<(String, String)> = [("pi-1", "up"), ("pi-2", "up"), ("pi-3", "up"), ("pi-4", "down")]
-        .iter()
-        .map(|(h, s)| (h.to_string(), s.to_string()))
-        .collect();
+    let want: Vec<(String, String)> = [
+        ("pi-1", "up"),
+        ("pi-2", "up"),
+        ("pi-3", "up"),
+        ("pi-4", "down"),
+    ]
+    .iter()
+    .map(|(h, s)| (h.to_string(), s.to_string()))
+    .collect();
     assert_eq!(seen, want, "member cards (self first, then by hostname)");
     assert_eq!(seen.iter().filter(|(_, s)| s == "up").count(), 3);
     assert!(dom.contains("this node"), "self card is marked");
     assert!(dom.contains("Down since "), "down card says since when");
-    assert!(dom.contains(r#"href="http://192.0.2.12:9000/""#), "member links to its own page");
+    assert!(
+        dom.contains(r#"href="http://192.0.2.12:9000/""#),
+        "member links to its own page"
+    );
 
     // This node: a role that is not built says so.
-    assert!(dom.contains("not in this build"), "not_built role is shown honestly");
-    assert!(dom.contains("resource temporarily unavailable"), "service last error shown");
+    assert!(
+        dom.contains("not in this build"),
+        "not_built role is shown honestly"
+    );
+    assert!(
+        dom.contains("resource temporarily unavailable"),
+        "service last error shown"
+    );
 
     // Charts: every one drew at least one non-empty path.
     for name in ["cpu", "memory", "temperature", "network"] {
@@ -285,12 +340,18 @@ fn status_page_renders_the_sample_cluster() {
         assert!(!paths.is_empty(), "chart {name} has no <path>");
         for p in &paths {
             let d = attr(p, "d").unwrap_or_default();
-            assert!(d.starts_with('M') && d.len() > 20, "chart {name} path d={d:?}");
+            assert!(
+                d.starts_with('M') && d.len() > 20,
+                "chart {name} path d={d:?}"
+            );
         }
         assert!(svg.contains("viewBox="), "chart {name} is scalable");
     }
     // The sample's two-minute hole is shown as one.
-    assert!(element(&dom, r#"data-chart="cpu""#, "svg").contains(r#"class="gap""#), "gap drawn in cpu chart");
+    assert!(
+        element(&dom, r#"data-chart="cpu""#, "svg").contains(r#"class="gap""#),
+        "gap drawn in cpu chart"
+    );
 
     // Disks: one bar per disk with its mount.
     for disk in sample["system"]["disks"].as_array().unwrap() {
@@ -305,14 +366,22 @@ fn status_page_renders_the_sample_cluster() {
     assert_eq!(rows.len(), events.len(), "one row per event");
     let mut last = 0;
     for (row, event) in rows.iter().zip(&events) {
-        assert_eq!(attr(row, "data-severity").as_deref(), event["severity"].as_str());
+        assert_eq!(
+            attr(row, "data-severity").as_deref(),
+            event["severity"].as_str()
+        );
         let msg = html_text(event["message"].as_str().unwrap());
         // Each message must come after the previous one (some repeat).
-        let pos = dom[last..].find(&msg).unwrap_or_else(|| panic!("event {msg:?} not shown, or out of order"));
+        let pos = dom[last..]
+            .find(&msg)
+            .unwrap_or_else(|| panic!("event {msg:?} not shown, or out of order"));
         last += pos + msg.len();
     }
     // Text from peers is text: the "<unknown>" in a message is not markup.
-    assert!(dom.contains("&lt;unknown&gt;") && !dom.contains("<unknown>"), "event text escaped");
+    assert!(
+        dom.contains("&lt;unknown&gt;") && !dom.contains("<unknown>"),
+        "event text escaped"
+    );
     assert!(dom.contains("<details"), "event details expandable");
 
     // Footer links.
@@ -327,16 +396,27 @@ fn status_page_keeps_data_and_warns_when_the_node_stops_answering() {
     let addr = serve(Api::DiesAfter(1));
     let dom = browser::dump_dom(&format!("http://{addr}/"), 9000).expect("dump DOM");
     let banner = element(&dom, r#"data-testid="stale-banner""#, "div");
-    assert!(!start_tags(banner, "stale-banner")[0].contains(" hidden"), "banner visible: {banner}");
-    assert!(banner.contains("Lost contact with pi-1 — retrying"), "banner text: {banner}");
-    assert_eq!(start_tags(&dom, r#"data-testid="member""#).len(), 4, "last data kept");
+    assert!(
+        !start_tags(banner, "stale-banner")[0].contains(" hidden"),
+        "banner visible: {banner}"
+    );
+    assert!(
+        banner.contains("Lost contact with pi-1 — retrying"),
+        "banner text: {banner}"
+    );
+    assert_eq!(
+        start_tags(&dom, r#"data-testid="member""#).len(),
+        4,
+        "last data kept"
+    );
     assert_eq!(start_tags(&dom, r#"data-chart="#).len(), 4);
 
     // What that looks like on a phone (a fresh server: this one's one good
     // answer is used up).
     let addr = serve(Api::DiesAfter(1));
     let path = screenshot_dir().join("status-phone-stale.png");
-    browser::screenshot(&format!("http://{addr}/"), &path, 390, 844, 5000).expect("stale screenshot");
+    browser::screenshot(&format!("http://{addr}/"), &path, 390, 844, 5000)
+        .expect("stale screenshot");
     println!("screenshot: {}", path.display());
 }
 
@@ -348,12 +428,21 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
     let addr = serve(Api::Healthy);
 
     // No element may stick out of a 390 px wide viewport.
-    let dom = browser::dump_dom(&format!("http://{addr}/phone-check.html"), 6000).expect("dump DOM");
+    let dom =
+        browser::dump_dom(&format!("http://{addr}/phone-check.html"), 6000).expect("dump DOM");
     let result = element(&dom, r#"id="result""#, "pre");
     let tag = start_tags(result, r#"id="result""#)[0];
     assert_eq!(attr(tag, "data-width").as_deref(), Some("390"), "{result}");
-    assert_eq!(attr(tag, "data-cards").as_deref(), Some("4"), "page rendered in the phone frame: {result}");
-    assert_eq!(attr(tag, "data-offenders").as_deref(), Some("0"), "elements wider than a phone:\n{result}");
+    assert_eq!(
+        attr(tag, "data-cards").as_deref(),
+        Some("4"),
+        "page rendered in the phone frame: {result}"
+    );
+    assert_eq!(
+        attr(tag, "data-offenders").as_deref(),
+        Some("0"),
+        "elements wider than a phone:\n{result}"
+    );
 
     // Screenshots for people: viewport-sized, whole-page, and dark mode.
     let dir = screenshot_dir();
@@ -364,7 +453,12 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         ("status-desktop-full.png", 1280, 2700, &[]),
         ("status-phone-full.png", 390, 5600, &[]),
         ("status-desktop-dark.png", 1280, 900, &["--force-dark-mode"]),
-        ("status-phone-full-dark.png", 390, 5600, &["--force-dark-mode"]),
+        (
+            "status-phone-full-dark.png",
+            390,
+            5600,
+            &["--force-dark-mode"],
+        ),
     ];
     for (name, w, h, flags) in shots {
         let path = dir.join(name);
@@ -375,7 +469,10 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         };
         taken.unwrap_or_else(|e| panic!("{name}: {e}"));
         let png = std::fs::read(&path).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name} looks empty");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{name} looks empty"
+        );
         println!("screenshot: {}", path.display());
     }
 }
@@ -422,24 +519,42 @@ fn status_page_copes_with_odd_and_hostile_data() {
         .collect();
     assert_eq!(states.len(), 4, "{states:?}");
     for want in ["up", "left", "unknown"] {
-        assert!(states.iter().any(|s| s == want), "a card with state {want}: {states:?}");
+        assert!(
+            states.iter().any(|s| s == want),
+            "a card with state {want}: {states:?}"
+        );
     }
     assert!(dom.contains("Left the cluster") && dom.contains("Never heard from"));
     assert!(dom.contains("no sensor"), "missing temperature says so");
 
     // Peer-supplied text is text, and a javascript: URL is not a link.
-    assert!(dom.contains("&lt;img src=x onerror=alert(1)&gt;"), "hostname shown escaped");
+    assert!(
+        dom.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "hostname shown escaped"
+    );
     let names = element_names(&dom);
     for bad in ["img", "u", "em"] {
         assert!(!names.iter().any(|n| n == bad), "injected <{bad}> element");
     }
-    assert!(names.iter().any(|n| n == "article"), "the scanner sees the cards");
-    assert_eq!(names.iter().filter(|n| *n == "script").count(), 1, "only app.js is a script");
+    assert!(
+        names.iter().any(|n| n == "article"),
+        "the scanner sees the cards"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "script").count(),
+        1,
+        "only app.js is a script"
+    );
     assert!(!dom.contains("javascript:"), "unsafe admin_url not linked");
 
     // Short, holey history still draws; the unknown severity is kept.
     let cpu = element(&dom, r#"data-chart="cpu""#, "svg");
-    assert!(start_tags(cpu, "<path").iter().any(|p| attr(p, "d").is_some_and(|d| d.starts_with('M'))), "cpu drawn: {cpu}");
+    assert!(
+        start_tags(cpu, "<path")
+            .iter()
+            .any(|p| attr(p, "d").is_some_and(|d| d.starts_with('M'))),
+        "cpu drawn: {cpu}"
+    );
     assert_eq!(start_tags(&dom, r#"data-testid="event""#).len(), 1);
     assert!(dom.contains(r#"data-severity="fatal""#));
     let banner = start_tags(&dom, r#"data-testid="stale-banner""#);

@@ -56,7 +56,13 @@ pub fn dump_dom(url: &str, budget_ms: u64) -> Result<String, String> {
 
 /// Load `url` in a `width`x`height` window, let it run for `budget_ms` of
 /// virtual time, and write a PNG of the viewport to `path`.
-pub fn screenshot(url: &str, path: &Path, width: u32, height: u32, budget_ms: u64) -> Result<(), String> {
+pub fn screenshot(
+    url: &str,
+    path: &Path,
+    width: u32,
+    height: u32,
+    budget_ms: u64,
+) -> Result<(), String> {
     screenshot_with(url, path, width, height, budget_ms, &[])
 }
 
@@ -86,7 +92,10 @@ pub fn screenshot_with(
     run_chromium(&args)?;
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() > 0 => Ok(()),
-        _ => Err(format!("chromium wrote no screenshot to {}", path.display())),
+        _ => Err(format!(
+            "chromium wrote no screenshot to {}",
+            path.display()
+        )),
     }
 }
 
@@ -108,7 +117,9 @@ fn run_chromium(args: &[&str]) -> Result<String, String> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
-    let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", exe.display()))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
 
     // Read both pipes on threads: a full pipe would otherwise block Chromium,
     // and a helper that keeps a pipe open must not block us past the timeout.
@@ -121,7 +132,9 @@ fn run_chromium(args: &[&str]) -> Result<String, String> {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
                 kill_group(&mut child);
-                return Err(format!("chromium did not finish within {HARD_TIMEOUT:?}: {args:?}"));
+                return Err(format!(
+                    "chromium did not finish within {HARD_TIMEOUT:?}: {args:?}"
+                ));
             }
             Ok(None) => thread::sleep(Duration::from_millis(50)),
             Err(e) => {
@@ -133,10 +146,17 @@ fn run_chromium(args: &[&str]) -> Result<String, String> {
     // Chromium's helpers normally exit with it; make sure none lingers
     // (holding our pipes open or eating CPU) before reading the output.
     signal_group(&child);
-    let out = stdout.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-    let err = stderr.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+    let out = stdout
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    let err = stderr
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap_or_default();
     if !status.success() {
-        return Err(format!("chromium exited with {status}; stderr:\n{}", tail(&err, 2000)));
+        return Err(format!(
+            "chromium exited with {status}; stderr:\n{}",
+            tail(&err, 2000)
+        ));
     }
     Ok(out)
 }
@@ -191,7 +211,10 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> Result<Self, String> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let name = format!(
             "piha-chromium-{}-{}-{}",
             std::process::id(),

@@ -224,12 +224,16 @@
     fact('Address', el('span', { class: 'mono', text: str(node.address, '–') }));
     fact('Version', 'v' + str(node.version, '?'));
     fact('piha uptime', isNum(node.started_at_ms) ? el('span', { class: 'dur', data: { since: node.started_at_ms } }, fmtDuration((serverNow() - node.started_at_ms) / 1000)) : '–');
-    fact('Config', el('span', { class: 'mono', title: str(cluster.config_path) + (isNum(cluster.config_loaded_at_ms) ? '\nloaded ' + fmtDateTime(cluster.config_loaded_at_ms) : ''), text: str(cluster.config_hash, '–').slice(0, 12) }));
+    const configTitle = [str(cluster.config_hash), str(cluster.config_path),
+      isNum(cluster.config_loaded_at_ms) ? 'loaded ' + fmtDateTime(cluster.config_loaded_at_ms) : ''].filter(Boolean).join('\n');
+    fact('Config', el('span', { class: 'mono', title: configTitle, text: str(cluster.config_hash, '–').slice(0, 12) }));
 
     const up = members.filter((m) => m.state === 'up').length;
     $('health-up').textContent = String(up);
     $('health-total').textContent = String(members.length);
-    const health = members.length === 0 ? 'unknown' : up === members.length ? 'ok' : up * 2 > members.length ? 'degraded' : 'bad';
+    // A member that left on purpose is not a problem; one that is down is.
+    const expected = members.filter((m) => m.state !== 'left').length;
+    const health = expected === 0 ? 'unknown' : up >= expected ? 'ok' : up * 2 > expected ? 'degraded' : 'bad';
     $('health').dataset.health = health;
     $('health-label').textContent = members.length === 1 ? 'member up' : 'members up';
     $('health-vip').replaceChildren(cluster.vip ? el('span', null, 'Virtual IP ', el('span', { class: 'mono', text: cluster.vip })) : '');

@@ -1,1 +1,772 @@
-/* placeholder until the page lands */
+// piha status page.
+//
+// Polls `api/v1/status` (relative, so the page works behind any prefix) and
+// renders it with plain DOM calls. Rules this file keeps:
+//  * Everything from the API goes into the DOM through textContent or
+//    attributes set one by one, never innerHTML: names and messages come from
+//    peers and must not be able to inject markup.
+//  * When the API cannot be reached the last data stays on screen and a banner
+//    says so; the page is never blank.
+//  * Relative times are computed against the node's clock
+//    (`generated_at_ms`), not the browser's: a Pi without a real-time clock
+//    may be minutes off from the phone looking at it.
+'use strict';
+
+(function () {
+  const POLL_MS = 2000;
+  const FETCH_TIMEOUT_MS = 4000;
+  const HOUR_MS = 3600 * 1000;
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  const state = {
+    data: null,          // last good response
+    receivedAt: 0,       // browser clock when `data` arrived
+    failing: false,      // last poll failed
+    lastError: '',
+    openEvents: new Set(), // keys of events whose <details> the user opened
+    rendered: {},        // section name -> JSON of what it last drew
+  };
+
+  // ---------------------------------------------------------------- helpers
+
+  const $ = (id) => document.getElementById(id);
+
+  // el('div', {class: 'x', text: 'y', data: {a: 1}}, child...) — builds an
+  // element without ever parsing HTML.
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    applyProps(node, props);
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+
+  function svg(tag, props) {
+    const node = document.createElementNS(SVG_NS, tag);
+    applyProps(node, props);
+    return node;
+  }
+
+  function svgText(props, text) {
+    const node = svg('text', props);
+    node.textContent = text;
+    return node;
+  }
+
+  function applyProps(node, props) {
+    if (!props) return;
+    for (const [key, value] of Object.entries(props)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === 'text') node.textContent = String(value);
+      else if (key === 'data') {
+        for (const [k, v] of Object.entries(value)) node.dataset[k] = String(v);
+      } else node.setAttribute(key, String(value));
+    }
+  }
+
+  const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
+  const arr = (v) => (Array.isArray(v) ? v : []);
+  const str = (v, fallback = '') => (v === null || v === undefined ? fallback : String(v));
+
+  // Only http(s) links from peers become clickable; anything else
+  // (javascript:, data:) would run in this page's origin.
+  function safeHref(url) {
+    try {
+      const u = new URL(String(url), location.href);
+      return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // The node's "now": its clock at the last response plus the time since.
+  function serverNow() {
+    if (!state.data || !isNum(state.data.generated_at_ms)) return Date.now();
+    return state.data.generated_at_ms + (Date.now() - state.receivedAt);
+  }
+
+  // ------------------------------------------------------------- formatting
+
+  function fmtNum(v, digits) {
+    return v.toLocaleString(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+
+  function fmtPercent(v) {
+    if (!isNum(v)) return '–';
+    return (v === 0 || v >= 10 ? fmtNum(v, 0) : fmtNum(v, 1)) + '%';
+  }
+
+  function fmtBytes(n) {
+    if (!isNum(n)) return '–';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+    let i = 0;
+    while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    const digits = i === 0 || Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : 1;
+    return fmtNum(n, digits) + '\u00a0' + units[i];
+  }
+
+  const fmtRate = (n) => (isNum(n) ? fmtBytes(n) + '/s' : '–');
+
+  function fmtTemp(c) {
+    return isNum(c) ? fmtNum(c, 1) + '\u00a0°C' : '–';
+  }
+
+  // 12 d 5 h / 2 h 4 min / 4 min 10 s / 12 s — two units are enough.
+  function fmtDuration(seconds) {
+    if (!isNum(seconds)) return '–';
+    let s = Math.max(0, Math.floor(seconds));
+    const d = Math.floor(s / 86400); s -= d * 86400;
+    const h = Math.floor(s / 3600); s -= h * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    if (d > 0) return d + '\u00a0d ' + h + '\u00a0h';
+    if (h > 0) return h + '\u00a0h ' + m + '\u00a0min';
+    if (m > 0) return m + '\u00a0min ' + s + '\u00a0s';
+    return s + '\u00a0s';
+  }
+
+  // Same, tighter, for the small member cards: 12d 5h / 2h 4m / 4m 10s.
+  function fmtDurationShort(seconds) {
+    return fmtDuration(seconds).replace(/\u00a0(d|h|s)\b/g, '$1').replace(/\u00a0min\b/g, 'm');
+  }
+
+  function fmtAgo(ms) {
+    if (!isNum(ms)) return '–';
+    const s = Math.round(ms / 1000);
+    if (s < 2) return 'just now';
+    if (s < 60) return s + '\u00a0s ago';
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + '\u00a0min ago';
+    const h = Math.floor(m / 60);
+    if (h < 48) return h + '\u00a0h ' + (m % 60) + '\u00a0min ago';
+    return Math.floor(h / 24) + '\u00a0d ago';
+  }
+
+  const fmtClock = (ms) => new Date(ms).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' });
+  const fmtDateTime = (ms) => new Date(ms).toLocaleString();
+
+  // A <time> whose text ("4 min ago") is kept current by tick().
+  function relTime(atMs, prefix) {
+    if (!isNum(atMs)) return el('span', { class: 'muted', text: (prefix || '') + 'unknown' });
+    const node = el('time', {
+      class: 'rel',
+      datetime: new Date(atMs).toISOString(),
+      title: fmtDateTime(atMs),
+      data: { at: atMs, prefix: prefix || '' },
+    });
+    updateRel(node);
+    return node;
+  }
+
+  function updateRel(node) {
+    node.textContent = node.dataset.prefix + fmtAgo(serverNow() - Number(node.dataset.at));
+  }
+
+  function tempLevel(c) {
+    if (!isNum(c)) return 'none';
+    if (c >= 80) return 'hot';   // the Pi throttles at 80 °C
+    if (c >= 70) return 'warm';
+    return 'ok';
+  }
+
+  function fillLevel(pct) {
+    if (!isNum(pct)) return 'ok';
+    return pct >= 90 ? 'hot' : pct >= 75 ? 'warm' : 'ok';
+  }
+
+  // Horizontal meter; the width is set through a style property, not markup.
+  function bar(pct, level) {
+    const fill = el('span', { class: 'bar-fill', data: { level: level || fillLevel(pct) } });
+    fill.style.width = Math.max(0, Math.min(100, isNum(pct) ? pct : 0)) + '%';
+    return el('span', { class: 'bar', 'aria-hidden': 'true' }, fill);
+  }
+
+  function badge(kind, value, text) {
+    return el('span', { class: 'badge', data: { [kind]: value } }, text);
+  }
+
+  // Redraw a section only when its input changed: keeps <details> and text
+  // selection alive across polls and spares the Pi's browser some work.
+  function changed(name, input) {
+    const key = JSON.stringify(input);
+    if (state.rendered[name] === key) return false;
+    state.rendered[name] = key;
+    return true;
+  }
+
+  // One bad field must not take the whole page down.
+  function safely(name, fn) {
+    try {
+      fn();
+    } catch (err) {
+      delete state.rendered[name]; // try again with the next response
+      console.error('piha: could not render ' + name, err);
+    }
+  }
+
+  // ---------------------------------------------------------------- header
+
+  function renderHeader(d) {
+    const node = d.node || {};
+    const cluster = d.cluster || {};
+    const host = str(node.hostname, location.hostname);
+    $('self-hostname').textContent = host;
+    $('cluster-name').textContent = str(cluster.name, 'cluster');
+
+    const members = arr(d.members);
+    const down = members.filter((m) => m.state === 'down').length;
+    document.title = host + ' · ' + str(cluster.name, 'piha') + (down ? ' (' + down + ' down)' : '');
+
+    const facts = $('facts');
+    facts.replaceChildren();
+    const fact = (label, ...value) => facts.append(el('div', { class: 'fact' }, el('dt', { text: label }), el('dd', null, ...value)));
+    fact('Address', el('span', { class: 'mono', text: str(node.address, '–') }));
+    fact('Version', 'v' + str(node.version, '?'));
+    fact('piha uptime', isNum(node.started_at_ms) ? el('span', { class: 'dur', data: { since: node.started_at_ms } }, fmtDuration((serverNow() - node.started_at_ms) / 1000)) : '–');
+    const configTitle = [str(cluster.config_hash), str(cluster.config_path),
+      isNum(cluster.config_loaded_at_ms) ? 'loaded ' + fmtDateTime(cluster.config_loaded_at_ms) : ''].filter(Boolean).join('\n');
+    fact('Config', el('span', { class: 'mono', title: configTitle, text: str(cluster.config_hash, '–').slice(0, 12) }));
+
+    const up = members.filter((m) => m.state === 'up').length;
+    $('health-up').textContent = String(up);
+    $('health-total').textContent = String(members.length);
+    // A member that left on purpose is not a problem; one that is down is.
+    const expected = members.filter((m) => m.state !== 'left').length;
+    const health = expected === 0 ? 'unknown' : up >= expected ? 'ok' : up * 2 > expected ? 'degraded' : 'bad';
+    $('health').dataset.health = health;
+    $('health-label').textContent = members.length === 1 ? 'member up' : 'members up';
+    $('health-vip').replaceChildren(cluster.vip ? el('span', null, 'Virtual IP ', el('span', { class: 'mono', text: cluster.vip })) : '');
+
+    $('footer-version').textContent = 'piha v' + str(node.version, '?') + ' on ' + host;
+    $('footer-config').replaceChildren(cluster.config_path ? el('span', { class: 'mono', text: cluster.config_path }) : '');
+  }
+
+  // --------------------------------------------------------------- members
+
+  const STATE_LABEL = { up: 'up', down: 'down', left: 'left', unknown: 'unknown' };
+
+  function sortMembers(members) {
+    return members.slice().sort((a, b) => {
+      if (!!a.is_self !== !!b.is_self) return a.is_self ? -1 : 1;
+      return str(a.hostname).localeCompare(str(b.hostname), undefined, { numeric: true });
+    });
+  }
+
+  function renderMembers(d) {
+    const members = sortMembers(arr(d.members));
+    if (!changed('members', members)) return;
+    const box = $('members');
+    if (members.length === 0) {
+      box.replaceChildren(el('p', { class: 'placeholder', text: 'No members known yet.' }));
+    } else {
+      box.replaceChildren(...members.map(memberCard));
+    }
+    const counts = {};
+    for (const m of members) counts[m.state] = (counts[m.state] || 0) + 1;
+    $('cluster-note').textContent = Object.entries(counts).map(([k, n]) => n + ' ' + k).join(' · ');
+  }
+
+  function memberCard(m) {
+    const st = STATE_LABEL[m.state] ? m.state : 'unknown';
+    const name = str(m.hostname, '?');
+    const href = safeHref(m.admin_url);
+    const title = href ? el('a', { class: 'member-name', href, title: 'Open ' + name + '’s status page' }, name) : el('span', { class: 'member-name', text: name });
+
+    const head = el('div', { class: 'member-head' },
+      el('div', { class: 'member-title' }, title, m.is_self ? el('span', { class: 'self-tag', text: 'this node' }) : null),
+      badge('state', st, STATE_LABEL[st]));
+    const sub = el('div', { class: 'member-sub' },
+      el('span', { class: 'mono', text: str(m.address, '–') }),
+      m.version ? el('span', { text: 'v' + m.version }) : null);
+    const roles = el('ul', { class: 'chips', 'aria-label': 'roles' }, arr(m.roles).map((r) => el('li', { class: 'chip', text: r })));
+
+    return el('article', { class: 'card member', data: { testid: 'member', hostname: name, state: st } },
+      head, sub, roles, memberBody(m, st));
+  }
+
+  function memberBody(m, st) {
+    const s = m.system;
+    if (st === 'up' && s) {
+      const metric = (label, value, extra, attrs) => el('div', Object.assign({ class: 'metric' }, attrs || {}),
+        el('dt', { text: label }), el('dd', null, value, extra || null));
+      return el('dl', { class: 'metrics' },
+        metric('CPU', fmtPercent(s.cpu_percent), bar(s.cpu_percent)),
+        metric('Memory', fmtPercent(s.memory_percent), bar(s.memory_percent)),
+        metric('Temp', isNum(s.temperature_c) ? fmtTemp(s.temperature_c) : el('span', { class: 'muted', title: 'no temperature sensor', text: 'no sensor' }),
+          null, { data: { level: tempLevel(s.temperature_c) } }),
+        metric('Load', isNum(s.load1) ? fmtNum(s.load1, 2) : '–'),
+        metric('Uptime', fmtDurationShort(s.uptime_s)),
+        metric('Heard', relTime(m.last_heard_ms)));
+    }
+    // Not live: say since when, and when we last heard from it.
+    const lines = [];
+    if (st === 'down') lines.push(el('p', { class: 'down-since' }, 'Down since ', relTime(m.since_ms)));
+    else if (st === 'left') lines.push(el('p', { class: 'down-since' }, 'Left the cluster ', relTime(m.since_ms)));
+    else if (st === 'unknown') lines.push(el('p', { class: 'down-since', text: 'Never heard from' }));
+    else lines.push(el('p', { class: 'down-since', text: 'No system data' }));
+    if (isNum(m.last_heard_ms)) lines.push(el('p', { class: 'last-heard' }, 'Last heard ', relTime(m.last_heard_ms)));
+    return el('div', { class: 'member-off' }, lines);
+  }
+
+  // ------------------------------------------------------------ this node
+
+  const ROLE_LABEL = { not_built: 'not in this build', starting: 'starting', healthy: 'healthy', degraded: 'degraded', failed: 'failed' };
+
+  function renderNode(d) {
+    const node = d.node || {};
+    const roles = arr(node.roles);
+    const services = arr(node.services);
+    if (!changed('node', [roles, services])) return;
+
+    $('roles').replaceChildren(...(roles.length ? roles.map((r) => {
+      const label = ROLE_LABEL[r.state] || str(r.state, 'unknown');
+      return el('li', { class: 'row role', data: { state: str(r.state, 'unknown') } },
+        el('div', { class: 'row-main' }, el('span', { class: 'row-name', text: str(r.role, '?') }), badge('role', str(r.state, 'unknown'), label)),
+        r.detail ? el('p', { class: 'row-detail', text: r.detail }) : null);
+    }) : [el('li', { class: 'placeholder', text: 'No roles assigned to this node.' })]));
+
+    $('services').replaceChildren(...(services.length ? services.map((s) => {
+      const restarts = isNum(s.restarts) ? s.restarts : 0;
+      return el('li', { class: 'row service', data: { state: str(s.state, 'unknown') } },
+        el('div', { class: 'row-main' },
+          el('span', { class: 'row-name', text: str(s.name, '?') }),
+          badge('service', str(s.state, 'unknown'), str(s.state, 'unknown'))),
+        el('p', { class: 'row-detail' },
+          isNum(s.since_ms) ? el('span', null, 'since ', relTime(s.since_ms)) : null,
+          el('span', { class: restarts > 0 ? 'restarts warn' : 'restarts', text: restarts + (restarts === 1 ? ' restart' : ' restarts') })),
+        s.last_error ? el('p', { class: 'row-error', title: 'last error' }, el('span', { class: 'mono', text: String(s.last_error) })) : null);
+    }) : [el('li', { class: 'placeholder', text: 'No services reported.' })]));
+
+    const notBuilt = roles.filter((r) => r.state === 'not_built').length;
+    $('node-note').textContent = notBuilt ? notBuilt + ' of ' + roles.length + ' roles not in this build' : '';
+  }
+
+  // ---------------------------------------------------------------- system
+
+  function renderStats(d) {
+    const s = d.system || {};
+    const load = arr(s.load);
+    const memPct = isNum(s.memory_used_bytes) && isNum(s.memory_total_bytes) && s.memory_total_bytes > 0
+      ? (100 * s.memory_used_bytes) / s.memory_total_bytes : null;
+    const stat = (label, value, sub, extra, level) => el('div', { class: 'stat', data: level ? { level } : null },
+      el('div', { class: 'stat-label', text: label }),
+      el('div', { class: 'stat-value' }, value),
+      sub ? el('div', { class: 'stat-sub' }, sub) : null,
+      extra || null);
+    $('stats').replaceChildren(
+      stat('CPU', fmtPercent(s.cpu_percent), null, bar(s.cpu_percent)),
+      stat('Load', load.length ? fmtNum(load[0], 2) : '–', load.length >= 3
+        ? [el('span', { text: '5 min ' + fmtNum(load[1], 2) }), el('span', { text: '15 min ' + fmtNum(load[2], 2) })] : null),
+      stat('Memory', fmtPercent(memPct), fmtBytes(s.memory_used_bytes) + ' of ' + fmtBytes(s.memory_total_bytes), bar(memPct)),
+      stat('Temperature', isNum(s.temperature_c) ? fmtTemp(s.temperature_c) : 'no sensor', null, null, tempLevel(s.temperature_c)),
+      stat('Uptime', fmtDuration(s.uptime_s), isNum(s.uptime_s) ? 'since ' + fmtDateTime(serverNow() - s.uptime_s * 1000) : null),
+      stat('Network', el('span', { class: 'net' },
+        el('span', { class: 'rx', title: 'received' }, el('span', { class: 'arrow', text: '↓' }), fmtRate(s.net_rx_bytes_per_s)),
+        el('span', { class: 'tx', title: 'sent' }, el('span', { class: 'arrow', text: '↑' }), fmtRate(s.net_tx_bytes_per_s)))));
+  }
+
+  function renderDisks(d) {
+    const disks = arr((d.system || {}).disks);
+    if (!changed('disks', disks)) return;
+    $('disks').replaceChildren(...(disks.length ? disks.map((k) => {
+      const pct = isNum(k.used_bytes) && isNum(k.total_bytes) && k.total_bytes > 0 ? (100 * k.used_bytes) / k.total_bytes : null;
+      return el('li', { class: 'disk', data: { level: fillLevel(pct) } },
+        el('span', { class: 'disk-mount mono', text: str(k.mount, '?') }),
+        el('span', { class: 'disk-size', text: fmtBytes(k.used_bytes) + ' of ' + fmtBytes(k.total_bytes) }),
+        el('span', { class: 'disk-pct', text: fmtPercent(pct) }),
+        bar(pct));
+    }) : [el('li', { class: 'placeholder', text: 'No disks reported.' })]));
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  // Turn the history table into one array per series (null = missing).
+  function historyColumns(d) {
+    const h = d.history || {};
+    const names = arr(h.series);
+    const points = arr(h.points).filter((p) => p && isNum(p.at_ms)).sort((a, b) => a.at_ms - b.at_ms);
+    const col = (name) => {
+      const i = names.indexOf(name);
+      return points.map((p) => (i >= 0 && isNum(arr(p.values)[i]) ? p.values[i] : null));
+    };
+    return {
+      times: points.map((p) => p.at_ms),
+      cpu: col('cpu_percent'),
+      memory: col('memory_percent'),
+      temperature: col('temperature_c'),
+      rx: col('net_rx_bytes_per_s'),
+      tx: col('net_tx_bytes_per_s'),
+    };
+  }
+
+  function renderCharts(d) {
+    const c = historyColumns(d);
+    const key = [c.times.length, c.times[0], c.times[c.times.length - 1], chartWidthKey()];
+    if (!changed('charts', key)) return;
+    chart('cpu', c.times, [{ name: 'CPU', values: c.cpu, cls: 's1' }], { min: 0, max: 100, fmt: fmtPercent });
+    chart('memory', c.times, [{ name: 'Memory', values: c.memory, cls: 's2' }], { min: 0, max: 100, fmt: fmtPercent });
+    chart('temperature', c.times, [{ name: 'Temperature', values: c.temperature, cls: 's3' }], { fmt: fmtTemp, axisFmt: (v) => fmtNum(v, 0) + '\u00a0°C', pad: 2, step: 5 });
+    chart('network', c.times, [
+      { name: 'rx', label: '↓', values: c.rx, cls: 's4' },
+      { name: 'tx', label: '↑', values: c.tx, cls: 's5' },
+    ], { min: 0, fmt: fmtRate, nice: niceBytesCeil });
+  }
+
+  // Charts are drawn at their real pixel width so that text stays readable
+  // on a phone; redraw when that width changes.
+  function chartWidthKey() {
+    const any = document.querySelector('svg[data-chart]');
+    return any ? Math.round(any.getBoundingClientRect().width / 20) : 0;
+  }
+
+  // Nice maximum for byte rates in the binary units they are shown in
+  // (2 MiB/s, not 1.9 MiB/s).
+  function niceBytesCeil(v) {
+    let unit = 1;
+    while (v / unit >= 1024) unit *= 1024;
+    return niceCeil(v / unit) * unit;
+  }
+
+  function niceCeil(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    return 10 * p;
+  }
+
+  // Sample spacing: the median gap between points, so one late sample does
+  // not count as a hole but a stalled sampler does.
+  function typicalStep(times) {
+    const gaps = [];
+    for (let i = 1; i < times.length; i++) gaps.push(times[i] - times[i - 1]);
+    gaps.sort((a, b) => a - b);
+    return gaps.length ? gaps[Math.floor(gaps.length / 2)] : 5000;
+  }
+
+  // Split a series into runs of present, close-together samples.
+  function segments(times, values, maxGap) {
+    const runs = [];
+    let run = [];
+    for (let i = 0; i < times.length; i++) {
+      const v = values[i];
+      const broken = run.length && times[i] - times[run[run.length - 1]] > maxGap;
+      if (v === null || broken) {
+        if (run.length) runs.push(run);
+        run = [];
+      }
+      if (v !== null) run.push(i);
+    }
+    if (run.length) runs.push(run);
+    return runs;
+  }
+
+  // Time ranges inside the history where no series has data: runs of
+  // missing samples, or samples further apart than maxGap. The time before
+  // the first sample is not a hole: there is simply no history yet.
+  function holes(times, series, maxGap) {
+    const out = [];
+    let prev = null;      // time of the last sample with data
+    let missing = false;  // samples without data since then
+    for (let i = 0; i < times.length; i++) {
+      if (!series.some((s) => s.values[i] !== null)) {
+        missing = true;
+        continue;
+      }
+      if (prev !== null && (missing || times[i] - prev > maxGap)) out.push([prev, times[i]]);
+      prev = times[i];
+      missing = false;
+    }
+    if (prev !== null && missing) out.push([prev, times[times.length - 1]]);
+    return out;
+  }
+
+  function chart(name, times, series, opts) {
+    const el_ = document.querySelector('svg[data-chart="' + name + '"]');
+    if (!el_) return;
+    const W = Math.max(260, Math.round(el_.getBoundingClientRect().width || 560));
+    const H = W < 420 ? 150 : 170;
+    el_.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
+    el_.replaceChildren();
+
+    const tEnd = times.length ? times[times.length - 1] : serverNow();
+    const t0 = tEnd - HOUR_MS;
+    const all = series.flatMap((s) => s.values.filter((v, i) => v !== null && times[i] >= t0));
+    let lo = isNum(opts.min) ? opts.min : Math.min(...all) - (opts.pad || 0);
+    let hi = isNum(opts.max) ? opts.max : Math.max(...all) + (opts.pad || 0);
+    if (!all.length) { lo = isNum(lo) ? lo : 0; hi = isNum(hi) ? hi : 1; }
+    if (opts.step) {
+      // Whole steps, and an even number of them so the middle line is round too.
+      lo = Math.floor(lo / opts.step) * opts.step;
+      hi = Math.ceil(hi / opts.step) * opts.step;
+      if (Math.round((hi - lo) / opts.step) % 2) hi += opts.step;
+    }
+    if (opts.nice) hi = opts.nice(hi);
+    if (!(hi > lo)) hi = lo + 1;
+
+    // Value labels live in a left gutter sized to the longest one, so they
+    // never sit on top of the line.
+    const axisFmt = opts.axisFmt || opts.fmt;
+    const ticks = [hi, (hi + lo) / 2, lo].map((v) => [v, all.length ? axisFmt(v) : '']);
+    const gutter = Math.ceil(Math.max(...ticks.map(([, t]) => t.length)) * 6.2) + 10;
+    const pad = { l: gutter, r: 6, t: 16, b: 20 };
+    const pw = W - pad.l - pad.r;
+    const ph = H - pad.t - pad.b;
+    const x = (t) => pad.l + ((t - t0) / HOUR_MS) * pw;
+    const y = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * ph;
+
+    // Grid: three horizontal lines with their values sitting on top.
+    for (const [v, label] of ticks) {
+      el_.append(svg('line', { class: 'grid', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
+      el_.append(svgText({ class: 'axis', x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, label));
+    }
+    // Time axis: a tick every 15 minutes of wall-clock time.
+    const tickMs = 15 * 60 * 1000;
+    for (let t = Math.ceil(t0 / tickMs) * tickMs; t <= tEnd; t += tickMs) {
+      const tx = x(t);
+      el_.append(svg('line', { class: 'tick', x1: tx.toFixed(1), x2: tx.toFixed(1), y1: pad.t, y2: H - pad.b }));
+      if (tx > pad.l + 22 && tx < W - 40) {
+        el_.append(svgText({ class: 'axis', x: tx.toFixed(1), y: H - 5, 'text-anchor': 'middle' }, fmtClock(t)));
+      }
+    }
+    el_.append(svgText({ class: 'axis axis-now', x: W - pad.r, y: H - 5, 'text-anchor': 'end' }, 'now'));
+
+    // Missing samples: shade the hole so a flat line is not mistaken for data.
+    const step = typicalStep(times);
+    const maxGap = Math.max(step * 3, 15000);
+    for (const [a, b] of holes(times, series, maxGap)) {
+      const x1 = x(Math.max(a, t0));
+      const x2 = x(b);
+      if (x2 - x1 < 1) continue;
+      const hole = svg('rect', { class: 'gap', x: x1.toFixed(1), y: pad.t, width: (x2 - x1).toFixed(1), height: ph });
+      const tip = svg('title');
+      tip.textContent = 'no data ' + fmtClock(a) + '–' + fmtClock(b);
+      hole.append(tip);
+      el_.append(hole);
+      if (x2 - x1 > 46) el_.append(svgText({ class: 'axis gap-label', x: (x1 + x2) / 2, y: pad.t + ph / 2, 'text-anchor': 'middle' }, 'no data'));
+    }
+
+    if (!all.length) {
+      el_.append(svgText({ class: 'axis gap-label', x: pad.l + pw / 2, y: pad.t + ph / 2 + 4, 'text-anchor': 'middle' }, 'no data in the last hour'));
+    }
+
+    // Lines, with a soft area under each run.
+    for (const s of series) {
+      let line = '';
+      let area = '';
+      for (const run of segments(times, s.values, maxGap)) {
+        const pts = run.filter((i) => times[i] >= t0).map((i) => x(times[i]).toFixed(1) + ',' + y(s.values[i]).toFixed(1));
+        if (!pts.length) continue;
+        if (pts.length === 1) pts.push(pts[0]); // a lone sample still shows as a dot-ish stroke
+        line += 'M' + pts.join('L');
+        const first = pts[0].split(',')[0];
+        const last = pts[pts.length - 1].split(',')[0];
+        area += 'M' + first + ',' + y(lo).toFixed(1) + 'L' + pts.join('L') + 'L' + last + ',' + y(lo).toFixed(1) + 'Z';
+      }
+      if (!line) continue;
+      el_.append(svg('path', { class: 'area ' + s.cls, d: area }));
+      el_.append(svg('path', { class: 'line ' + s.cls, d: line, 'vector-effect': 'non-scaling-stroke' }));
+      const li = lastIndex(s.values);
+      if (li >= 0) el_.append(svg('circle', { class: 'dot ' + s.cls, cx: x(times[li]), cy: y(s.values[li]), r: 3 }));
+    }
+
+    addHover(el_, times, series, { x, t0, W, H, pad, fmt: opts.fmt });
+    renderSummary(name, times, series, t0, opts.fmt);
+  }
+
+  function lastIndex(values) {
+    for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null) return i;
+    return -1;
+  }
+
+  // "now 12% · min 3% · max 68%" beside the chart title, per series.
+  function renderSummary(name, times, series, t0, fmt) {
+    const box = $('sum-' + name);
+    if (!box) return;
+    box.replaceChildren(...series.map((s) => {
+      const vals = s.values.filter((v, i) => v !== null && times[i] >= t0);
+      const li = lastIndex(s.values);
+      const part = (k, v) => el('span', { class: 'sum-part' }, el('span', { class: 'sum-k', text: k }), ' ', el('b', { text: v }));
+      return el('span', { class: 'sum ' + s.cls },
+        s.label ? el('span', { class: 'sum-series', text: s.label }) : null,
+        part('now', li >= 0 ? fmt(s.values[li]) : '–'),
+        part('min', vals.length ? fmt(Math.min(...vals)) : '–'),
+        part('max', vals.length ? fmt(Math.max(...vals)) : '–'));
+    }));
+  }
+
+  // Pointer read-out: a vertical rule and the values at the nearest sample.
+  function addHover(root, times, series, g) {
+    const group = svg('g', { class: 'hover', visibility: 'hidden' });
+    const rule = svg('line', { class: 'hover-rule', y1: g.pad.t, y2: g.H - g.pad.b });
+    const label = svg('text', { class: 'hover-label', y: g.pad.t - 4 });
+    group.append(rule, label);
+    root.append(group);
+
+    root.onpointermove = (ev) => {
+      const rect = root.getBoundingClientRect();
+      if (!rect.width || !times.length) return;
+      const vx = ((ev.clientX - rect.left) / rect.width) * g.W;
+      const t = g.t0 + ((vx - g.pad.l) / (g.W - g.pad.l - g.pad.r)) * HOUR_MS;
+      let best = 0;
+      for (let i = 1; i < times.length; i++) if (Math.abs(times[i] - t) < Math.abs(times[best] - t)) best = i;
+      const px = g.x(times[best]);
+      rule.setAttribute('x1', px);
+      rule.setAttribute('x2', px);
+      const vals = series.map((s) => (s.label ? s.label + ' ' : '') + (s.values[best] === null ? 'no data' : g.fmt(s.values[best])));
+      label.textContent = fmtClock(times[best]) + '  ' + vals.join('  ');
+      const right = px > g.W / 2;
+      label.setAttribute('x', right ? px - 6 : px + 6);
+      label.setAttribute('text-anchor', right ? 'end' : 'start');
+      group.setAttribute('visibility', 'visible');
+    };
+    root.onpointerleave = () => group.setAttribute('visibility', 'hidden');
+  }
+
+  // ---------------------------------------------------------------- events
+
+  const SEVERITIES = ['critical', 'error', 'warning', 'notice', 'info', 'debug'];
+
+  function eventKey(e) {
+    return [e.at_ms, e.node, e.component, e.message].join('|');
+  }
+
+  function renderEvents(d) {
+    const events = arr(d.events).slice().sort((a, b) => (b.at_ms || 0) - (a.at_ms || 0));
+    if (!changed('events', events)) return;
+    const list = $('events-list');
+    list.replaceChildren(...(events.length ? events.map(eventRow) : [el('li', { class: 'placeholder', text: 'Nothing has happened yet.' })]));
+
+    const bad = events.filter((e) => e.severity === 'error' || e.severity === 'critical').length;
+    $('events-note').textContent = events.length + ' shown' + (bad ? ' · ' + bad + ' errors' : '');
+  }
+
+  function eventRow(e) {
+    const sev = SEVERITIES.includes(e.severity) ? e.severity : 'other';
+    const key = eventKey(e);
+
+    const row = el('li', { class: 'event', data: { testid: 'event', severity: str(e.severity, 'info') } },
+      el('div', { class: 'event-when' }, relTime(e.at_ms)),
+      el('div', { class: 'event-sev' }, badge('severity', sev, str(e.severity, 'info'))),
+      el('div', { class: 'event-src' },
+        el('span', { class: 'event-node', text: str(e.node, '?') }),
+        el('span', { class: 'event-comp', text: str(e.component, '') })),
+      eventMessage(e, key));
+    return row;
+  }
+
+  // The message itself is the <summary> when there are details, so an event
+  // stays one line until someone asks for more.
+  function eventMessage(e, key) {
+    const text = el('span', { class: 'event-text', text: str(e.message, '') });
+    const hasDetails = e.details !== null && e.details !== undefined &&
+      !(typeof e.details === 'object' && Object.keys(e.details).length === 0);
+    if (!hasDetails) return el('div', { class: 'event-msg' }, text);
+
+    const details = el('details', { class: 'event-msg' },
+      el('summary', null, text, ' ', el('span', { class: 'more', text: 'details' })),
+      el('pre', { class: 'mono', text: JSON.stringify(e.details, null, 2) }));
+    details.open = state.openEvents.has(key);
+    details.addEventListener('toggle', () => {
+      if (details.open) state.openEvents.add(key);
+      else state.openEvents.delete(key);
+    });
+    return details;
+  }
+
+  // ------------------------------------------------------------ freshness
+
+  function setStale(stale, err) {
+    state.failing = stale;
+    state.lastError = err ? describeError(err) : '';
+    const banner = document.querySelector('[data-testid="stale-banner"]');
+    banner.hidden = !stale;
+    document.body.classList.toggle('is-stale', stale);
+    if (stale) {
+      const host = state.data && state.data.node && state.data.node.hostname ? state.data.node.hostname : location.host;
+      $('stale-text').textContent = 'Lost contact with ' + host + ' — retrying';
+    }
+    tick();
+  }
+
+  function describeError(err) {
+    if (err.name === 'AbortError') return 'no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s';
+    if (err.name === 'TypeError') return 'no connection'; // fetch's network failure
+    if (err.name === 'SyntaxError') return 'answer was not JSON';
+    return String(err.message || err);
+  }
+
+  // Once a second: relative times, the "updated" indicator and the uptime.
+  function tick() {
+    for (const node of document.querySelectorAll('time.rel')) updateRel(node);
+    for (const node of document.querySelectorAll('.dur[data-since]')) {
+      node.textContent = fmtDuration((serverNow() - Number(node.dataset.since)) / 1000);
+    }
+    const live = $('live');
+    const updated = $('updated');
+    if (!state.data) {
+      live.dataset.live = state.failing ? 'stale' : 'connecting';
+      updated.textContent = state.failing ? 'no contact' : 'connecting…';
+      return;
+    }
+    const age = Date.now() - state.receivedAt;
+    live.dataset.live = state.failing ? 'stale' : 'live';
+    updated.textContent = age < 1500 ? 'updated just now' : 'updated ' + fmtAgo(age);
+    if (state.failing) {
+      $('stale-detail').textContent = 'Showing data from ' + fmtAgo(age) + (state.lastError ? ' (' + state.lastError + ')' : '') + '.';
+    }
+  }
+
+  // ------------------------------------------------------------------ loop
+
+  function render(d) {
+    safely('header', () => renderHeader(d));
+    safely('members', () => renderMembers(d));
+    safely('node', () => renderNode(d));
+    safely('stats', () => renderStats(d));
+    safely('charts', () => renderCharts(d));
+    safely('disks', () => renderDisks(d));
+    safely('events', () => renderEvents(d));
+  }
+
+  async function fetchStatus() {
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const res = await fetch('api/v1/status', { cache: 'no-store', signal: ctrl.signal, headers: { Accept: 'application/json' } });
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      const data = await res.json();
+      if (!data || typeof data !== 'object' || !data.node) throw new Error('unexpected response');
+      return data;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function poll() {
+    try {
+      const data = await fetchStatus();
+      state.data = data;
+      state.receivedAt = Date.now();
+      render(data);
+      setStale(false);
+    } catch (err) {
+      setStale(true, err);
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  function start() {
+    poll();
+    setInterval(tick, 1000);
+    // Charts follow their container's width (phone rotation, window resize).
+    let resizeTimer = 0;
+    window.addEventListener('resize', () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => state.data && safely('charts', () => renderCharts(state.data)), 150);
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

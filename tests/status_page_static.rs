@@ -1,0 +1,562 @@
+//! The status page on its own: serve `src/status/page/*` and the sample
+//! status JSON from a tiny HTTP server in this test, render the page in
+//! headless Chromium, and check what a person would see. Also leaves
+//! screenshots under `target/screenshots/` for a human to look at.
+//!
+//! Needs Debian's `chromium`. Without it the test is skipped locally, but
+//! fails under CI (env CI set), so a missing browser cannot pass silently.
+
+mod common;
+
+use common::browser;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sample_json() -> String {
+    std::fs::read_to_string(manifest_dir().join("tests/fixtures/status/sample-status.json"))
+        .expect("read sample-status.json")
+}
+
+/// `target/screenshots`, next to the other build output.
+fn screenshot_dir() -> PathBuf {
+    let target = option_env!("CARGO_TARGET_TMPDIR")
+        .and_then(|tmp| Path::new(tmp).parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| manifest_dir().join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
+/// True when the test should be skipped (no browser, not CI); panics when
+/// the browser is missing under CI.
+fn no_browser() -> bool {
+    if browser::chromium_path().is_some() {
+        return false;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("chromium is required under CI (apt-get install chromium)");
+    }
+    println!("skipping: chromium not installed (apt-get install chromium)");
+    true
+}
+
+// ------------------------------------------------------------------ server
+
+/// How the test server answers `api/v1/status`.
+#[derive(Clone, Copy)]
+enum Api {
+    /// Always the body.
+    Healthy,
+    /// The body this many times, then the connection is dropped unanswered
+    /// (as if the node went away).
+    DiesAfter(usize),
+}
+
+/// Serves the page and the sample on 127.0.0.1:<free port>. One thread
+/// accepts; each connection gets a short-lived thread that reads one bounded
+/// request, answers, and closes. The threads end with the test process.
+fn serve(api: Api) -> SocketAddr {
+    serve_json(sample_json(), api)
+}
+
+/// Like [`serve`], with `status` as the API's answer.
+fn serve_json(status: String, api: Api) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+    let addr = listener.local_addr().unwrap();
+    let api_hits = Arc::new(AtomicUsize::new(0));
+    let status = Arc::new(status);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let api_hits = Arc::clone(&api_hits);
+            let status = Arc::clone(&status);
+            thread::spawn(move || handle(stream, &status, api, &api_hits));
+        }
+    });
+    addr
+}
+
+fn handle(mut stream: TcpStream, status_json: &str, api: Api, api_hits: &AtomicUsize) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let Some(path) = read_request_path(&mut stream) else {
+        return;
+    };
+    let page = manifest_dir().join("src/status/page");
+    let file = |name: &str| std::fs::read(page.join(name)).expect("read page file");
+
+    let (status, ctype, body): (&str, &str, Vec<u8>) = match path.as_str() {
+        "/" | "/index.html" => ("200 OK", "text/html; charset=utf-8", file("index.html")),
+        "/style.css" => ("200 OK", "text/css; charset=utf-8", file("style.css")),
+        "/app.js" => ("200 OK", "text/javascript; charset=utf-8", file("app.js")),
+        "/api/v1/status" => {
+            let n = api_hits.fetch_add(1, Ordering::SeqCst);
+            if let Api::DiesAfter(limit) = api {
+                if n >= limit {
+                    return; // drop the connection: fetch fails like a dead node
+                }
+            }
+            (
+                "200 OK",
+                "application/json",
+                status_json.as_bytes().to_vec(),
+            )
+        }
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            b"# piha test server\n".to_vec(),
+        ),
+        "/phone-check.html" => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            PHONE_CHECK.as_bytes().to_vec(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            b"not found\n".to_vec(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+    let _ = stream.flush();
+}
+
+/// Reads the request line and headers (at most MAX_REQUEST_HEAD bytes) and
+/// returns the path without its query. None for anything malformed.
+fn read_request_path(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_REQUEST_HEAD {
+            return None;
+        }
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut parts = text.lines().next()?.split_whitespace();
+    let (method, target) = (parts.next()?, parts.next()?);
+    if method != "GET" && method != "HEAD" {
+        return None;
+    }
+    Some(target.split(['?', '#']).next()?.to_string())
+}
+
+/// Loads the page in a 390 px wide iframe (a phone's viewport; tall, so no
+/// desktop scrollbar eats into the width) and writes
+/// into its own DOM every element that sticks out to the right, so a test
+/// can assert that nothing makes a phone scroll sideways.
+const PHONE_CHECK: &str = r#"<!doctype html>
+<html><body style="margin:0">
+<iframe id="f" src="/" style="width:390px;height:9000px;border:0"></iframe>
+<script>
+  const frame = document.getElementById('f');
+  frame.addEventListener('load', () => setTimeout(() => {
+    const doc = frame.contentDocument;
+    const width = doc.documentElement.clientWidth;
+    const offenders = [];
+    for (const node of doc.querySelectorAll('body *')) {
+      const r = node.getBoundingClientRect();
+      if (r.width > 0 && r.right > width + 0.5) {
+        offenders.push(node.tagName.toLowerCase() + '.' + (node.getAttribute('class') || '') + ' right=' + Math.round(r.right));
+      }
+    }
+    const out = document.createElement('pre');
+    out.id = 'result';
+    out.dataset.width = width;
+    out.dataset.cards = doc.querySelectorAll('[data-testid=member]').length;
+    out.dataset.offenders = offenders.length;
+    out.textContent = offenders.slice(0, 20).join('\n');
+    document.body.append(out);
+  }, 3000));
+</script>
+</body></html>"#;
+
+// -------------------------------------------------------------- DOM reading
+
+/// Every start tag (`<tag ...>`) in `dom` that contains `needle`.
+fn start_tags<'a>(dom: &'a str, needle: &str) -> Vec<&'a str> {
+    let mut tags = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = dom[from..].find(needle) {
+        let at = from + pos;
+        let start = dom[..=at].rfind('<').expect("tag start");
+        let end = at + dom[at..].find('>').expect("tag end");
+        tags.push(&dom[start..=end]);
+        from = end;
+    }
+    tags
+}
+
+/// The value of attribute `name` in a serialized start tag.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let key = format!(" {name}=\"");
+    let start = tag.find(&key)? + key.len();
+    let len = tag[start..].find('"')?;
+    Some(
+        tag[start..start + len]
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// The markup from the start tag containing `needle` to the matching close
+/// of `tag` (no nesting of the same tag expected).
+fn element<'a>(dom: &'a str, needle: &str, tag: &str) -> &'a str {
+    let at = dom
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in DOM"));
+    let start = dom[..=at].rfind('<').unwrap();
+    let close = format!("</{tag}>");
+    let end = at
+        + dom[at..]
+            .find(&close)
+            .unwrap_or_else(|| panic!("no {close} after {needle}"));
+    &dom[start..end + close.len()]
+}
+
+/// Names of the elements in serialized HTML, in order. A small scanner that
+/// knows attribute quotes, so a `<` inside an attribute value (serializers
+/// differ on escaping it there) is not taken for a tag.
+fn element_names(dom: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = dom.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '<' {
+            continue;
+        }
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric())).collect();
+        if !name.is_empty() {
+            names.push(name.to_ascii_lowercase());
+        }
+        // Skip to the end of the tag, stepping over quoted values.
+        let mut quote = None;
+        for c in chars.by_ref() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '>') => break,
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
+/// How text content appears in serialized HTML.
+fn html_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\u{a0}', "&nbsp;")
+}
+
+// ------------------------------------------------------------------- tests
+
+#[test]
+fn status_page_renders_the_sample_cluster() {
+    if no_browser() {
+        return;
+    }
+    let sample: serde_json::Value = serde_json::from_str(&sample_json()).expect("sample is JSON");
+    let addr = serve(Api::Healthy);
+    let url = format!("http://{addr}/");
+    let dom = browser::dump_dom(&url, 5000).expect("dump DOM");
+
+    // Header.
+    let host = element(&dom, r#"data-testid="self-hostname""#, "h1");
+    assert!(host.contains(">pi-1<"), "header hostname: {host}");
+    let banner = start_tags(&dom, r#"data-testid="stale-banner""#);
+    assert_eq!(banner.len(), 1);
+    assert!(
+        banner[0].contains(" hidden"),
+        "banner must be hidden while fresh: {}",
+        banner[0]
+    );
+
+    // Members: four cards, self first then by hostname, states from the sample.
+    let cards = start_tags(&dom, r#"data-testid="member""#);
+    let seen: Vec<(String, String)> = cards
+        .iter()
+        .map(|t| {
+            (
+                attr(t, "data-hostname").unwrap(),
+                attr(t, "data-state").unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("pi-1", "up"),
+        ("pi-2", "up"),
+        ("pi-3", "up"),
+        ("pi-4", "down"),
+    ]
+    .iter()
+    .map(|(h, s)| (h.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(seen, want, "member cards (self first, then by hostname)");
+    assert_eq!(seen.iter().filter(|(_, s)| s == "up").count(), 3);
+    assert!(dom.contains("this node"), "self card is marked");
+    assert!(dom.contains("Down since "), "down card says since when");
+    assert!(
+        dom.contains(r#"href="http://192.0.2.12:9000/""#),
+        "member links to its own page"
+    );
+
+    // This node: a role that is not built says so.
+    assert!(
+        dom.contains("not in this build"),
+        "not_built role is shown honestly"
+    );
+    assert!(
+        dom.contains("resource temporarily unavailable"),
+        "service last error shown"
+    );
+
+    // Charts: every one drew at least one non-empty path.
+    for name in ["cpu", "memory", "temperature", "network"] {
+        let svg = element(&dom, &format!(r#"data-chart="{name}""#), "svg");
+        let paths = start_tags(svg, "<path");
+        assert!(!paths.is_empty(), "chart {name} has no <path>");
+        for p in &paths {
+            let d = attr(p, "d").unwrap_or_default();
+            assert!(
+                d.starts_with('M') && d.len() > 20,
+                "chart {name} path d={d:?}"
+            );
+        }
+        assert!(svg.contains("viewBox="), "chart {name} is scalable");
+    }
+    // The sample's two-minute hole is shown as one.
+    assert!(
+        element(&dom, r#"data-chart="cpu""#, "svg").contains(r#"class="gap""#),
+        "gap drawn in cpu chart"
+    );
+
+    // Disks: one bar per disk with its mount.
+    for disk in sample["system"]["disks"].as_array().unwrap() {
+        let mount = disk["mount"].as_str().unwrap();
+        assert!(dom.contains(&format!(">{mount}<")), "disk {mount} shown");
+    }
+
+    // Events: all of them, newest first, with their severity.
+    let mut events: Vec<&serde_json::Value> = sample["events"].as_array().unwrap().iter().collect();
+    events.sort_by_key(|e| std::cmp::Reverse(e["at_ms"].as_u64().unwrap()));
+    let rows = start_tags(&dom, r#"data-testid="event""#);
+    assert_eq!(rows.len(), events.len(), "one row per event");
+    let mut last = 0;
+    for (row, event) in rows.iter().zip(&events) {
+        assert_eq!(
+            attr(row, "data-severity").as_deref(),
+            event["severity"].as_str()
+        );
+        let msg = html_text(event["message"].as_str().unwrap());
+        // Each message must come after the previous one (some repeat).
+        let pos = dom[last..]
+            .find(&msg)
+            .unwrap_or_else(|| panic!("event {msg:?} not shown, or out of order"));
+        last += pos + msg.len();
+    }
+    // Text from peers is text: the "<unknown>" in a message is not markup.
+    assert!(
+        dom.contains("&lt;unknown&gt;") && !dom.contains("<unknown>"),
+        "event text escaped"
+    );
+    assert!(dom.contains("<details"), "event details expandable");
+
+    // Footer links.
+    assert!(dom.contains(r#"href="api/v1/status""#) && dom.contains(r#"href="metrics""#));
+}
+
+#[test]
+fn status_page_keeps_data_and_warns_when_the_node_stops_answering() {
+    if no_browser() {
+        return;
+    }
+    let addr = serve(Api::DiesAfter(1));
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 9000).expect("dump DOM");
+    let banner = element(&dom, r#"data-testid="stale-banner""#, "div");
+    assert!(
+        !start_tags(banner, "stale-banner")[0].contains(" hidden"),
+        "banner visible: {banner}"
+    );
+    assert!(
+        banner.contains("Lost contact with pi-1 — retrying"),
+        "banner text: {banner}"
+    );
+    assert_eq!(
+        start_tags(&dom, r#"data-testid="member""#).len(),
+        4,
+        "last data kept"
+    );
+    assert_eq!(start_tags(&dom, r#"data-chart="#).len(), 4);
+
+    // What that looks like on a phone (a fresh server: this one's one good
+    // answer is used up).
+    let addr = serve(Api::DiesAfter(1));
+    let path = screenshot_dir().join("status-phone-stale.png");
+    browser::screenshot(&format!("http://{addr}/"), &path, 390, 844, 5000)
+        .expect("stale screenshot");
+    println!("screenshot: {}", path.display());
+}
+
+#[test]
+fn status_page_fits_a_phone_and_leaves_screenshots() {
+    if no_browser() {
+        return;
+    }
+    let addr = serve(Api::Healthy);
+
+    // No element may stick out of a 390 px wide viewport.
+    let dom =
+        browser::dump_dom(&format!("http://{addr}/phone-check.html"), 6000).expect("dump DOM");
+    let result = element(&dom, r#"id="result""#, "pre");
+    let tag = start_tags(result, r#"id="result""#)[0];
+    assert_eq!(attr(tag, "data-width").as_deref(), Some("390"), "{result}");
+    assert_eq!(
+        attr(tag, "data-cards").as_deref(),
+        Some("4"),
+        "page rendered in the phone frame: {result}"
+    );
+    assert_eq!(
+        attr(tag, "data-offenders").as_deref(),
+        Some("0"),
+        "elements wider than a phone:\n{result}"
+    );
+
+    // Screenshots for people: viewport-sized, whole-page, and dark mode.
+    let dir = screenshot_dir();
+    let url = format!("http://{addr}/");
+    let shots: &[(&str, u32, u32, &[&str])] = &[
+        ("status-desktop.png", 1280, 900, &[]),
+        ("status-phone.png", 390, 844, &[]),
+        ("status-desktop-full.png", 1280, 2700, &[]),
+        ("status-phone-full.png", 390, 5600, &[]),
+        ("status-desktop-dark.png", 1280, 900, &["--force-dark-mode"]),
+        (
+            "status-phone-full-dark.png",
+            390,
+            5600,
+            &["--force-dark-mode"],
+        ),
+    ];
+    for (name, w, h, flags) in shots {
+        let path = dir.join(name);
+        let taken = if flags.is_empty() {
+            browser::screenshot(&url, &path, *w, *h, 4000)
+        } else {
+            browser::screenshot_with(&url, &path, *w, *h, 4000, flags)
+        };
+        taken.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let png = std::fs::read(&path).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{name} looks empty"
+        );
+        println!("screenshot: {}", path.display());
+    }
+}
+
+#[test]
+fn status_page_copes_with_odd_and_hostile_data() {
+    if no_browser() {
+        return;
+    }
+    let mut status: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    // Every member state, missing system data, and a peer trying to inject markup.
+    status["members"] = serde_json::json!([
+        { "hostname": "pi-1", "address": "192.0.2.11", "admin_url": "http://192.0.2.11:9000/", "state": "up", "is_self": true,
+          "since_ms": 1763790000000u64, "last_heard_ms": 1763800000000u64, "roles": [], "version": "0.1.0",
+          "system": { "cpu_percent": 0.0, "memory_percent": 0.0, "temperature_c": null, "load1": 0.0, "uptime_s": 1 } },
+        { "hostname": "pi-2", "address": "192.0.2.12", "admin_url": "http://192.0.2.12:9000/", "state": "left", "is_self": false,
+          "since_ms": 1763700000000u64, "last_heard_ms": 1763700000000u64, "roles": ["web"], "version": "0.1.0", "system": null },
+        { "hostname": "pi-3", "address": "192.0.2.13", "admin_url": "http://192.0.2.13:9000/", "state": "unknown", "is_self": false,
+          "since_ms": null, "last_heard_ms": null, "roles": [], "version": null, "system": null },
+        { "hostname": "<img src=x onerror=alert(1)>", "address": "192.0.2.66", "admin_url": "javascript:alert(1)", "state": "up",
+          "is_self": false, "since_ms": 1763790000000u64, "last_heard_ms": 1763800000000u64, "roles": ["<u>db</u>"], "version": "9",
+          "system": { "cpu_percent": 100.0, "memory_percent": 99.0, "temperature_c": 85.0, "load1": 8.0, "uptime_s": 0 } }
+    ]);
+    // A short history with holes, no disks, no roles, an unknown severity.
+    status["history"]["points"] = serde_json::json!([
+        { "at_ms": 1763799990000u64, "values": [5.0, null, null, 10.0, 10.0] },
+        { "at_ms": 1763799995000u64, "values": [6.0, 10.0, null, null, 12.0] },
+        { "at_ms": 1763800000000u64, "values": [7.0, 10.5, null, 11.0, 13.0] }
+    ]);
+    status["system"]["disks"] = serde_json::json!([]);
+    status["system"]["temperature_c"] = serde_json::Value::Null;
+    status["node"]["roles"] = serde_json::json!([]);
+    status["events"] = serde_json::json!([
+        { "at_ms": 1763799999000u64, "node": "<script>alert(1)</script>", "component": "x", "severity": "fatal",
+          "message": "<em>not emphasis</em>", "details": null }
+    ]);
+
+    let addr = serve_json(status.to_string(), Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+
+    let states: Vec<String> = start_tags(&dom, r#"data-testid="member""#)
+        .iter()
+        .map(|t| attr(t, "data-state").unwrap())
+        .collect();
+    assert_eq!(states.len(), 4, "{states:?}");
+    for want in ["up", "left", "unknown"] {
+        assert!(
+            states.iter().any(|s| s == want),
+            "a card with state {want}: {states:?}"
+        );
+    }
+    assert!(dom.contains("Left the cluster") && dom.contains("Never heard from"));
+    assert!(dom.contains("no sensor"), "missing temperature says so");
+
+    // Peer-supplied text is text, and a javascript: URL is not a link.
+    assert!(
+        dom.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "hostname shown escaped"
+    );
+    let names = element_names(&dom);
+    for bad in ["img", "u", "em"] {
+        assert!(!names.iter().any(|n| n == bad), "injected <{bad}> element");
+    }
+    assert!(
+        names.iter().any(|n| n == "article"),
+        "the scanner sees the cards"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "script").count(),
+        1,
+        "only app.js is a script"
+    );
+    assert!(!dom.contains("javascript:"), "unsafe admin_url not linked");
+
+    // Short, holey history still draws; the unknown severity is kept.
+    let cpu = element(&dom, r#"data-chart="cpu""#, "svg");
+    assert!(
+        start_tags(cpu, "<path")
+            .iter()
+            .any(|p| attr(p, "d").is_some_and(|d| d.starts_with('M'))),
+        "cpu drawn: {cpu}"
+    );
+    assert_eq!(start_tags(&dom, r#"data-testid="event""#).len(), 1);
+    assert!(dom.contains(r#"data-severity="fatal""#));
+    let banner = start_tags(&dom, r#"data-testid="stale-banner""#);
+    assert!(banner[0].contains(" hidden"), "fresh data, no banner");
+}

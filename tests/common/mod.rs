@@ -1,2 +1,6 @@
+//! Helpers shared by integration tests (`mod common;`). Not every test uses
+//! every helper, hence the allow.
+#![allow(dead_code)]
+
 pub mod browser;
 pub mod node;

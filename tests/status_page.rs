@@ -38,7 +38,10 @@ fn member_cards(dom: &str) -> Vec<(String, String)> {
 #[test]
 fn the_status_page_shows_the_cluster_in_a_real_browser() {
     if browser::chromium_path().is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have chromium (scripts/install-deps)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromium (scripts/install-deps)"
+        );
         eprintln!("skipping: chromium is not installed (scripts/install-deps installs it)");
         return;
     }
@@ -57,23 +60,34 @@ fn the_status_page_shows_the_cluster_in_a_real_browser() {
     let dom = browser::dump_dom(&url, 4000).expect("chromium renders the page");
     let mut cards = member_cards(&dom);
     cards.sort();
-    let want: Vec<(String, String)> = (1..=4).map(|i| (format!("pi-{i}"), "up".to_owned())).collect();
+    let want: Vec<(String, String)> = (1..=4)
+        .map(|i| (format!("pi-{i}"), "up".to_owned()))
+        .collect();
     assert_eq!(cards, want, "four member cards, all up");
-    assert!(dom.contains("data-testid=\"self-hostname\""), "header names the node");
+    assert!(
+        dom.contains("data-testid=\"self-hostname\""),
+        "header names the node"
+    );
     for chart in ["cpu", "memory", "network"] {
         let at = dom
             .find(&format!("data-chart=\"{chart}\""))
             .unwrap_or_else(|| panic!("no {chart} chart"));
         let svg = &dom[at..];
         let svg = &svg[..svg.find("</svg>").unwrap_or(svg.len())];
-        assert!(svg.contains("<path") && svg.contains(" d=\"M"), "{chart} chart draws a line");
+        assert!(
+            svg.contains("<path") && svg.contains(" d=\"M"),
+            "{chart} chart draws a line"
+        );
     }
-    assert!(dom.contains("data-testid=\"event\""), "recent events listed");
+    assert!(
+        dom.contains("data-testid=\"event\""),
+        "recent events listed"
+    );
 
     let shots = screenshots_dir();
-    browser::screenshot(&url, &shots.join("status-desktop.png"), 1280, 1100, 4000)
+    browser::screenshot(&url, &shots.join("cluster-desktop.png"), 1280, 1100, 4000)
         .expect("desktop screenshot");
-    browser::screenshot(&url, &shots.join("status-phone.png"), 390, 844, 4000)
+    browser::screenshot(&url, &shots.join("cluster-phone.png"), 390, 844, 4000)
         .expect("phone screenshot");
 
     // A killed node is shown as down, not as an error page.
@@ -88,8 +102,17 @@ fn the_status_page_shows_the_cluster_in_a_real_browser() {
     .expect("pi-4 down");
     let dom = browser::dump_dom(&url, 4000).expect("render");
     let cards = member_cards(&dom);
-    assert!(cards.contains(&("pi-4".to_owned(), "down".to_owned())), "{cards:?}");
+    assert!(
+        cards.contains(&("pi-4".to_owned(), "down".to_owned())),
+        "{cards:?}"
+    );
     assert_eq!(cards.len(), 4);
-    browser::screenshot(&url, &shots.join("status-desktop-node-down.png"), 1280, 1100, 4000)
-        .expect("screenshot");
+    browser::screenshot(
+        &url,
+        &shots.join("cluster-desktop-node-down.png"),
+        1280,
+        1100,
+        4000,
+    )
+    .expect("screenshot");
 }

@@ -124,6 +124,7 @@ async fn assert_recovered_and_working(dir: &Path, report: OpenReport, s: Store, 
     );
     assert!(!r.reason.is_empty());
     assert_eq!(corrupt_files(dir), vec![r.moved_to.clone()]);
+    assert_eq!(s.stats().recoveries, 1);
     assert_eq!(
         s.events_since(0, 10).await.expect("query").len(),
         0,
@@ -281,7 +282,7 @@ async fn full_queue_drops_and_counts_instead_of_blocking() {
         .execute_batch("BEGIN IMMEDIATE")
         .expect("take write lock");
 
-    let total = 20_000;
+    let total = 12_000;
     let t0 = Instant::now();
     for i in 0..total {
         s.record(ev(i, "flood"));

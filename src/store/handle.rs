@@ -182,9 +182,9 @@ impl Store {
             + event.node.len()
             + event.component.len()
             + event.message.len()
-            + details_json.len()
-            // The ring copy of details is a parsed Value; count it roughly too.
-            + details_json.len();
+            // Details travel twice: as text for the insert and as a Value
+            // for queries that see the batch before it commits.
+            + 2 * details_json.len();
         self.enqueue(
             Write::Event(Box::new(QueuedEvent {
                 event,

@@ -165,7 +165,8 @@ pub struct StoreStats {
     pub sample_rows: u64,
     /// Failed attempts to commit a batch or run retention.
     pub write_errors: u64,
-    /// Times a corrupt database was moved aside while running (not at open).
+    /// Times this process replaced an unusable database: at open (also in
+    /// `OpenReport`) and while running (also as an error event).
     pub recoveries: u64,
 }
 
@@ -192,7 +193,8 @@ pub fn open(
             "event store was unusable; started a fresh database"
         );
     }
-    let (store, worker) = worker::spawn(dir.to_path_buf(), path, opened, config)?;
+    let (store, worker) =
+        worker::spawn(dir.to_path_buf(), path, opened, config, recovered.is_some())?;
     Ok((store, worker, OpenReport { recovered }))
 }
 

@@ -123,6 +123,7 @@ pub(crate) fn spawn(
     path: PathBuf,
     opened: Opened,
     config: StoreConfig,
+    recovered_at_open: bool,
 ) -> Result<(Store, StoreWorker), StoreError> {
     let Opened {
         conn,
@@ -136,6 +137,7 @@ pub(crate) fn spawn(
     Shared::add(&c.event_rows, event_rows);
     Shared::add(&c.sample_rows, sample_rows);
     Shared::add(&c.db_bytes, db_bytes);
+    Shared::add(&c.recoveries, u64::from(recovered_at_open));
 
     let (tx, rx) = mpsc::sync_channel(QUEUE_ITEMS + CONTROL_SLOTS);
     let (done_tx, done) = mpsc::channel::<()>();

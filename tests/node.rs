@@ -67,31 +67,18 @@ fn sighup_keeps_the_old_config_on_a_broken_file_and_applies_a_good_one() {
     assert!(members.iter().any(|(h, _)| h == "pi-6"), "{members:?}");
 
     // The same through the admin API: the token is required.
-    let admin = c.nodes[0].admin;
-    let (code, _) = http(admin, "POST", "/api/v1/reload", &[]).expect("http");
-    assert_eq!(code, 401);
-    let wrong = "Bearer not-the-token-at-all";
-    let (code, _) =
-        http(admin, "POST", "/api/v1/reload", &[("Authorization", wrong)]).expect("http");
-    assert_eq!(code, 401);
+    let reload = |auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        http(c.nodes[0].admin, "POST", "/api/v1/reload", &headers).expect("http")
+    };
+    assert_eq!(reload(None).0, 401);
+    assert_eq!(reload(Some("Bearer not-the-token-at-all")).0, 401);
     let bearer = format!("Bearer {TOKEN}");
-    let (code, body) = http(
-        admin,
-        "POST",
-        "/api/v1/reload",
-        &[("Authorization", &bearer)],
-    )
-    .expect("http");
+    let (code, body) = reload(Some(&bearer));
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("unchanged"), "{body}");
     std::fs::write(&c.config, &broken).expect("write");
-    let (code, body) = http(
-        admin,
-        "POST",
-        "/api/v1/reload",
-        &[("Authorization", &bearer)],
-    )
-    .expect("http");
+    let (code, body) = reload(Some(&bearer));
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("rejected"), "{body}");
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::membership::SystemSummary;
 use crate::node::context::NodeContext;
 use crate::node::events::now_ms;
 use crate::node::health::{RoleHealth, ServiceHealth};
@@ -69,16 +70,8 @@ pub struct Member {
     pub last_heard_ms: Option<i64>,
     pub roles: Vec<String>,
     pub version: Option<String>,
-    pub system: Option<MemberSystem>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MemberSystem {
-    pub cpu_percent: f64,
-    pub memory_percent: f64,
-    pub temperature_c: Option<f64>,
-    pub load1: f64,
-    pub uptime_s: u64,
+    /// The heartbeat's system summary; for this node, its latest sample.
+    pub system: Option<SystemSummary>,
 }
 
 /// Assembles the document from the snapshots; touches no lock for long and
@@ -122,13 +115,7 @@ pub fn build(ctx: &NodeContext) -> StatusDoc {
             system: report
                 .and_then(|r| r.system.as_ref())
                 .filter(|_| live)
-                .map(|s| MemberSystem {
-                    cpu_percent: s.cpu_percent,
-                    memory_percent: s.memory_percent,
-                    temperature_c: s.temperature_c,
-                    load1: s.load1,
-                    uptime_s: s.uptime_s,
-                }),
+                .cloned(),
         });
     }
     members[1..].sort_by(|a, b| a.hostname.cmp(&b.hostname));
@@ -189,7 +176,7 @@ fn self_member(ctx: &NodeContext, latest: Option<&SystemSample>) -> Member {
             .map(|r| r.name().to_owned())
             .collect(),
         version: Some(id.version.to_owned()),
-        system: latest.map(|s| MemberSystem {
+        system: latest.map(|s| SystemSummary {
             cpu_percent: s.cpu_percent,
             memory_percent: percent(s.memory_used_bytes, s.memory_total_bytes),
             temperature_c: s.temperature_c,

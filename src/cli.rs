@@ -55,9 +55,13 @@ pub struct CheckArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Base URL of any node's admin port.
-    #[arg(long, env = "PIHA_URL", default_value = "http://127.0.0.1:9000")]
-    pub url: String,
+    /// Base URL of any node's admin port. Default: this machine's own node,
+    /// found through the cluster file and the hostname.
+    #[arg(long, env = "PIHA_URL")]
+    pub url: Option<String>,
+    /// Cluster file used to find this machine's node when --url is not given.
+    #[arg(long, short = 'c', env = "PIHA_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Print the API's JSON as it came instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -201,3 +201,43 @@ fn piha_status_prints_the_cluster_as_a_table() {
     assert!(!dead.status.success());
     assert!(String::from_utf8_lossy(&dead.stderr).contains("cannot reach"));
 }
+
+/// On a Pi, `piha status` with no URL asks the node on this machine: the one
+/// the cluster file gives this machine's hostname.
+#[test]
+fn piha_status_without_url_asks_this_machines_own_node() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
+    let host = host.split('.').next().unwrap_or_default().to_owned();
+    let valid = !host.is_empty()
+        && host.len() <= 63
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        eprintln!("skipping: this machine's hostname {host:?} is not a valid node name");
+        return;
+    }
+    let text = format!(
+        "[cluster]\nname = \"own\"\n\n[[node]]\nhostname = \"{host}\"\naddress = \"127.61.11.11/24\"\nroles = [\"web\"]\n"
+    );
+    let mut c = Cluster::with_file(11, &text);
+    c.nodes[0].hostname = host.clone();
+    c.start(0);
+    wait_until(FIVE_S, || c.status(0)).unwrap_or_else(|e| panic!("{e}\n{}", c.log(0)));
+    let out = Command::new(BIN)
+        .args(["status", "--config"])
+        .arg(&c.config)
+        .env_remove("PIHA_URL")
+        .output()
+        .expect("piha status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("seen from {host}")), "{text}");
+}

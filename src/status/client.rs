@@ -21,15 +21,38 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = rt.block_on(fetch(&args.url))?;
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => own_node_url(args.config.as_deref()),
+    };
+    let body = rt.block_on(fetch(&url))?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(());
     }
     let doc: StatusDoc = serde_json::from_slice(&body)
-        .with_context(|| format!("{} did not answer with a piha status document", args.url))?;
+        .with_context(|| format!("{url} did not answer with a piha status document"))?;
     print!("{}", render(&doc, now_ms()));
     Ok(())
+}
+
+/// The admin URL of the node on this machine: its address and admin port
+/// from the cluster file. Falls back to localhost when there is no file or
+/// the hostname is not in it (the fetch then says what it could not reach).
+fn own_node_url(config: Option<&std::path::Path>) -> String {
+    let found = crate::config::find_config(config)
+        .and_then(|path| crate::config::load(&path))
+        .ok()
+        .and_then(|cfg| {
+            let host = crate::node::identity::system_hostname().ok()?;
+            let plan = cfg.plan_for(&host).ok()?;
+            let addr = crate::node::identity::resolve_address(&plan, &cfg, None).ok()?;
+            Some(std::net::SocketAddr::new(addr, plan.admin_port))
+        });
+    match found {
+        Some(addr) => format!("http://{addr}"),
+        None => "http://127.0.0.1:9000".to_owned(),
+    }
 }
 
 async fn fetch(base: &str) -> anyhow::Result<Vec<u8>> {

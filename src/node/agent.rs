@@ -20,7 +20,7 @@ use super::supervisor::Supervisor;
 use super::{identity, notify, system_metrics};
 use crate::cli::RunArgs;
 use crate::config::{self, ClusterConfig, NodePlan};
-use crate::store::{self, StoreConfig, StoreWorker};
+use crate::store::{self, Recovery, Store, StoreConfig, StoreWorker};
 use crate::{membership, status};
 
 /// Services get this long to finish after SIGTERM before they are aborted;
@@ -29,27 +29,38 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// The store's last flush and close.
 const STORE_CLOSE: Duration = Duration::from_secs(5);
 
+/// A node that has started: what `serve_signals` and `stop` need.
+struct Started {
+    ctx: Arc<NodeContext>,
+    supervisor: Supervisor,
+    config_tx: watch::Sender<Arc<Running>>,
+    reload_rx: mpsc::Receiver<super::reload::ReloadRequest>,
+    config_path: PathBuf,
+    worker: StoreWorker,
+}
+
+/// Runs the node until SIGTERM or SIGINT; returns the store's worker for the
+/// caller to close once the runtime is done.
+pub async fn run(args: RunArgs) -> anyhow::Result<StoreWorker> {
+    let mut node = start(args)?;
+    let reason = serve_signals(&mut node).await?;
+    Ok(stop(node, reason).await)
+}
+
 /// Everything up to the point the node runs; errors here stop the start
 /// with a message naming what is wrong.
-pub async fn run(args: RunArgs) -> anyhow::Result<StoreWorker> {
-    let path = config::find_config(args.config.as_deref())?;
-    let config = config::load(&path)?;
+fn start(args: RunArgs) -> anyhow::Result<Started> {
+    let config_path = config::find_config(args.config.as_deref())?;
+    let config = config::load(&config_path)?;
     let hostname = match args.hostname {
         Some(h) => h,
         None => identity::system_hostname()?,
     };
     let plan = config.plan_for(&hostname)?;
     let address = identity::resolve_address(&plan, &config, args.address)?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
-    let (store, worker, opened) = store::open(&args.data_dir, store_config(&config))
-        .with_context(|| format!("cannot open the event store in {}", args.data_dir.display()))?;
+    let (store, worker, recovered) = open_store(&args.data_dir, &config)?;
     let events = Events::new(store.clone(), &hostname);
-    if let Some(r) = opened.recovered {
+    if let Some(r) = recovered {
         events.error(
             "store",
             format!(
@@ -69,63 +80,91 @@ pub async fn run(args: RunArgs) -> anyhow::Result<StoreWorker> {
         loaded_at_ms: now_ms(),
     }));
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let shutdown = CancellationToken::new();
     let ctx = Arc::new(NodeContext {
         identity: Identity {
-            hostname: hostname.clone(),
+            hostname,
             address,
             incarnation: rand::random::<u64>().max(1),
             started_at_ms: now_ms(),
             version: env!("CARGO_PKG_VERSION"),
-            data_dir: args.data_dir.clone(),
+            data_dir: args.data_dir,
         },
         config: config_rx,
-        store: store.clone(),
-        events: events.clone(),
+        store,
+        events,
         health,
         system: watch::channel(Arc::default()).0,
         membership: watch::channel(Arc::default()).0,
         reload: reload_tx,
-        shutdown: shutdown.clone(),
+        shutdown: CancellationToken::new(),
     });
-    let roles: Vec<&str> = plan.roles.iter().map(|r| r.name()).collect();
-    events.info(
-        "node",
-        format!(
-            "piha {} starting as {hostname} ({address}), roles: {}{}",
-            ctx.identity.version,
-            if roles.is_empty() {
-                "none".to_owned()
-            } else {
-                roles.join(", ")
-            },
-            plan.from_pattern
-                .as_ref()
-                .map(|p| format!(" (joined by pattern {p})"))
-                .unwrap_or_default()
-        ),
-        json!({"roles": roles, "config": path.display().to_string()}),
-    );
+    announce(&ctx, &plan, &config_path);
 
     let mut supervisor = Supervisor::new(ctx.clone());
     supervisor.spawn("status", status::server::run);
     supervisor.spawn("membership", membership::service::run);
     supervisor.spawn("metrics", system_metrics::run);
-    tokio::spawn(notify::watchdog(shutdown.clone()));
+    tokio::spawn(notify::watchdog(ctx.shutdown.clone()));
+    Ok(Started {
+        ctx,
+        supervisor,
+        config_tx,
+        reload_rx,
+        config_path,
+        worker,
+    })
+}
 
-    let reason = serve_signals(&ctx, &config_tx, path, reload_rx).await?;
-    events.info("node", format!("stopping ({reason})"), json!({}));
+fn open_store(
+    data_dir: &std::path::Path,
+    config: &ClusterConfig,
+) -> anyhow::Result<(Store, StoreWorker, Option<Recovery>)> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let (store, worker, opened) = store::open(data_dir, store_config(config))
+        .with_context(|| format!("cannot open the event store in {}", data_dir.display()))?;
+    Ok((store, worker, opened.recovered))
+}
+
+fn announce(ctx: &NodeContext, plan: &NodePlan, config_path: &std::path::Path) {
+    let id = &ctx.identity;
+    let roles: Vec<&str> = plan.roles.iter().map(|r| r.name()).collect();
+    let role_list = if roles.is_empty() {
+        "none".to_owned()
+    } else {
+        roles.join(", ")
+    };
+    let by_pattern = plan
+        .from_pattern
+        .as_ref()
+        .map(|p| format!(" (joined by pattern {p})"))
+        .unwrap_or_default();
+    ctx.events.info(
+        "node",
+        format!(
+            "piha {} starting as {} ({}), roles: {role_list}{by_pattern}",
+            id.version, id.hostname, id.address
+        ),
+        json!({"roles": roles, "config": config_path.display().to_string()}),
+    );
+}
+
+/// Stops every service (bounded by `DRAIN`) and flushes the store.
+async fn stop(node: Started, reason: &str) -> StoreWorker {
+    let ctx = node.ctx;
+    ctx.events
+        .info("node", format!("stopping ({reason})"), json!({}));
     notify::stopping();
-    shutdown.cancel();
-    let aborted = supervisor.join(DRAIN).await;
+    ctx.shutdown.cancel();
+    let aborted = node.supervisor.join(DRAIN).await;
     if aborted > 0 {
         tracing::warn!("{aborted} services did not stop within {DRAIN:?} and were aborted");
     }
-    events.info("node", "stopped", json!({}));
-    if let Err(e) = store.flush().await {
+    ctx.events.info("node", "stopped", json!({}));
+    if let Err(e) = ctx.store.flush().await {
         tracing::warn!("last flush of the event store failed: {e}");
     }
-    Ok(worker)
+    node.worker
 }
 
 /// Closes the store after the runtime is done with it (joins its thread).
@@ -137,12 +176,7 @@ pub fn close_store(worker: StoreWorker) {
 
 /// Waits for a stop signal, reloading on SIGHUP and on admin API requests
 /// meanwhile. Returns which signal stopped the node.
-async fn serve_signals(
-    ctx: &Arc<NodeContext>,
-    config_tx: &watch::Sender<Arc<Running>>,
-    path: PathBuf,
-    mut reload_rx: mpsc::Receiver<super::reload::ReloadRequest>,
-) -> anyhow::Result<&'static str> {
+async fn serve_signals(node: &mut Started) -> anyhow::Result<&'static str> {
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -151,10 +185,10 @@ async fn serve_signals(
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
             _ = hup.recv() => {
-                apply_reload(ctx, config_tx, &path, "SIGHUP", None);
+                apply_reload(&node.ctx, &node.config_tx, &node.config_path, "SIGHUP", None);
             }
-            Some(request) = reload_rx.recv() => {
-                apply_reload(ctx, config_tx, &path, "admin API", Some(request.reply));
+            Some(request) = node.reload_rx.recv() => {
+                apply_reload(&node.ctx, &node.config_tx, &node.config_path, "admin API", Some(request.reply));
             }
         }
     }

@@ -179,7 +179,6 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
 
 fn read_cluster(t: Table<'_, '_>, report: &mut Report<'_>) -> RawCluster {
     let mut f = Fields::new(t.table, "[cluster]", report);
-    let quoted = "a string in quotes";
     let mut cluster = RawCluster {
         span: t.span,
         reported: Reported::default(),
@@ -188,7 +187,7 @@ fn read_cluster(t: Table<'_, '_>, report: &mut Report<'_>) -> RawCluster {
             "vip",
             "an IP address with a prefix length in quotes, like \"192.0.2.10/24\"",
         ),
-        admin_token: f.string("admin_token", quoted),
+        admin_token: f.string("admin_token", "a string in quotes"),
         admin_token_file: f.string("admin_token_file", "a file path in quotes"),
     };
     cluster.reported = f.finish();

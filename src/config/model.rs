@@ -149,12 +149,221 @@ pub struct RoleSettings {
 pub struct BalancerSettings {
     /// VRRP priority, 1..=254 (255 is reserved for the address owner).
     pub priority: u8,
+    /// Plain HTTP front end, on the VIP and the node's address. Default 80.
+    pub http_port: u16,
+    /// HTTPS front end (h1 and h2 by ALPN); `None` = off. Default 443.
+    pub https_port: Option<u16>,
+    /// Certificate for the HTTPS front end; `None` = the node's self-signed one.
+    pub tls: Option<TlsFiles>,
+    /// How a request picks among healthy backends.
+    pub algorithm: Algorithm,
+    /// A backend that just came up gets its weight ramped from ~0 to full
+    /// over this time, so a cold Pi is not flooded. Zero = off.
+    #[serde(with = "duration_ms")]
+    pub slow_start: Duration,
+    pub health: HttpHealthCheck,
+    pub limits: ProxyLimits,
+    /// Backends besides the web-role nodes that membership reports alive.
+    pub backends: Vec<StaticBackend>,
+    /// L4 services: TCP listeners with their own backends.
+    pub tcp: Vec<TcpService>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Smooth weighted round robin (nginx's): spreads even weighted picks.
+    RoundRobin,
+    /// Fewest active plus queued requests, weighted.
+    LeastConn,
+    /// Consistent hashing of the client's IP: a client sticks to a backend
+    /// while the set of backends changes little.
+    Source,
+    /// Power of two random choices: two at random, the less loaded wins.
+    Random2,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "roundrobin",
+            Algorithm::LeastConn => "leastconn",
+            Algorithm::Source => "source",
+            Algorithm::Random2 => "random2",
+        }
+    }
+}
+
+/// Active HTTP health check of each backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpHealthCheck {
+    pub path: String,
+    pub expect_status: u16,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Consecutive passes that bring a backend up.
+    pub rise: u32,
+    /// Consecutive failures (active or passive strikes) that take it down.
+    pub fall: u32,
+}
+
+/// Active TCP connect check of an L4 backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpHealthCheck {
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// Every bound of the proxy, so no client or backend can hold it open.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyLimits {
+    /// Concurrent requests (HTTP) or connections (TCP) per backend.
+    pub maxconn: u32,
+    /// Requests waiting for a backend slot, per front end.
+    pub queue: u32,
+    /// How long a request may wait in the queue before 503.
+    #[serde(with = "duration_ms")]
+    pub queue_timeout: Duration,
+    /// The whole request head must arrive within this (slowloris).
+    #[serde(with = "duration_ms")]
+    pub header_timeout: Duration,
+    #[serde(with = "duration_ms")]
+    pub connect_timeout: Duration,
+    /// Time for a backend to answer (response head).
+    #[serde(with = "duration_ms")]
+    pub server_timeout: Duration,
+    /// Idle keep-alive time of a client connection.
+    #[serde(with = "duration_ms")]
+    pub idle_timeout: Duration,
+    pub max_header_bytes: u64,
+    /// `None` = no limit on request bodies.
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticBackend {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpService {
+    /// Shown in stats and metrics.
+    pub name: String,
+    pub port: u16,
+    pub backends: Vec<StaticBackend>,
+    pub algorithm: Algorithm,
+    pub health: TcpHealthCheck,
+    pub limits: ProxyLimits,
+}
+
+/// Built-in values, before `[defaults]` and a node's own sections apply.
+impl Default for BalancerSettings {
+    fn default() -> Self {
+        let secs = Duration::from_secs;
+        BalancerSettings {
+            priority: 100,
+            http_port: 80,
+            https_port: Some(443),
+            tls: None,
+            algorithm: Algorithm::RoundRobin,
+            slow_start: secs(10),
+            health: HttpHealthCheck {
+                path: "/health".to_owned(),
+                expect_status: 200,
+                interval: secs(1),
+                timeout: secs(1),
+                rise: 2,
+                fall: 3,
+            },
+            limits: ProxyLimits::default(),
+            backends: Vec::new(),
+            tcp: Vec::new(),
+        }
+    }
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        let secs = Duration::from_secs;
+        ProxyLimits {
+            maxconn: 256,
+            queue: 1024,
+            queue_timeout: secs(5),
+            header_timeout: secs(10),
+            connect_timeout: secs(2),
+            server_timeout: secs(30),
+            idle_timeout: secs(60),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: None,
+        }
+    }
+}
+
+impl Default for TcpHealthCheck {
+    fn default() -> Self {
+        TcpHealthCheck {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// PEM files of a certificate chain and its private key.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WebSettings {
     /// Document root served by the web role.
     pub root: PathBuf,
+    /// Plain HTTP (HTTP/1.1 and h2c), on the node's address. Default 8080:
+    /// port 80 belongs to the balancer on the nodes that have both roles.
+    pub port: u16,
+    /// HTTPS (h1 and h2 by ALPN); `None` = off. Default 8443.
+    pub tls_port: Option<u16>,
+    /// `None` = a self-signed certificate made on first start and kept.
+    pub tls: Option<TlsFiles>,
+    pub access_log: AccessLog,
+    /// Serve symlinks that point outside the root (off: they are 404).
+    pub follow_symlinks: bool,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            root: "/srv/piha/www".into(),
+            port: 8080,
+            tls_port: Some(8443),
+            tls: None,
+            access_log: AccessLog::Journal,
+            follow_symlinks: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLog {
+    Off,
+    /// Through the node's log (stderr, journald under systemd).
+    Journal,
+    /// Combined log format to a file, rotated once at `max_bytes`.
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

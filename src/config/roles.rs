@@ -42,10 +42,8 @@ impl RoleDefaults {
     /// The built-in values overlaid with `[defaults]`' role sections.
     pub fn new(sections: &RawSections, report: &mut Report<'_>) -> RoleDefaults {
         let builtin = RoleDefaults {
-            balancer: BalancerSettings { priority: 100 },
-            web: WebSettings {
-                root: "/srv/piha/www".into(),
-            },
+            balancer: BalancerSettings::default(),
+            web: WebSettings::default(),
             db: DbSettings {
                 initial_primary: false,
             },
@@ -170,6 +168,7 @@ fn balancer(
         });
     BalancerSettings {
         priority: priority.unwrap_or(base.priority),
+        ..base.clone()
     }
 }
 
@@ -187,6 +186,7 @@ fn web(
     });
     WebSettings {
         root: root.unwrap_or_else(|| base.root.clone()),
+        ..base.clone()
     }
 }
 

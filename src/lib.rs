@@ -1,6 +1,7 @@
 //! piha: one binary per Raspberry Pi for a highly available web, database and
 //! storage cluster. See DESIGN.md for the map; each folder is one role.
 
+pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod membership;

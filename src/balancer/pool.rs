@@ -1,0 +1,613 @@
+//! The backends of one front end (the HTTP balancer, or one TCP service) and
+//! everything the balancer decides about them, sans IO: which exist (synced
+//! from membership and the cluster file), which are healthy, drained or in
+//! maintenance, their effective weight during slow start, and which one a
+//! request gets. The proxies call `pick` and `release`; the checkers call
+//! `on_check`; nothing here touches a socket or reads the clock.
+//!
+//! Churn without drops: a backend that leaves the desired set while requests
+//! are in flight stops getting new ones at once and is removed when its last
+//! request ends.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::health::{CheckResult, Health, HealthState};
+use super::pick::{self, Candidate};
+use crate::config::Algorithm;
+
+/// Slow start ramps weights in sixteenths, so a weight-1 backend still ramps.
+const WEIGHT_SCALE: u64 = 16;
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub algorithm: Algorithm,
+    pub slow_start: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Requests or connections in flight per backend; more wait in a queue.
+    pub maxconn: u32,
+}
+
+/// Where a backend comes from: it decides nothing but is shown in stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A web-role node that membership reports up.
+    Member,
+    /// Listed in the cluster file.
+    Static,
+}
+
+/// Set through the admin API, as HAProxy's `set server state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admin {
+    Ready,
+    /// No new requests; in-flight ones finish.
+    Drain,
+    /// No traffic at all (checks go on, so its health stays known).
+    Maint,
+}
+
+/// One backend the pool should have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub source: Source,
+    /// From the file or membership; an admin override wins while set.
+    pub weight: u32,
+    pub weight_override: Option<u32>,
+    pub admin: Admin,
+    pub health: HealthState,
+    /// Gone from the desired set with requests still in flight.
+    pub leaving: bool,
+    pub active: u32,
+    key: u64,
+}
+
+/// What `pick` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Counted as active until `release`.
+    Chosen(SocketAddr),
+    /// Healthy backends exist but all are at maxconn: wait and retry.
+    AllBusy,
+    /// No backend can take traffic.
+    NoBackend,
+}
+
+/// A change worth an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolEvent {
+    Added { name: String, addr: SocketAddr },
+    Leaving { name: String, in_flight: u32 },
+    Removed { name: String },
+    Up { name: String },
+    Down { name: String, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendView {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub source: Source,
+    /// "UP", "DOWN", "DRAIN" or "MAINT", as HAProxy's stats page says it.
+    pub state: &'static str,
+    pub weight: u32,
+    /// Weight in effect now (lower during slow start), in sixteenths.
+    pub effective_weight_16: u64,
+    pub active: u32,
+    pub since_ms_ago: u64,
+    pub last_check: Option<String>,
+    pub last_check_ok: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    settings: PoolSettings,
+    backends: Vec<Backend>,
+    /// Smooth round-robin state, parallel to `backends`.
+    rr: Vec<i64>,
+    cursor: usize,
+}
+
+impl Pool {
+    pub fn new(settings: PoolSettings) -> Pool {
+        Pool {
+            settings,
+            backends: Vec::new(),
+            rr: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    pub fn set_settings(&mut self, settings: PoolSettings) {
+        self.settings = settings;
+    }
+
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// Makes the pool hold exactly `desired`: new backends start down until
+    /// their checks pass; vanished ones leave (at once if idle, else when
+    /// their last request ends).
+    pub fn sync(&mut self, desired: &[Desired], now: Instant) -> Vec<PoolEvent> {
+        let mut events = Vec::new();
+        for d in desired {
+            match self.backends.iter_mut().find(|b| b.addr == d.addr) {
+                Some(b) => {
+                    b.name.clone_from(&d.name);
+                    b.weight = d.weight;
+                    b.source = d.source;
+                    b.leaving = false;
+                }
+                None => {
+                    self.backends.push(Backend {
+                        name: d.name.clone(),
+                        addr: d.addr,
+                        source: d.source,
+                        weight: d.weight,
+                        weight_override: None,
+                        admin: Admin::Ready,
+                        health: HealthState::new(now),
+                        leaving: false,
+                        active: 0,
+                        key: pick::key_of(&d.addr),
+                    });
+                    self.rr.push(0);
+                    events.push(PoolEvent::Added {
+                        name: d.name.clone(),
+                        addr: d.addr,
+                    });
+                }
+            }
+        }
+        let gone: Vec<SocketAddr> = self
+            .backends
+            .iter()
+            .filter(|b| !desired.iter().any(|d| d.addr == b.addr))
+            .map(|b| b.addr)
+            .collect();
+        for addr in gone {
+            if let Some(i) = self.position(addr) {
+                let b = &mut self.backends[i];
+                if b.active == 0 {
+                    events.push(PoolEvent::Removed {
+                        name: b.name.clone(),
+                    });
+                    self.remove(i);
+                } else if !b.leaving {
+                    b.leaving = true;
+                    events.push(PoolEvent::Leaving {
+                        name: b.name.clone(),
+                        in_flight: b.active,
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// The backend for a new request from `client`, never `exclude` (the one
+    /// a retry is moving away from).
+    pub fn pick(&mut self, client: IpAddr, now: Instant, exclude: Option<SocketAddr>) -> Pick {
+        let maxconn = self.settings.maxconn.max(1);
+        let eligible: Vec<usize> = (0..self.backends.len())
+            .filter(|&i| {
+                let b = &self.backends[i];
+                b.health.health == Health::Up
+                    && b.admin == Admin::Ready
+                    && !b.leaving
+                    && Some(b.addr) != exclude
+            })
+            .collect();
+        if eligible.is_empty() {
+            return Pick::NoBackend;
+        }
+        let candidates: Vec<Candidate> = eligible
+            .into_iter()
+            .filter(|&i| self.backends[i].active < maxconn)
+            .map(|i| {
+                let b = &self.backends[i];
+                Candidate {
+                    index: i,
+                    weight: self.effective_weight(b, now),
+                    load: u64::from(b.active),
+                    key: b.key,
+                }
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Pick::AllBusy;
+        }
+        let client_ip = client;
+        let chosen = pick::pick(
+            self.settings.algorithm,
+            &candidates,
+            client_ip,
+            &mut self.rr,
+            &mut self.cursor,
+        );
+        match chosen.and_then(|i| self.backends.get_mut(i)) {
+            Some(b) => {
+                b.active += 1;
+                Pick::Chosen(b.addr)
+            }
+            None => Pick::NoBackend,
+        }
+    }
+
+    /// A request or connection picked earlier has ended. Returns events when
+    /// that completes a leaving backend's drain.
+    pub fn release(&mut self, addr: SocketAddr) -> Vec<PoolEvent> {
+        let Some(i) = self.position(addr) else {
+            return Vec::new();
+        };
+        let b = &mut self.backends[i];
+        b.active = b.active.saturating_sub(1);
+        if b.leaving && b.active == 0 {
+            let name = b.name.clone();
+            self.remove(i);
+            return vec![PoolEvent::Removed { name }];
+        }
+        Vec::new()
+    }
+
+    pub fn on_check(&mut self, addr: SocketAddr, result: CheckResult) -> Option<PoolEvent> {
+        let (rise, fall) = (self.settings.rise, self.settings.fall);
+        let i = self.position(addr)?;
+        let b = &mut self.backends[i];
+        let detail = result.detail.clone();
+        let changed = b.health.on_check(result, rise, fall)?;
+        Some(transition(b, changed, detail))
+    }
+
+    /// Real traffic failed before any response byte: a passive strike.
+    pub fn on_strike(&mut self, addr: SocketAddr, now: Instant, why: &str) -> Option<PoolEvent> {
+        let fall = self.settings.fall;
+        let i = self.position(addr)?;
+        let b = &mut self.backends[i];
+        let changed = b.health.on_strike(now, fall)?;
+        Some(transition(b, changed, format!("traffic failed: {why}")))
+    }
+
+    /// Admin API: drain, maintenance or ready, by backend name or address.
+    pub fn set_admin(&mut self, which: &str, admin: Admin) -> bool {
+        self.find_mut(which).map(|b| b.admin = admin).is_some()
+    }
+
+    /// Admin API: a runtime weight (None = back to the configured one).
+    pub fn set_weight(&mut self, which: &str, weight: Option<u32>) -> bool {
+        self.find_mut(which)
+            .map(|b| b.weight_override = weight.map(|w| w.clamp(1, 256)))
+            .is_some()
+    }
+
+    pub fn view(&self, now: Instant) -> Vec<BackendView> {
+        self.backends
+            .iter()
+            .map(|b| BackendView {
+                name: b.name.clone(),
+                addr: b.addr,
+                source: b.source,
+                state: state_name(b),
+                weight: b.weight_override.unwrap_or(b.weight),
+                effective_weight_16: if b.health.health == Health::Up {
+                    self.effective_weight(b, now)
+                } else {
+                    0
+                },
+                active: b.active,
+                since_ms_ago: now.saturating_duration_since(b.health.since).as_millis() as u64,
+                last_check: b.health.last_check.as_ref().map(|c| c.detail.clone()),
+                last_check_ok: b.health.last_check.as_ref().map(|c| c.ok),
+            })
+            .collect()
+    }
+
+    /// Weight ramps linearly from 1/16 to full over `slow_start` after the
+    /// backend came up.
+    fn effective_weight(&self, b: &Backend, now: Instant) -> u64 {
+        let full = u64::from(b.weight_override.unwrap_or(b.weight).max(1)) * WEIGHT_SCALE;
+        let ramp = self.settings.slow_start;
+        if ramp.is_zero() {
+            return full;
+        }
+        let up_for = now.saturating_duration_since(b.health.since);
+        if up_for >= ramp {
+            return full;
+        }
+        let frac = up_for.as_secs_f64() / ramp.as_secs_f64();
+        ((full as f64 * frac) as u64).max(1)
+    }
+
+    fn position(&self, addr: SocketAddr) -> Option<usize> {
+        self.backends.iter().position(|b| b.addr == addr)
+    }
+
+    fn find_mut(&mut self, which: &str) -> Option<&mut Backend> {
+        self.backends
+            .iter_mut()
+            .find(|b| b.name == which || b.addr.to_string() == which)
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.backends.remove(i);
+        self.rr.remove(i);
+    }
+}
+
+fn transition(b: &Backend, health: Health, detail: String) -> PoolEvent {
+    match health {
+        Health::Up => PoolEvent::Up {
+            name: b.name.clone(),
+        },
+        Health::Down => PoolEvent::Down {
+            name: b.name.clone(),
+            reason: detail,
+        },
+    }
+}
+
+fn state_name(b: &Backend) -> &'static str {
+    match (b.admin, b.leaving, b.health.health) {
+        (Admin::Maint, _, _) => "MAINT",
+        (Admin::Drain, _, _) | (_, true, _) => "DRAIN",
+        (_, _, Health::Up) => "UP",
+        (_, _, Health::Down) => "DOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn settings(algorithm: Algorithm) -> PoolSettings {
+        PoolSettings {
+            algorithm,
+            slow_start: Duration::ZERO,
+            rise: 2,
+            fall: 3,
+            maxconn: 2,
+        }
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, n], 8080))
+    }
+
+    fn desired(ns: &[u8]) -> Vec<Desired> {
+        ns.iter()
+            .map(|n| Desired {
+                name: format!("pi-{n}"),
+                addr: addr(*n),
+                weight: 1,
+                source: Source::Member,
+            })
+            .collect()
+    }
+
+    fn ok(at: Instant) -> CheckResult {
+        CheckResult {
+            ok: true,
+            at,
+            detail: "200".into(),
+        }
+    }
+
+    fn fail(at: Instant) -> CheckResult {
+        CheckResult {
+            ok: false,
+            at,
+            detail: "connect refused".into(),
+        }
+    }
+
+    /// A pool of backends `ns`, all up.
+    fn up_pool(ns: &[u8], algorithm: Algorithm, t0: Instant) -> Pool {
+        let mut p = Pool::new(settings(algorithm));
+        p.sync(&desired(ns), t0);
+        for n in ns {
+            p.on_check(addr(*n), ok(t0));
+            p.on_check(addr(*n), ok(t0));
+        }
+        p
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
+
+    #[test]
+    fn new_backends_get_no_traffic_until_rise_checks_pass() {
+        let t0 = Instant::now();
+        let mut p = Pool::new(settings(Algorithm::RoundRobin));
+        let ev = p.sync(&desired(&[1]), t0);
+        assert_eq!(
+            ev,
+            [PoolEvent::Added {
+                name: "pi-1".into(),
+                addr: addr(1)
+            }]
+        );
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::NoBackend);
+        assert_eq!(p.on_check(addr(1), ok(t0)), None);
+        assert_eq!(
+            p.on_check(addr(1), ok(t0 + SEC)),
+            Some(PoolEvent::Up {
+                name: "pi-1".into()
+            })
+        );
+        assert_eq!(p.pick(CLIENT, t0 + SEC, None), Pick::Chosen(addr(1)));
+    }
+
+    #[test]
+    fn failures_take_a_backend_out_and_strikes_count() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2], Algorithm::RoundRobin, t0);
+        p.on_check(addr(1), fail(t0));
+        p.on_strike(addr(1), t0, "reset");
+        let ev = p.on_check(addr(1), fail(t0));
+        assert!(matches!(ev, Some(PoolEvent::Down { .. })), "{ev:?}");
+        for _ in 0..4 {
+            let Pick::Chosen(a) = p.pick(CLIENT, t0, None) else {
+                panic!("no pick")
+            };
+            assert_eq!(a, addr(2));
+            p.release(a);
+        }
+    }
+
+    #[test]
+    fn maxconn_makes_callers_wait_and_release_frees_a_slot() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1], Algorithm::LeastConn, t0);
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::Chosen(addr(1)));
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::Chosen(addr(1)));
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::AllBusy);
+        p.release(addr(1));
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::Chosen(addr(1)));
+    }
+
+    #[test]
+    fn a_leaving_backend_finishes_in_flight_work_then_goes() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2], Algorithm::RoundRobin, t0);
+        let Pick::Chosen(first) = p.pick(CLIENT, t0, None) else {
+            panic!()
+        };
+        let keep = if first == addr(1) { 2 } else { 1 };
+        let ev = p.sync(&desired(&[keep]), t0);
+        assert_eq!(ev.len(), 1);
+        assert!(
+            matches!(ev[0], PoolEvent::Leaving { in_flight: 1, .. }),
+            "{ev:?}"
+        );
+        // No new request goes to the leaver.
+        for _ in 0..4 {
+            let Pick::Chosen(a) = p.pick(CLIENT, t0, None) else {
+                panic!()
+            };
+            assert_eq!(a, addr(keep));
+            p.release(a);
+        }
+        assert_eq!(
+            p.view(t0).iter().find(|b| b.addr == first).map(|b| b.state),
+            Some("DRAIN")
+        );
+        assert!(matches!(p.release(first)[..], [PoolEvent::Removed { .. }]));
+        assert_eq!(p.backends().len(), 1);
+    }
+
+    #[test]
+    fn an_idle_backend_is_removed_at_once_and_can_come_back() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2], Algorithm::RoundRobin, t0);
+        let ev = p.sync(&desired(&[1]), t0);
+        assert_eq!(
+            ev,
+            [PoolEvent::Removed {
+                name: "pi-2".into()
+            }]
+        );
+        let ev = p.sync(&desired(&[1, 2]), t0);
+        assert!(matches!(ev[..], [PoolEvent::Added { .. }]));
+        // Back, but down until checked again.
+        assert_eq!(p.view(t0)[1].state, "DOWN");
+    }
+
+    #[test]
+    fn drain_and_maint_stop_new_requests() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2], Algorithm::RoundRobin, t0);
+        assert!(p.set_admin("pi-1", Admin::Drain));
+        assert!(p.set_admin("192.0.2.2:8080", Admin::Maint));
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::NoBackend);
+        let states: Vec<_> = p.view(t0).iter().map(|b| b.state).collect();
+        assert_eq!(states, ["DRAIN", "MAINT"]);
+        assert!(p.set_admin("pi-1", Admin::Ready));
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::Chosen(addr(1)));
+        assert!(!p.set_admin("pi-9", Admin::Drain));
+    }
+
+    #[test]
+    fn a_retry_never_goes_back_to_the_excluded_backend() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2], Algorithm::Source, t0);
+        for _ in 0..10 {
+            let Pick::Chosen(a) = p.pick(CLIENT, t0, Some(addr(1))) else {
+                panic!()
+            };
+            assert_eq!(a, addr(2));
+            p.release(a);
+        }
+        let mut solo = up_pool(&[1], Algorithm::RoundRobin, t0);
+        assert_eq!(solo.pick(CLIENT, t0, Some(addr(1))), Pick::NoBackend);
+    }
+
+    #[test]
+    fn slow_start_ramps_a_new_backends_share() {
+        let t0 = Instant::now();
+        let mut s = settings(Algorithm::RoundRobin);
+        s.slow_start = Duration::from_secs(10);
+        s.maxconn = 1_000_000;
+        let mut p = Pool::new(s);
+        p.sync(&desired(&[1]), t0);
+        p.on_check(addr(1), ok(t0));
+        p.on_check(addr(1), ok(t0));
+        let later = t0 + Duration::from_secs(60);
+        p.sync(&desired(&[1, 2]), later);
+        p.on_check(addr(2), ok(later));
+        p.on_check(addr(2), ok(later)); // pi-2 up at `later`
+        let share = |p: &mut Pool, at: Instant| {
+            let mut n2 = 0;
+            for _ in 0..1600 {
+                if let Pick::Chosen(a) = p.pick(CLIENT, at, None) {
+                    n2 += usize::from(a == addr(2));
+                    p.release(a);
+                }
+            }
+            n2 as f64 / 1600.0
+        };
+        let early = share(&mut p, later + Duration::from_secs(1)); // 1/10 of full weight
+        let mid = share(&mut p, later + Duration::from_secs(5)); // 1/2
+        let done = share(&mut p, later + Duration::from_secs(11)); // full
+        assert!(early < 0.12, "early share {early}");
+        assert!((0.28..0.38).contains(&mid), "mid share {mid}");
+        assert!((0.45..0.55).contains(&done), "full share {done}");
+    }
+
+    #[test]
+    fn runtime_weight_override_changes_the_split() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2], Algorithm::RoundRobin, t0);
+        p.settings.maxconn = 1_000_000;
+        assert!(p.set_weight("pi-1", Some(3)));
+        let mut n1 = 0;
+        for _ in 0..400 {
+            let Pick::Chosen(a) = p.pick(CLIENT, t0, None) else {
+                panic!()
+            };
+            n1 += usize::from(a == addr(1));
+            p.release(a);
+        }
+        assert_eq!(n1, 300);
+    }
+}

@@ -1,0 +1,1 @@
+//! L4 TCP services (being written).

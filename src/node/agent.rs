@@ -97,6 +97,7 @@ fn start(args: RunArgs) -> anyhow::Result<Started> {
         membership: watch::channel(Arc::default()).0,
         reload: reload_tx,
         shutdown: CancellationToken::new(),
+        roles: Default::default(),
     });
     announce(&ctx, &plan, &config_path);
 

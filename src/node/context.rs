@@ -66,6 +66,16 @@ pub struct NodeContext {
     pub reload: tokio::sync::mpsc::Sender<super::reload::ReloadRequest>,
     /// Cancelled once, when the node is stopping.
     pub shutdown: CancellationToken,
+    /// Handles the running roles publish for the status page and admin API.
+    pub roles: RoleHandles,
+}
+
+/// Each role that has something to show or control publishes its handle
+/// here when it starts and `None` (or empty) when it stops.
+#[derive(Default)]
+pub struct RoleHandles {
+    pub http_balancer: watch::Sender<Option<Arc<crate::balancer::http::Handle>>>,
+    pub tcp_services: watch::Sender<Vec<Arc<crate::balancer::tcp::Handle>>>,
 }
 
 impl NodeContext {

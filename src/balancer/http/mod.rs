@@ -1,1 +1,5 @@
 //! HTTP load balancer (being written).
+
+/// What the status page and admin API reach of the running HTTP balancer.
+#[derive(Debug)]
+pub struct Handle;

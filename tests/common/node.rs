@@ -82,6 +82,25 @@ impl Cluster {
         }
     }
 
+    /// A cluster file of `text` with nodes `hosts` (hostname, last octet of
+    /// 127.61.`net`.x); starts no process.
+    pub fn with_hosts(net: u8, text: &str, hosts: &[(&str, u8)]) -> Cluster {
+        let mut c = Cluster::with_file(net, text);
+        c.nodes = hosts
+            .iter()
+            .map(|(h, octet)| Node::new(c.dir.path(), h, &format!("{}{octet}", c.prefix)))
+            .collect();
+        c
+    }
+
+    /// Index of the node named `hostname`.
+    pub fn index(&self, hostname: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.hostname == hostname)
+            .unwrap_or_else(|| panic!("no node {hostname}"))
+    }
+
     /// Starts all four nodes of the file.
     pub fn start_all(net: u8) -> Cluster {
         let mut c = Cluster::new(net);

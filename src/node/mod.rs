@@ -26,6 +26,7 @@ pub fn run(args: crate::cli::RunArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("piha")
@@ -35,4 +36,19 @@ pub fn run(args: crate::cli::RunArgs) -> anyhow::Result<()> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     agent::close_store(worker);
     Ok(())
+}
+
+/// A balancer holds two sockets per proxied connection; Linux's default soft
+/// limit of 1024 would cap it near 500 clients (or a slowloris at 1000).
+/// Raise the soft limit to the hard one, as HAProxy does; systemd's unit sets
+/// the hard limit (LimitNOFILE).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!("could not raise the open file limit: {e}");
+        }
+    }
 }

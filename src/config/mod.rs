@@ -10,6 +10,7 @@
 mod balancer_settings;
 mod checks;
 mod diagnostic;
+mod listeners;
 mod model;
 mod overlay;
 mod plan;

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::checks;
+use super::listeners;
 use super::diagnostic::{Report, Span};
 use super::model::*;
 use super::raw::*;
@@ -81,6 +82,7 @@ pub fn validate(
         checks::has_members(&cluster, &nodes, &patterns, report);
     }
     checks::across_nodes(&cluster, &nodes, &patterns, report);
+    listeners::no_shared_ports(&raw.defaults, &defaults, &nodes, &patterns, report);
 
     if report.has_errors() {
         return None;

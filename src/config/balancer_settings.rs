@@ -36,9 +36,24 @@ pub fn balancer(
     let f = &section.fields;
     let algorithm = |t: &String| values::algorithm(t);
     BalancerSettings {
-        priority: field(f.priority.as_ref(), &base.priority, |n| values::priority(*n), report),
-        http_port: field(f.http_port.as_ref(), &base.http_port, |n| values::port(*n), report),
-        https_port: field(f.https_port.as_ref(), &base.https_port, values::port_or_off, report),
+        priority: field(
+            f.priority.as_ref(),
+            &base.priority,
+            |n| values::priority(*n),
+            report,
+        ),
+        http_port: field(
+            f.http_port.as_ref(),
+            &base.http_port,
+            |n| values::port(*n),
+            report,
+        ),
+        https_port: field(
+            f.https_port.as_ref(),
+            &base.https_port,
+            values::port_or_off,
+            report,
+        ),
         tls: tls_files(f.tls.as_ref(), &base.tls, report),
         algorithm: field(f.algorithm.as_ref(), &base.algorithm, algorithm, report),
         slow_start: field(
@@ -76,7 +91,12 @@ fn http_health(
     };
     let t = timing(below, raw, report);
     HttpHealthCheck {
-        path: field(raw.path.as_ref(), &base.path, |p| values::health_path(p), report),
+        path: field(
+            raw.path.as_ref(),
+            &base.path,
+            |p| values::health_path(p),
+            report,
+        ),
         expect_status: field(
             raw.expect.as_ref(),
             &base.expect_status,
@@ -123,8 +143,18 @@ fn timing(base: Timing, raw: &RawHealth, report: &mut Report<'_>) -> Timing {
     let t = Timing {
         interval: field(raw.interval.as_ref(), &base.interval, duration, report),
         timeout: field(raw.timeout.as_ref(), &base.timeout, duration, report),
-        rise: field(raw.rise.as_ref(), &base.rise, |n| values::count(*n, "rise", RISE_FALL), report),
-        fall: field(raw.fall.as_ref(), &base.fall, |n| values::count(*n, "fall", RISE_FALL), report),
+        rise: field(
+            raw.rise.as_ref(),
+            &base.rise,
+            |n| values::count(*n, "rise", RISE_FALL),
+            report,
+        ),
+        fall: field(
+            raw.fall.as_ref(),
+            &base.fall,
+            |n| values::count(*n, "fall", RISE_FALL),
+            report,
+        ),
     };
     if t.timeout > t.interval {
         // Blame a key written here and valid (a bad one is reported
@@ -170,13 +200,48 @@ fn limits(base: &ProxyLimits, raw: Option<&RawLimits>, report: &mut Report<'_>) 
             |n| values::count(*n, "queue", 0..=MAX_QUEUE),
             report,
         ),
-        queue_timeout: field(raw.queue_timeout.as_ref(), &base.queue_timeout, duration, report),
-        header_timeout: field(raw.header_timeout.as_ref(), &base.header_timeout, duration, report),
-        connect_timeout: field(raw.connect_timeout.as_ref(), &base.connect_timeout, duration, report),
-        server_timeout: field(raw.server_timeout.as_ref(), &base.server_timeout, duration, report),
-        idle_timeout: field(raw.idle_timeout.as_ref(), &base.idle_timeout, duration, report),
-        max_header_bytes: field(raw.max_header_size.as_ref(), &base.max_header_bytes, header_size, report),
-        max_body_bytes: field(raw.max_body_size.as_ref(), &base.max_body_bytes, values::body_limit, report),
+        queue_timeout: field(
+            raw.queue_timeout.as_ref(),
+            &base.queue_timeout,
+            duration,
+            report,
+        ),
+        header_timeout: field(
+            raw.header_timeout.as_ref(),
+            &base.header_timeout,
+            duration,
+            report,
+        ),
+        connect_timeout: field(
+            raw.connect_timeout.as_ref(),
+            &base.connect_timeout,
+            duration,
+            report,
+        ),
+        server_timeout: field(
+            raw.server_timeout.as_ref(),
+            &base.server_timeout,
+            duration,
+            report,
+        ),
+        idle_timeout: field(
+            raw.idle_timeout.as_ref(),
+            &base.idle_timeout,
+            duration,
+            report,
+        ),
+        max_header_bytes: field(
+            raw.max_header_size.as_ref(),
+            &base.max_header_bytes,
+            header_size,
+            report,
+        ),
+        max_body_bytes: field(
+            raw.max_body_size.as_ref(),
+            &base.max_body_bytes,
+            values::body_limit,
+            report,
+        ),
     }
 }
 
@@ -289,7 +354,10 @@ fn tcp_backends(raw: &RawTcp, who: &str, report: &mut Report<'_>) -> Vec<StaticB
     };
     if list.get_ref().is_empty() {
         report
-            .error(list.span(), format!("{who} has no backends; it needs at least one"))
+            .error(
+                list.span(),
+                format!("{who} has no backends; it needs at least one"),
+            )
             .help(help);
     }
     backends(list, report)

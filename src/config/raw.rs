@@ -326,7 +326,9 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
                 let d = self.wrong_type(key, value, expected);
                 match value.get_ref() {
                     DeValue::Boolean(true) => {
-                        d.help(format!("on is the default; to move it, write a port: {key} = 443"));
+                        d.help(format!(
+                            "on is the default; to move it, write a port: {key} = 443"
+                        ));
                     }
                     DeValue::String(s) if s.trim().parse::<i64>().is_ok() => {
                         d.help(format!(

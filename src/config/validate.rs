@@ -12,8 +12,8 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::checks;
-use super::listeners;
 use super::diagnostic::{Report, Span};
+use super::listeners;
 use super::model::*;
 use super::raw::*;
 use super::roles::{Owner, RoleDefaults, required_roles, role_settings};

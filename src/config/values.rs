@@ -350,7 +350,9 @@ pub fn backend_address(text: &str) -> Result<SocketAddr, String> {
             "{expected}: \"{host}\" is not an IP address (host names are not resolved)"
         ));
     }
-    Err(format!("{expected}: the port in \"{text}\" is not a number from 1 to 65535"))
+    Err(format!(
+        "{expected}: the port in \"{text}\" is not a number from 1 to 65535"
+    ))
 }
 
 /// A tcp service's name, shown in stats and used in metric labels.

@@ -29,12 +29,19 @@ pub fn web(
     WebSettings {
         root: field(f.root.as_ref(), &base.root, root, report),
         port: field(f.port.as_ref(), &base.port, |n| values::port(*n), report),
-        tls_port: field(f.tls_port.as_ref(), &base.tls_port, values::port_or_off, report),
+        tls_port: field(
+            f.tls_port.as_ref(),
+            &base.tls_port,
+            values::port_or_off,
+            report,
+        ),
         tls: tls_files(f.tls.as_ref(), &base.tls, report),
         access_log: match &f.access_log {
             None => base.access_log.clone(),
             Some(raw) => match raw.get_ref() {
-                RawAccessLog::Mode(mode) => field(Some(raw), &base.access_log, |_| log_mode(mode), report),
+                RawAccessLog::Mode(mode) => {
+                    field(Some(raw), &base.access_log, |_| log_mode(mode), report)
+                }
                 RawAccessLog::File(file) => log_file(file, &base.access_log, report),
             },
         },
@@ -52,7 +59,8 @@ fn log_mode(mode: &str) -> Result<AccessLog, String> {
         "journal" => return Ok(AccessLog::Journal),
         _ => {}
     }
-    let expected = "expected \"off\", \"journal\" or a table like { path = \"/var/log/piha/access.log\" }";
+    let expected =
+        "expected \"off\", \"journal\" or a table like { path = \"/var/log/piha/access.log\" }";
     if mode.starts_with('/') {
         return Err(format!(
             "{expected}: for a log file write access_log = {{ path = \"{mode}\" }}"

@@ -333,17 +333,22 @@ fn tcp_service(raw: &RawTcp, report: &mut Report<'_>) -> Option<(TcpService, Spa
             })
             .ok()
     });
+    // Everything is checked before a bad name or port drops the service.
     let backends = tcp_backends(raw, &who, report);
     let algorithm = |t: &String| values::algorithm(t);
+    let algorithm = field(f.algorithm.as_ref(), &TCP_ALGORITHM, algorithm, report);
+    let health = tcp_health(f.health.as_ref(), report);
+    let limits = limits(&ProxyLimits::default(), f.limits.as_ref(), report);
+    let (name, port) = (name?, port?);
     let service = TcpService {
-        name: name?.get_ref().clone(),
-        port: port?,
+        name: name.get_ref().clone(),
+        port,
         backends,
-        algorithm: field(f.algorithm.as_ref(), &TCP_ALGORITHM, algorithm, report),
-        health: tcp_health(f.health.as_ref(), report),
-        limits: limits(&ProxyLimits::default(), f.limits.as_ref(), report),
+        algorithm,
+        health,
+        limits,
     };
-    Some((service, name?.span()))
+    Some((service, name.span()))
 }
 
 /// A tcp service has no web nodes to fall back on: it needs a backend.

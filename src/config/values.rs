@@ -422,4 +422,52 @@ mod tests {
         assert!(size(&RawSize::Bytes(-1)).is_err());
         assert!(size(&RawSize::Text("99999999999999GiB".into())).is_err());
     }
+
+    #[test]
+    fn new_balancer_values() {
+        assert_eq!(algorithm("leastconn"), Ok(Algorithm::LeastConn));
+        let e = algorithm("round_robin").unwrap_err();
+        assert!(e.contains("(did you mean \"roundrobin\"?)"), "{e}");
+        assert!(!algorithm("fastest").unwrap_err().contains("did you mean"));
+        assert_eq!(
+            backend_address("192.0.2.50:8080").map(|a| a.to_string()),
+            Ok("192.0.2.50:8080".to_string())
+        );
+        assert!(backend_address("[2001:db8::5]:80").is_ok());
+        for (bad, why) in [
+            ("192.0.2.50", "has no port (e.g. \"192.0.2.50:8080\")"),
+            ("2001:db8::5", "has no port (e.g. \"[2001:db8::5]:8080\")"),
+            ("web.lan:80", "\"web.lan\" is not an IP address"),
+            ("192.0.2.50:0", "port 0"),
+            ("192.0.2.50:http", "is not a number from 1 to 65535"),
+        ] {
+            let e = backend_address(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(duration_or_zero("10s"), Ok(Duration::from_secs(10)));
+        assert!(duration_or_zero("soon").is_err());
+        assert_eq!(count(100, "rise", 1..=100), Ok(100));
+        assert!(count(-1, "queue", 0..=5).is_err());
+        assert!(health_path("/health ok").is_err());
+        assert!(service_name("redis-2").is_ok() && service_name("").is_err());
+    }
+
+    #[test]
+    fn bounded_sizes_and_switches() {
+        let text = |t: &str| RawSize::Text(t.to_string());
+        assert_eq!(size_in(&text("1KiB"), 1024, Some(1 << 20), "k"), Ok(1024));
+        let e = size_in(&text("2MiB"), 1024, Some(1 << 20), "k").unwrap_err();
+        assert_eq!(e, "`k` must be from 1KiB to 1MiB, found 2MiB");
+        let e = size_in(&RawSize::Bytes(1000), 64 << 10, None, "max_size").unwrap_err();
+        assert_eq!(e, "`max_size` must be at least 64KiB, found 1000 bytes");
+        assert_eq!(body_limit(&OrOff::Off), Ok(None));
+        assert_eq!(body_limit(&OrOff::On(text("64MiB"))), Ok(Some(64 << 20)));
+        assert!(body_limit(&OrOff::On(RawSize::Bytes(0))).is_err());
+        assert_eq!(port_or_off(&OrOff::Off), Ok(None));
+        assert_eq!(port_or_off(&OrOff::On(443)), Ok(Some(443)));
+        assert!(port_or_off(&OrOff::On(0)).is_err());
+        assert_eq!(show_size(3 << 30), "3GiB");
+        assert_eq!(show_size(1536), "1536 bytes");
+    }
 }

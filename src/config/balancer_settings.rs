@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::diagnostic::{Report, Span};
 use super::model::*;
-use super::overlay::{field, tls_files};
+use super::overlay::{count, duration, field, port, port_or_off, tls_files};
 use super::raw::{RawBackend, RawBalancer, RawHealth, RawLimits, RawTable, RawTcp, Section};
 use super::values;
 
@@ -34,34 +34,16 @@ pub fn balancer(
         return base.clone();
     };
     let f = &section.fields;
+    let priority = |n: &i64| values::priority(*n);
     let algorithm = |t: &String| values::algorithm(t);
+    let slow_start = |t: &String| values::duration_or_zero(t);
     BalancerSettings {
-        priority: field(
-            f.priority.as_ref(),
-            &base.priority,
-            |n| values::priority(*n),
-            report,
-        ),
-        http_port: field(
-            f.http_port.as_ref(),
-            &base.http_port,
-            |n| values::port(*n),
-            report,
-        ),
-        https_port: field(
-            f.https_port.as_ref(),
-            &base.https_port,
-            values::port_or_off,
-            report,
-        ),
+        priority: field(&f.priority, &base.priority, priority, report),
+        http_port: port(&f.http_port, base.http_port, report),
+        https_port: port_or_off(&f.https_port, base.https_port, report),
         tls: tls_files(f.tls.as_ref(), &base.tls, report),
-        algorithm: field(f.algorithm.as_ref(), &base.algorithm, algorithm, report),
-        slow_start: field(
-            f.slow_start.as_ref(),
-            &base.slow_start,
-            |t| values::duration_or_zero(t),
-            report,
-        ),
+        algorithm: field(&f.algorithm, &base.algorithm, algorithm, report),
+        slow_start: field(&f.slow_start, &base.slow_start, slow_start, report),
         health: http_health(&base.health, f.health.as_ref(), report),
         limits: limits(&base.limits, f.limits.as_ref(), report),
         backends: match &f.backends {
@@ -90,15 +72,11 @@ fn http_health(
         fall: base.fall,
     };
     let t = timing(below, raw, report);
+    let path = |p: &String| values::health_path(p);
     HttpHealthCheck {
-        path: field(
-            raw.path.as_ref(),
-            &base.path,
-            |p| values::health_path(p),
-            report,
-        ),
+        path: field(&raw.path, &base.path, path, report),
         expect_status: field(
-            raw.expect.as_ref(),
+            &raw.expect,
             &base.expect_status,
             |n| values::status_code(*n),
             report,
@@ -139,22 +117,11 @@ struct Timing {
 }
 
 fn timing(base: Timing, raw: &RawHealth, report: &mut Report<'_>) -> Timing {
-    let duration = |t: &String| values::duration(t);
     let t = Timing {
-        interval: field(raw.interval.as_ref(), &base.interval, duration, report),
-        timeout: field(raw.timeout.as_ref(), &base.timeout, duration, report),
-        rise: field(
-            raw.rise.as_ref(),
-            &base.rise,
-            |n| values::count(*n, "rise", RISE_FALL),
-            report,
-        ),
-        fall: field(
-            raw.fall.as_ref(),
-            &base.fall,
-            |n| values::count(*n, "fall", RISE_FALL),
-            report,
-        ),
+        interval: duration(&raw.interval, base.interval, report),
+        timeout: duration(&raw.timeout, base.timeout, report),
+        rise: count(&raw.rise, base.rise, ("rise", RISE_FALL), report),
+        fall: count(&raw.fall, base.fall, ("fall", RISE_FALL), report),
     };
     if t.timeout > t.interval {
         // Blame a key written here and valid (a bad one is reported
@@ -185,59 +152,28 @@ fn limits(base: &ProxyLimits, raw: Option<&RawLimits>, report: &mut Report<'_>) 
     let Some(raw) = raw else {
         return base.clone();
     };
-    let duration = |t: &String| values::duration(t);
     let header_size = |s: &_| values::size_in(s, 1 << 10, Some(1 << 20), "max_header_size");
     ProxyLimits {
-        maxconn: field(
-            raw.maxconn.as_ref(),
-            &base.maxconn,
-            |n| values::count(*n, "maxconn", 1..=MAX_CONN),
+        maxconn: count(
+            &raw.maxconn,
+            base.maxconn,
+            ("maxconn", 1..=MAX_CONN),
             report,
         ),
-        queue: field(
-            raw.queue.as_ref(),
-            &base.queue,
-            |n| values::count(*n, "queue", 0..=MAX_QUEUE),
-            report,
-        ),
-        queue_timeout: field(
-            raw.queue_timeout.as_ref(),
-            &base.queue_timeout,
-            duration,
-            report,
-        ),
-        header_timeout: field(
-            raw.header_timeout.as_ref(),
-            &base.header_timeout,
-            duration,
-            report,
-        ),
-        connect_timeout: field(
-            raw.connect_timeout.as_ref(),
-            &base.connect_timeout,
-            duration,
-            report,
-        ),
-        server_timeout: field(
-            raw.server_timeout.as_ref(),
-            &base.server_timeout,
-            duration,
-            report,
-        ),
-        idle_timeout: field(
-            raw.idle_timeout.as_ref(),
-            &base.idle_timeout,
-            duration,
-            report,
-        ),
+        queue: count(&raw.queue, base.queue, ("queue", 0..=MAX_QUEUE), report),
+        queue_timeout: duration(&raw.queue_timeout, base.queue_timeout, report),
+        header_timeout: duration(&raw.header_timeout, base.header_timeout, report),
+        connect_timeout: duration(&raw.connect_timeout, base.connect_timeout, report),
+        server_timeout: duration(&raw.server_timeout, base.server_timeout, report),
+        idle_timeout: duration(&raw.idle_timeout, base.idle_timeout, report),
         max_header_bytes: field(
-            raw.max_header_size.as_ref(),
+            &raw.max_header_size,
             &base.max_header_bytes,
             header_size,
             report,
         ),
         max_body_bytes: field(
-            raw.max_body_size.as_ref(),
+            &raw.max_body_size,
             &base.max_body_bytes,
             values::body_limit,
             report,
@@ -270,12 +206,7 @@ fn backends(list: &Spanned<Vec<RawBackend>>, report: &mut Report<'_>) -> Vec<Sta
 
 fn backend(raw: &RawBackend, report: &mut Report<'_>) -> Option<(StaticBackend, Span)> {
     let f = &raw.fields;
-    let weight = field(
-        f.weight.as_ref(),
-        &1,
-        |n| values::count(*n, "weight", WEIGHTS),
-        report,
-    );
+    let weight = count(&f.weight, 1, ("weight", WEIGHTS), report);
     let address = required(raw, &f.address, "address", "a backend", report)?;
     match values::backend_address(address.get_ref()) {
         Ok(a) => Some((StaticBackend { address: a, weight }, address.span())),
@@ -336,7 +267,7 @@ fn tcp_service(raw: &RawTcp, report: &mut Report<'_>) -> Option<(TcpService, Spa
     // Everything is checked before a bad name or port drops the service.
     let backends = tcp_backends(raw, &who, report);
     let algorithm = |t: &String| values::algorithm(t);
-    let algorithm = field(f.algorithm.as_ref(), &TCP_ALGORITHM, algorithm, report);
+    let algorithm = field(&f.algorithm, &TCP_ALGORITHM, algorithm, report);
     let health = tcp_health(f.health.as_ref(), report);
     let limits = limits(&ProxyLimits::default(), f.limits.as_ref(), report);
     let (name, port) = (name?, port?);

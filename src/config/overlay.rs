@@ -3,17 +3,20 @@
 //! mistake at the value as written, and keep the value below on failure so
 //! the remaining checks still run.
 
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
 use toml::Spanned;
 
 use super::diagnostic::Report;
 use super::model::TlsFiles;
-use super::raw::RawTls;
+use super::raw::{OrOff, RawTls};
 use super::values;
 
 /// `base` unless `raw` was written; then `check`'s answer, or `base` with
 /// an error at `raw` if the check refused it.
 pub fn field<R, T: Clone>(
-    raw: Option<&Spanned<R>>,
+    raw: &Option<Spanned<R>>,
     base: &T,
     check: impl FnOnce(&R) -> Result<T, String>,
     report: &mut Report<'_>,
@@ -25,6 +28,38 @@ pub fn field<R, T: Clone>(
         report.error(raw.span(), why);
         base.clone()
     })
+}
+
+pub fn port(raw: &Option<Spanned<i64>>, base: u16, report: &mut Report<'_>) -> u16 {
+    field(raw, &base, |n| values::port(*n), report)
+}
+
+/// A port, or `false` for off.
+pub fn port_or_off(
+    raw: &Option<Spanned<OrOff<i64>>>,
+    base: Option<u16>,
+    report: &mut Report<'_>,
+) -> Option<u16> {
+    field(raw, &base, values::port_or_off, report)
+}
+
+/// A duration longer than zero.
+pub fn duration(
+    raw: &Option<Spanned<String>>,
+    base: Duration,
+    report: &mut Report<'_>,
+) -> Duration {
+    field(raw, &base, |t| values::duration(t), report)
+}
+
+/// A whole number within `range`, named `key` in the message.
+pub fn count(
+    raw: &Option<Spanned<i64>>,
+    base: u32,
+    (key, range): (&str, RangeInclusive<u32>),
+    report: &mut Report<'_>,
+) -> u32 {
+    field(raw, &base, |n| values::count(*n, key, range), report)
 }
 
 /// `tls = { cert = "...", key = "..." }` replaces the certificate below as a

@@ -1,9 +1,11 @@
 //! The `web` role section over the settings below it: document root, ports,
 //! certificate, access log.
 
+use toml::Spanned;
+
 use super::diagnostic::Report;
 use super::model::{AccessLog, WebSettings};
-use super::overlay::{field, tls_files};
+use super::overlay::{field, port, port_or_off, tls_files};
 use super::raw::{RawAccessLog, RawLogFile, RawTable, RawWeb, Section};
 use super::suggest::closest;
 use super::values;
@@ -27,28 +29,33 @@ pub fn web(
         values::absolute_dir(text).map_err(|why| format!("invalid web root: {why}"))
     };
     WebSettings {
-        root: field(f.root.as_ref(), &base.root, root, report),
-        port: field(f.port.as_ref(), &base.port, |n| values::port(*n), report),
-        tls_port: field(
-            f.tls_port.as_ref(),
-            &base.tls_port,
-            values::port_or_off,
-            report,
-        ),
+        root: field(&f.root, &base.root, root, report),
+        port: port(&f.port, base.port, report),
+        tls_port: port_or_off(&f.tls_port, base.tls_port, report),
         tls: tls_files(f.tls.as_ref(), &base.tls, report),
-        access_log: match &f.access_log {
-            None => base.access_log.clone(),
-            Some(raw) => match raw.get_ref() {
-                RawAccessLog::Mode(mode) => {
-                    field(Some(raw), &base.access_log, |_| log_mode(mode), report)
-                }
-                RawAccessLog::File(file) => log_file(file, &base.access_log, report),
-            },
-        },
+        access_log: access_log(&f.access_log, &base.access_log, report),
         follow_symlinks: f
             .follow_symlinks
             .as_ref()
             .map_or(base.follow_symlinks, |b| *b.get_ref()),
+    }
+}
+
+/// A mode or a file; either replaces the access log below as a whole.
+fn access_log(
+    raw: &Option<Spanned<RawAccessLog>>,
+    base: &AccessLog,
+    report: &mut Report<'_>,
+) -> AccessLog {
+    let Some(raw) = raw else {
+        return base.clone();
+    };
+    match raw.get_ref() {
+        RawAccessLog::File(file) => log_file(file, base, report),
+        RawAccessLog::Mode(mode) => log_mode(mode).unwrap_or_else(|why| {
+            report.error(raw.span(), why);
+            base.clone()
+        }),
     }
 }
 
@@ -76,12 +83,8 @@ fn log_mode(mode: &str) -> Result<AccessLog, String> {
 /// `access_log = { path = "/var/log/piha/access.log", max_size = "16MiB" }`.
 fn log_file(raw: &RawTable<RawLogFile>, base: &AccessLog, report: &mut Report<'_>) -> AccessLog {
     let f = &raw.fields;
-    let max_bytes = field(
-        f.max_size.as_ref(),
-        &ACCESS_LOG_BYTES,
-        |size| values::size_in(size, MIN_ACCESS_LOG_BYTES, None, "max_size"),
-        report,
-    );
+    let size = |size: &_| values::size_in(size, MIN_ACCESS_LOG_BYTES, None, "max_size");
+    let max_bytes = field(&f.max_size, &ACCESS_LOG_BYTES, size, report);
     let Some(path) = &f.path else {
         if !raw.reported.contains("path") {
             report

@@ -17,7 +17,7 @@ use super::values;
 
 /// L4 connections are long-lived (a database session, a Redis client), and
 /// round robin spreads long-lived connections unevenly.
-pub const TCP_ALGORITHM: Algorithm = Algorithm::LeastConn;
+const TCP_ALGORITHM: Algorithm = Algorithm::LeastConn;
 
 /// A Pi runs out of memory and file descriptors long before this.
 const MAX_CONN: u32 = 1_000_000;

@@ -11,7 +11,7 @@ use super::suggest::closest;
 use super::values;
 
 /// An access log file is rotated once it reaches this size unless told.
-pub const ACCESS_LOG_BYTES: u64 = 16 << 20;
+const ACCESS_LOG_BYTES: u64 = 16 << 20;
 
 /// Smaller than this, a busy site would rotate the log every few seconds.
 const MIN_ACCESS_LOG_BYTES: u64 = 64 << 10;

@@ -126,6 +126,72 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
             (45, "\"192.0.2.314\" is not an IP address"),
         ],
     ),
+    (
+        "25-unknown-algorithm.toml",
+        &[(
+            16,
+            "unknown algorithm \"round-robin\"; valid ones are roundrobin, leastconn, source, random2",
+        )],
+    ),
+    (
+        "26-health-path-without-slash.toml",
+        &[(16, "the health check path must start with '/'")],
+    ),
+    (
+        "27-health-timeout-over-interval.toml",
+        &[(
+            16,
+            "the health check timeout (3s) is longer than its interval (1s)",
+        )],
+    ),
+    (
+        "28-two-listeners-on-one-port.toml",
+        &[(
+            38,
+            "node \"pi-3\" would listen on port 9000 twice: `web.port` and `admin_port`",
+        )],
+    ),
+    (
+        "29-backend-without-port.toml",
+        &[(18, "\"192.0.2.51\" has no port")],
+    ),
+    (
+        "30-duplicate-backend.toml",
+        &[(18, "backend 192.0.2.50:8080 is listed twice")],
+    ),
+    (
+        "31-tcp-service-without-backends.toml",
+        &[(
+            20,
+            "tcp service \"redis\" has no backends; it needs at least one",
+        )],
+    ),
+    (
+        "32-duplicate-tcp-service.toml",
+        &[(23, "there are two tcp services named \"redis\"")],
+    ),
+    (
+        "33-tls-without-key.toml",
+        &[(
+            32,
+            "a `tls` table needs both `cert` and `key`; `key` is missing",
+        )],
+    ),
+    (
+        "34-header-size-out-of-range.toml",
+        &[(
+            16,
+            "`max_header_size` must be from 1KiB to 1MiB, found 4MiB",
+        )],
+    ),
+    (
+        "35-http-limit-on-tcp-service.toml",
+        &[(21, "`server_timeout`: a tcp service passes bytes through")],
+    ),
+    (
+        "36-access-log-typo.toml",
+        &[(13, "found \"jornal\" (did you mean \"journal\"?)")],
+    ),
 ];
 
 fn root() -> PathBuf {
@@ -231,6 +297,8 @@ fn shipped_cluster_file_passes_and_shows_every_node() {
         "{stdout}"
     );
     assert!(row("pi-1").contains("vrrp priority 150"), "{stdout}");
+    assert!(row("pi-1").contains("http :80/:443 roundrobin"), "{stdout}");
+    assert!(row("pi-4").contains("web :8080/:8443 root"), "{stdout}");
     assert!(row("pi-1").contains("db initial primary"), "{stdout}");
     assert!(
         row("pi-2").contains("balancer, web, db, storage"),

@@ -7,16 +7,21 @@
 //! its line and column; only a syntax error stops the later passes, since a
 //! half-parsed file would produce misleading follow-on errors.
 
+mod balancer_settings;
 mod checks;
 mod diagnostic;
+mod listeners;
 mod model;
+mod overlay;
 mod plan;
 mod raw;
+mod raw_sections;
 mod roles;
 mod search;
 mod suggest;
 mod validate;
 mod values;
+mod web_settings;
 
 pub use diagnostic::Diagnostic;
 pub use model::*;

@@ -136,9 +136,22 @@ fn settings(s: &RoleSettings) -> String {
     let mut parts = Vec::new();
     if let Some(b) = &s.balancer {
         parts.push(format!("vrrp priority {}", b.priority));
+        parts.push(format!(
+            "http {} {}",
+            ports(b.http_port, b.https_port),
+            b.algorithm.name()
+        ));
+        if !b.backends.is_empty() {
+            parts.push(count(b.backends.len(), "static backend"));
+        }
+        parts.extend(b.tcp.iter().map(|t| format!("tcp {} :{}", t.name, t.port)));
     }
     if let Some(w) = &s.web {
-        parts.push(format!("web root {}", w.root.display()));
+        parts.push(format!(
+            "web {} root {}",
+            ports(w.port, w.tls_port),
+            w.root.display()
+        ));
     }
     if let Some(d) = &s.db {
         parts.push(if d.initial_primary {
@@ -154,6 +167,14 @@ fn settings(s: &RoleSettings) -> String {
         return "-".to_string();
     }
     parts.join(", ")
+}
+
+/// ":80/:443", or ":80" with HTTPS off.
+fn ports(plain: u16, tls: Option<u16>) -> String {
+    match tls {
+        Some(tls) => format!(":{plain}/:{tls}"),
+        None => format!(":{plain}"),
+    }
 }
 
 /// Left-aligned columns two spaces apart; the last column is not padded.

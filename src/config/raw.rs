@@ -11,6 +11,8 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::{Diagnostic, Report, Span};
 use super::suggest::closest;
 
+pub use super::raw_sections::*;
+
 #[derive(Default)]
 pub struct RawFile {
     /// Top-level keys written but already reported (a wrong type), so that
@@ -60,6 +62,13 @@ pub enum RawSize {
     Bytes(i64),
 }
 
+/// A value that may also be written `false` to turn the thing off, like
+/// `https_port = false`.
+pub enum OrOff<T> {
+    On(T),
+    Off,
+}
+
 #[derive(Default)]
 pub struct RawMetrics {
     pub sample_interval: Option<Spanned<String>>,
@@ -97,41 +106,8 @@ impl Reported {
     }
 }
 
-/// The per-role tables a node, a pattern or `[defaults]` may carry.
-#[derive(Default)]
-pub struct RawSections {
-    pub balancer: Option<Section<RawBalancer>>,
-    pub web: Option<Section<RawWeb>>,
-    pub db: Option<Section<RawDb>>,
-    pub storage: Option<Section<RawStorage>>,
-}
-
-pub struct Section<T> {
-    /// The key (`balancer` in `balancer = { ... }`): where "this node has no
-    /// balancer role" points.
-    pub key_span: Span,
-    pub fields: T,
-    pub reported: Reported,
-}
-
-pub struct RawBalancer {
-    pub priority: Option<Spanned<i64>>,
-}
-
-pub struct RawWeb {
-    pub root: Option<Spanned<String>>,
-}
-
-pub struct RawDb {
-    pub initial_primary: Option<Spanned<bool>>,
-}
-
-pub struct RawStorage {
-    pub brick: Option<Spanned<String>>,
-}
-
-const DURATION: &str = "a duration in quotes, like \"1s\", \"500ms\" or \"7d\"";
-const PORT: &str = "a port number like 9000";
+pub(super) const DURATION: &str = "a duration in quotes, like \"1s\", \"500ms\" or \"7d\"";
+pub(super) const PORT: &str = "a port number like 9000";
 
 pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
     let mut top = Fields::new(root, "the top level of the file", report);
@@ -208,17 +184,7 @@ fn read_defaults(t: Table<'_, '_>, report: &mut Report<'_>) -> RawDefaults {
 fn read_store(t: Table<'_, '_>, report: &mut Report<'_>) -> RawStore {
     let mut f = Fields::new(t.table, "[store]", report);
     let retention = f.string("retention", DURATION);
-    let max_size = f.get("max_size").and_then(|v| match v.get_ref() {
-        DeValue::String(s) => Some(Spanned::new(v.span(), RawSize::Text(s.to_string()))),
-        DeValue::Integer(_) => f
-            .integer_value("max_size", v)
-            .map(|n| Spanned::new(v.span(), RawSize::Bytes(n))),
-        _ => {
-            let expected = "a size like \"64MiB\" or a number of bytes";
-            f.wrong_type("max_size", v, expected);
-            None
-        }
-    });
+    let max_size = f.size("max_size");
     let store = RawStore {
         retention,
         max_size,
@@ -260,81 +226,25 @@ fn read_pattern(t: Table<'_, '_>, report: &mut Report<'_>) -> RawPattern {
     pattern
 }
 
-fn read_sections(f: &mut Fields<'_, '_, '_, '_>) -> RawSections {
-    let balancer = f.table("balancer").map(|t| {
-        let mut s = Fields::new(t.table, "the `balancer` section", f.report);
-        let fields = RawBalancer {
-            priority: s.integer("priority", "a VRRP priority from 1 to 254"),
-        };
-        Section {
-            key_span: t.key_span,
-            fields,
-            reported: s.finish(),
-        }
-    });
-    let web = f.table("web").map(|t| {
-        let mut s = Fields::new(t.table, "the `web` section", f.report);
-        let fields = RawWeb {
-            root: s.string("root", "a directory path in quotes, like \"/srv/piha/www\""),
-        };
-        Section {
-            key_span: t.key_span,
-            fields,
-            reported: s.finish(),
-        }
-    });
-    let db = f.table("db").map(|t| {
-        let mut s = Fields::new(t.table, "the `db` section", f.report);
-        let fields = RawDb {
-            initial_primary: s.boolean("initial_primary"),
-        };
-        Section {
-            key_span: t.key_span,
-            fields,
-            reported: s.finish(),
-        }
-    });
-    let storage = f.table("storage").map(|t| {
-        let mut s = Fields::new(t.table, "the `storage` section", f.report);
-        let fields = RawStorage {
-            brick: s.string(
-                "brick",
-                "a directory path in quotes, like \"/srv/piha/brick\"",
-            ),
-        };
-        Section {
-            key_span: t.key_span,
-            fields,
-            reported: s.finish(),
-        }
-    });
-    RawSections {
-        balancer,
-        web,
-        db,
-        storage,
-    }
-}
-
 /// A sub-table with where it was written.
-struct Table<'t, 'i> {
-    table: &'t DeTable<'i>,
-    span: Span,
-    key_span: Span,
+pub(super) struct Table<'t, 'i> {
+    pub table: &'t DeTable<'i>,
+    pub span: Span,
+    pub key_span: Span,
 }
 
 /// Typed access to one table's keys. Every key asked for counts as known;
 /// `finish` reports the rest as unknown, with the closest known key.
-struct Fields<'t, 'i, 'r, 's> {
+pub(super) struct Fields<'t, 'i, 'r, 's> {
     table: &'t DeTable<'i>,
     context: &'static str,
     known: Vec<&'static str>,
     reported: Vec<&'static str>,
-    report: &'r mut Report<'s>,
+    pub report: &'r mut Report<'s>,
 }
 
 impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
-    fn new(table: &'t DeTable<'i>, context: &'static str, report: &'r mut Report<'s>) -> Self {
+    pub fn new(table: &'t DeTable<'i>, context: &'static str, report: &'r mut Report<'s>) -> Self {
         Fields {
             table,
             context,
@@ -344,12 +254,12 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         }
     }
 
-    fn get(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
+    pub fn get(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
         self.known.push(key);
         self.table.get(key)
     }
 
-    fn string(&mut self, key: &'static str, expected: &str) -> Option<Spanned<String>> {
+    pub fn string(&mut self, key: &'static str, expected: &str) -> Option<Spanned<String>> {
         let value = self.get(key)?;
         match value.get_ref() {
             DeValue::String(s) => Some(Spanned::new(value.span(), s.to_string())),
@@ -360,7 +270,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         }
     }
 
-    fn integer(&mut self, key: &'static str, expected: &str) -> Option<Spanned<i64>> {
+    pub fn integer(&mut self, key: &'static str, expected: &str) -> Option<Spanned<i64>> {
         let value = self.get(key)?;
         match value.get_ref() {
             DeValue::Integer(_) => self
@@ -380,7 +290,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         }
     }
 
-    fn integer_value(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<i64> {
+    pub fn integer_value(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<i64> {
         let DeValue::Integer(n) = value.get_ref() else {
             return None;
         };
@@ -392,7 +302,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         parsed
     }
 
-    fn boolean(&mut self, key: &'static str) -> Option<Spanned<bool>> {
+    pub fn boolean(&mut self, key: &'static str) -> Option<Spanned<bool>> {
         let value = self.get(key)?;
         match value.get_ref() {
             DeValue::Boolean(b) => Some(Spanned::new(value.span(), *b)),
@@ -403,7 +313,126 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         }
     }
 
-    fn string_array(
+    /// `https_port = 443`, or `https_port = false` to turn it off.
+    pub fn port_or_off(&mut self, key: &'static str) -> Option<Spanned<OrOff<i64>>> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::Boolean(false) => Some(Spanned::new(value.span(), OrOff::Off)),
+            DeValue::Integer(_) => self
+                .integer_value(key, value)
+                .map(|n| Spanned::new(value.span(), OrOff::On(n))),
+            _ => {
+                let expected = "a port number like 443, or false to turn it off";
+                let d = self.wrong_type(key, value, expected);
+                match value.get_ref() {
+                    DeValue::Boolean(true) => {
+                        d.help(format!(
+                            "on is the default; to move it, write a port: {key} = 443"
+                        ));
+                    }
+                    DeValue::String(s) if s.trim().parse::<i64>().is_ok() => {
+                        d.help(format!(
+                            "write the number without quotes: {key} = {}",
+                            s.trim()
+                        ));
+                    }
+                    _ => {}
+                }
+                None
+            }
+        }
+    }
+
+    /// A size: `"64MiB"` or a number of bytes.
+    pub fn size(&mut self, key: &'static str) -> Option<Spanned<RawSize>> {
+        let value = self.get(key)?;
+        self.size_value(key, value)
+            .map(|size| Spanned::new(value.span(), size))
+    }
+
+    /// A size, or `false` for no limit.
+    pub fn size_or_off(&mut self, key: &'static str) -> Option<Spanned<OrOff<RawSize>>> {
+        let value = self.get(key)?;
+        if let DeValue::Boolean(false) = value.get_ref() {
+            return Some(Spanned::new(value.span(), OrOff::Off));
+        }
+        self.size_value(key, value)
+            .map(|size| Spanned::new(value.span(), OrOff::On(size)))
+    }
+
+    fn size_value(&mut self, key: &'static str, value: &Spanned<DeValue<'_>>) -> Option<RawSize> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(RawSize::Text(s.to_string())),
+            DeValue::Integer(_) => self.integer_value(key, value).map(RawSize::Bytes),
+            _ => {
+                let expected = "a size like \"64MiB\" or a number of bytes";
+                self.wrong_type(key, value, expected);
+                None
+            }
+        }
+    }
+
+    /// A table nested in a section, like `health = { ... }`.
+    pub fn inline_table(&mut self, key: &'static str, example: &str) -> Option<Table<'t, 'i>> {
+        self.known.push(key);
+        let (k, value) = self.table.get_key_value(key)?;
+        match value.get_ref() {
+            DeValue::Table(table) => Some(Table {
+                table,
+                span: value.span(),
+                key_span: k.span(),
+            }),
+            _ => {
+                self.wrong_type(key, value, &format!("a table, like {key} = {example}"));
+                None
+            }
+        }
+    }
+
+    /// A list of tables: `backends = [{ ... }, { ... }]`, or the same written
+    /// as `[[...backends]]` sections, which TOML reads the same way.
+    pub fn table_list(
+        &mut self,
+        key: &'static str,
+        example: &str,
+    ) -> Option<Spanned<Vec<Table<'t, 'i>>>> {
+        let value = self.get(key)?;
+        let DeValue::Array(items) = value.get_ref() else {
+            let expected = format!("a list of tables, like {key} = [{example}]");
+            self.wrong_type(key, value, &expected);
+            return None;
+        };
+        let mut tables = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::Table(table) => tables.push(Table {
+                    table,
+                    span: item.span(),
+                    key_span: item.span(),
+                }),
+                other => {
+                    let found = type_name(other);
+                    self.report.error(
+                        item.span(),
+                        format!("expected a table in `{key}`, like {example}, found {found}"),
+                    );
+                }
+            }
+        }
+        Some(Spanned::new(value.span(), tables))
+    }
+
+    /// A key that does not belong here although it does elsewhere (an HTTP
+    /// limit on a tcp service): say why, rather than "unknown key".
+    pub fn refuse(&mut self, key: &'static str, why: &str) {
+        self.known.push(key);
+        if let Some((k, _)) = self.table.get_key_value(key) {
+            self.reported.push(key);
+            self.report.error(k.span(), why.to_string());
+        }
+    }
+
+    pub fn string_array(
         &mut self,
         key: &'static str,
         expected: &str,
@@ -429,7 +458,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         Some(Spanned::new(value.span(), strings))
     }
 
-    fn table(&mut self, key: &'static str) -> Option<Table<'t, 'i>> {
+    pub fn table(&mut self, key: &'static str) -> Option<Table<'t, 'i>> {
         self.known.push(key);
         let (k, value) = self.table.get_key_value(key)?;
         match value.get_ref() {
@@ -447,7 +476,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
     }
 
     /// `[[node]]` / `[[pattern]]`: every element must be a table.
-    fn array_of_tables(&mut self, key: &'static str) -> Vec<Table<'t, 'i>> {
+    pub fn array_of_tables(&mut self, key: &'static str) -> Vec<Table<'t, 'i>> {
         self.known.push(key);
         let Some((k, value)) = self.table.get_key_value(key) else {
             return Vec::new();
@@ -486,7 +515,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         tables
     }
 
-    fn wrong_type(
+    pub fn wrong_type(
         &mut self,
         key: &'static str,
         value: &Spanned<DeValue<'_>>,
@@ -501,7 +530,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
     }
 
     /// Reports the keys nobody asked for; returns the keys already reported.
-    fn finish(mut self) -> Reported {
+    pub fn finish(mut self) -> Reported {
         for (key, _) in self.table.iter() {
             let name: &str = key.get_ref();
             if self.known.contains(&name) {

@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 
 use toml::Spanned;
 
+use super::balancer_settings::balancer;
 use super::diagnostic::{Report, Span};
 use super::model::*;
 use super::raw::*;
 use super::suggest::closest;
 use super::values;
+use super::web_settings::web;
 
 /// Which kind of table the role sections sit in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,44 +151,6 @@ pub fn role_settings(
         db: has(Role::Db).then(|| db(&defaults.db, sections.db.as_ref(), owner, report)),
         storage: has(Role::Storage)
             .then(|| storage(&defaults.storage, sections.storage.as_ref(), report)),
-    }
-}
-
-fn balancer(
-    base: &BalancerSettings,
-    section: Option<&Section<RawBalancer>>,
-    report: &mut Report<'_>,
-) -> BalancerSettings {
-    let priority = section
-        .and_then(|s| s.fields.priority.as_ref())
-        .and_then(|p| {
-            values::priority(*p.get_ref())
-                .map_err(|why| {
-                    report.error(p.span(), why);
-                })
-                .ok()
-        });
-    BalancerSettings {
-        priority: priority.unwrap_or(base.priority),
-        ..base.clone()
-    }
-}
-
-fn web(
-    base: &WebSettings,
-    section: Option<&Section<RawWeb>>,
-    report: &mut Report<'_>,
-) -> WebSettings {
-    let root = section.and_then(|s| s.fields.root.as_ref()).and_then(|r| {
-        values::absolute_dir(r.get_ref())
-            .map_err(|why| {
-                report.error(r.span(), format!("invalid web root: {why}"));
-            })
-            .ok()
-    });
-    WebSettings {
-        root: root.unwrap_or_else(|| base.root.clone()),
-        ..base.clone()
     }
 }
 

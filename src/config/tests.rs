@@ -279,3 +279,562 @@ fn plan_table_lists_nodes_and_patterns() {
     let col = lines[2].find("ROLES").unwrap();
     assert_eq!(pi1.find("balancer"), Some(col), "{table}");
 }
+
+/// Every new web and balancer key, in `[defaults.web]` / `[defaults.balancer]`
+/// header form, with a tcp service written as `[[defaults.balancer.tcp]]`.
+const EVERY_KEY: &str = r#"
+[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+
+[defaults.web]
+root = "/srv/site"
+port = 8081
+tls_port = false
+tls = { cert = "/etc/piha/tls/web.pem", key = "/etc/piha/tls/web.key" }
+access_log = { path = "/var/log/piha/access.log" }
+follow_symlinks = true
+
+[defaults.balancer]
+priority = 120
+http_port = 8000
+https_port = 4443
+tls = { cert = "/etc/piha/tls/lb.pem", key = "/etc/piha/tls/lb.key" }
+algorithm = "source"
+slow_start = "0s"
+health = { path = "/up", expect = 204, interval = "2s", timeout = "500ms", rise = 3, fall = 5 }
+limits = { maxconn = 64, queue = 0, queue_timeout = "1s", header_timeout = "3s", connect_timeout = "4s", server_timeout = "20s", idle_timeout = "30s", max_header_size = "8KiB", max_body_size = "1MiB" }
+backends = [ { address = "192.0.2.50:8080", weight = 3 }, { address = "[2001:db8::50]:80" } ]
+
+[[defaults.balancer.tcp]]
+name = "redis"
+port = 6379
+backends = [ { address = "192.0.2.60:6379", weight = 2 } ]
+algorithm = "random2"
+health = { interval = "5s", timeout = "2s", rise = 1, fall = 2 }
+limits = { maxconn = 8, queue = 16, queue_timeout = "6s", connect_timeout = "7s", idle_timeout = "1h" }
+
+[[defaults.balancer.tcp]]
+name = "pg"
+port = 5432
+backends = [ { address = "192.0.2.61:5432" } ]
+
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "web"]
+"#;
+
+#[test]
+fn header_form_sets_every_new_web_key() {
+    let c = parse(EVERY_KEY, Path::new("t.toml")).unwrap();
+    let web = c.plan_for("a").unwrap().settings.web.unwrap();
+    assert_eq!(web.root, Path::new("/srv/site"));
+    assert_eq!((web.port, web.tls_port), (8081, None));
+    let tls = web.tls.unwrap();
+    assert_eq!(tls.cert, Path::new("/etc/piha/tls/web.pem"));
+    assert_eq!(tls.key, Path::new("/etc/piha/tls/web.key"));
+    match web.access_log {
+        AccessLog::File { path, max_bytes } => {
+            assert_eq!(path, Path::new("/var/log/piha/access.log"));
+            assert_eq!(max_bytes, 16 << 20, "max_size defaults to 16MiB");
+        }
+        other => panic!("expected a log file, got {other:?}"),
+    }
+    assert!(web.follow_symlinks);
+}
+
+#[test]
+fn header_form_sets_every_new_balancer_key() {
+    let c = parse(EVERY_KEY, Path::new("t.toml")).unwrap();
+    let b = c.plan_for("a").unwrap().settings.balancer.unwrap();
+    let ms = Duration::from_millis;
+    let secs = Duration::from_secs;
+    assert_eq!(b.priority, 120);
+    assert_eq!((b.http_port, b.https_port), (8000, Some(4443)));
+    assert_eq!(b.tls.unwrap().cert, Path::new("/etc/piha/tls/lb.pem"));
+    assert_eq!(b.algorithm, Algorithm::Source);
+    assert_eq!(b.slow_start, Duration::ZERO);
+    let h = &b.health;
+    assert_eq!((h.path.as_str(), h.expect_status), ("/up", 204));
+    assert_eq!(
+        (h.interval, h.timeout, h.rise, h.fall),
+        (secs(2), ms(500), 3, 5)
+    );
+    let l = &b.limits;
+    assert_eq!((l.maxconn, l.queue), (64, 0));
+    assert_eq!(
+        [
+            l.queue_timeout,
+            l.header_timeout,
+            l.connect_timeout,
+            l.server_timeout,
+            l.idle_timeout
+        ],
+        [secs(1), secs(3), secs(4), secs(20), secs(30)]
+    );
+    assert_eq!(
+        (l.max_header_bytes, l.max_body_bytes),
+        (8 << 10, Some(1 << 20))
+    );
+    let backends: Vec<(String, u32)> = b
+        .backends
+        .iter()
+        .map(|s| (s.address.to_string(), s.weight))
+        .collect();
+    assert_eq!(
+        backends,
+        [
+            ("192.0.2.50:8080".to_string(), 3),
+            ("[2001:db8::50]:80".to_string(), 1)
+        ]
+    );
+}
+
+#[test]
+fn tcp_services_from_header_tables_with_their_own_defaults() {
+    let c = parse(EVERY_KEY, Path::new("t.toml")).unwrap();
+    let tcp = c.plan_for("a").unwrap().settings.balancer.unwrap().tcp;
+    let names: Vec<(&str, u16)> = tcp.iter().map(|t| (t.name.as_str(), t.port)).collect();
+    assert_eq!(names, [("redis", 6379), ("pg", 5432)]);
+    let redis = &tcp[0];
+    assert_eq!(redis.backends[0].address.to_string(), "192.0.2.60:6379");
+    assert_eq!(redis.backends[0].weight, 2);
+    assert_eq!(redis.algorithm, Algorithm::Random2);
+    let h = &redis.health;
+    let secs = Duration::from_secs;
+    assert_eq!(
+        (h.interval, h.timeout, h.rise, h.fall),
+        (secs(5), secs(2), 1, 2)
+    );
+    let l = &redis.limits;
+    assert_eq!((l.maxconn, l.queue), (8, 16));
+    assert_eq!(
+        [l.queue_timeout, l.connect_timeout, l.idle_timeout],
+        [secs(6), secs(7), secs(3600)]
+    );
+    // Unwritten keys of a service: built-in values, not the HTTP settings.
+    let pg = &tcp[1];
+    assert_eq!(pg.algorithm, Algorithm::LeastConn);
+    assert_eq!(pg.health.interval, TcpHealthCheck::default().interval);
+    assert_eq!(pg.limits.maxconn, ProxyLimits::default().maxconn);
+    assert_eq!(pg.backends[0].weight, 1);
+}
+
+#[test]
+fn unwritten_keys_keep_the_built_in_values() {
+    let c = parse(
+        &SMALL
+            .replace("roles = [\"web\"]", "roles = [\"web\", \"balancer\"]")
+            .replace("name = \"t\"", "name = \"t\"\nvip = \"192.0.2.10/24\""),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let s = c.plan_for("a").unwrap().settings;
+    let (web, builtin_web) = (s.web.unwrap(), WebSettings::default());
+    assert_eq!(
+        (web.port, web.tls_port),
+        (builtin_web.port, builtin_web.tls_port)
+    );
+    assert!(matches!(web.access_log, AccessLog::Journal));
+    assert!(web.tls.is_none() && !web.follow_symlinks);
+    let (b, builtin) = (s.balancer.unwrap(), BalancerSettings::default());
+    assert_eq!((b.http_port, b.https_port), (80, Some(443)));
+    assert_eq!(
+        (b.algorithm, b.slow_start),
+        (builtin.algorithm, builtin.slow_start)
+    );
+    assert_eq!(b.health.path, builtin.health.path);
+    assert_eq!(b.limits.max_body_bytes, None);
+    assert!(b.backends.is_empty() && b.tcp.is_empty());
+}
+
+/// The same keys inline, and a node that overrides one key of the health
+/// check while keeping the rest from [defaults].
+#[test]
+fn inline_form_overlays_defaults_key_by_key() {
+    let text = r#"
+[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[defaults]
+balancer = { algorithm = "leastconn", health = { path = "/up", interval = "3s", timeout = "2s", rise = 4, fall = 6 }, limits = { maxconn = 50, max_body_size = "2MiB" }, backends = [ { address = "192.0.2.50:80" } ], tcp = [ { name = "redis", port = 6379, backends = [ { address = "192.0.2.60:6379" } ] } ] }
+web = { port = 8081, access_log = "off" }
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "web"]
+balancer = { health = { interval = "5s" }, limits = { max_body_size = false }, https_port = false }
+web = { tls_port = 9443 }
+[[node]]
+hostname = "b"
+address = "192.0.2.12/24"
+roles = ["balancer"]
+balancer = { backends = [], tcp = [ { name = "pg", port = 5432, backends = [ { address = "192.0.2.61:5432" } ] } ] }
+"#;
+    let c = parse(text, Path::new("t.toml")).unwrap();
+    let a = c.plan_for("a").unwrap().settings;
+    let b = a.balancer.unwrap();
+    let h = &b.health;
+    let secs = Duration::from_secs;
+    assert_eq!(h.interval, secs(5), "the node's own key");
+    assert_eq!(
+        (h.path.as_str(), h.timeout, h.rise, h.fall),
+        ("/up", secs(2), 4, 6)
+    );
+    assert_eq!(h.expect_status, 200, "built-in, under both");
+    assert_eq!((b.limits.maxconn, b.limits.max_body_bytes), (50, None));
+    assert_eq!((b.algorithm, b.https_port), (Algorithm::LeastConn, None));
+    assert_eq!(b.backends.len(), 1);
+    assert_eq!(b.tcp[0].name, "redis");
+    let web = a.web.unwrap();
+    assert_eq!((web.port, web.tls_port), (8081, Some(9443)));
+    assert!(matches!(web.access_log, AccessLog::Off));
+    // Lists replace the ones in [defaults] as a whole.
+    let other = c.plan_for("b").unwrap().settings.balancer.unwrap();
+    assert!(other.backends.is_empty());
+    let names: Vec<&str> = other.tcp.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["pg"]);
+    assert_eq!(other.limits.max_body_bytes, Some(2 << 20));
+}
+
+#[test]
+fn node_sub_tables_and_tcp_array_headers() {
+    let text = r#"
+[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "web"]
+[node.web]
+port = 8090
+[node.web.access_log]
+path = "/var/log/piha/a.log"
+max_size = "64KiB"
+[node.balancer.health]
+path = "/ping"
+[[node.balancer.tcp]]
+name = "mqtt"
+port = 1883
+[[node.balancer.tcp.backends]]
+address = "192.0.2.70:1883"
+"#;
+    let c = parse(text, Path::new("t.toml")).unwrap();
+    let s = c.plan_for("a").unwrap().settings;
+    let web = s.web.unwrap();
+    assert_eq!(web.port, 8090);
+    assert!(matches!(
+        web.access_log,
+        AccessLog::File {
+            max_bytes: 65536,
+            ..
+        }
+    ));
+    let b = s.balancer.unwrap();
+    assert_eq!(b.health.path, "/ping");
+    assert_eq!(b.tcp[0].name, "mqtt");
+    assert_eq!(b.tcp[0].backends[0].address.to_string(), "192.0.2.70:1883");
+}
+
+#[test]
+fn plan_table_shows_ports_algorithm_and_services() {
+    let table = parse(EVERY_KEY, Path::new("t.toml")).unwrap().plan_table();
+    let row = table.lines().find(|l| l.starts_with("a ")).unwrap();
+    assert!(
+        row.ends_with(
+            "vrrp priority 120, http :8000/:4443 source, 2 static backends, tcp redis :6379, tcp pg :5432, web :8081 root /srv/site"
+        ),
+        "{table}"
+    );
+    let shipped = shipped().plan_table();
+    let pi1 = shipped.lines().find(|l| l.starts_with("pi-1 ")).unwrap();
+    assert!(
+        pi1.contains(
+            "vrrp priority 150, http :80/:443 roundrobin, web :8080/:8443 root /srv/piha/www,"
+        ),
+        "{shipped}"
+    );
+}
+
+/// (line, column, message) of every diagnostic, for exact comparisons.
+fn found(text: &str) -> Vec<(usize, usize, String)> {
+    diagnostics(text)
+        .into_iter()
+        .map(|d| (d.line, d.column, d.message))
+        .collect()
+}
+
+/// Asserts that `got` holds exactly one diagnostic per `(line, phrase)`.
+fn assert_found(got: &[(usize, usize, String)], expected: &[(usize, &str)]) {
+    for (line, phrase) in expected {
+        assert!(
+            got.iter().any(|(l, _, m)| l == line && m.contains(phrase)),
+            "no error at line {line} containing {phrase:?} in {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+}
+
+const BALANCER_NODE: &str = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "web"]
+"#;
+
+#[test]
+fn new_web_mistakes_point_at_the_value() {
+    let text = format!(
+        "{BALANCER_NODE}{}",
+        r#"[node.web]
+port = 0
+tls_port = true
+tls = { cert = "cert.pem" }
+access_log = "jornal"
+follow_symlinks = "no"
+[node.balancer]
+algorithm = "round-robin"
+slow_start = "soon"
+https_port = "443"
+"#
+    );
+    let got = found(&text);
+    assert_found(
+        &got,
+        &[
+            (9, "expected a port number from 1 to 65535, found 0"),
+            (
+                10,
+                "wrong type for `tls_port`: expected a port number like 443, or false",
+            ),
+            (
+                11,
+                "a `tls` table needs both `cert` and `key`; `key` is missing",
+            ),
+            (
+                11,
+                "expected an absolute file path starting with '/', found \"cert.pem\"",
+            ),
+            (12, "found \"jornal\" (did you mean \"journal\"?)"),
+            (13, "wrong type for `follow_symlinks`"),
+            (
+                15,
+                "unknown algorithm \"round-robin\"; valid ones are roundrobin, leastconn, source, random2 (did you mean \"roundrobin\"?)",
+            ),
+            (
+                16,
+                "expected a duration like \"1s\", \"500ms\" or \"7d\", found \"soon\" (or \"0s\" for off)",
+            ),
+            (17, "wrong type for `https_port`"),
+        ],
+    );
+    let cols: Vec<usize> = got.iter().map(|g| g.1).collect();
+    assert_eq!(cols, [8, 12, 7, 16, 14, 19, 13, 14, 14], "{got:#?}");
+}
+
+#[test]
+fn new_balancer_mistakes_point_at_the_value() {
+    let text = format!(
+        "{BALANCER_NODE}{}",
+        r#"[node.balancer]
+health = { path = "health", expect = 700, interval = "1s", timeout = "2s", rise = 0, fall = 101 }
+limits = { maxconn = 0, queue = 100001, queue_timeout = "0s", max_header_size = "512B", max_body_size = 0, idle_timout = "1s" }
+backends = [
+  { address = "192.0.2.50" },
+  { address = "web.lan:80" },
+  { weight = 257 },
+  { address = "192.0.2.51:80" },
+  { address = "192.0.2.51:80" },
+  "192.0.2.52:80",
+]
+"#
+    );
+    assert_found(
+        &found(&text),
+        &[
+            (9, "the health check path must start with '/'"),
+            (9, "`expect` must be an HTTP status from 100 to 599"),
+            (
+                9,
+                "the health check timeout (2s) is longer than its interval (1s)",
+            ),
+            (9, "`rise` must be from 1 to 100, found 0"),
+            (9, "`fall` must be from 1 to 100, found 101"),
+            (10, "`maxconn` must be from 1 to 1000000, found 0"),
+            (10, "`queue` must be from 0 to 100000, found 100001"),
+            (10, "it must be longer than zero"),
+            (
+                10,
+                "`max_header_size` must be from 1KiB to 1MiB, found 512 bytes",
+            ),
+            (10, "`max_body_size` of 0 would refuse every request body"),
+            (
+                10,
+                "unknown key `idle_timout` in `balancer.limits`; did you mean `idle_timeout`?",
+            ),
+            (12, "\"192.0.2.50\" has no port (e.g. \"192.0.2.50:8080\")"),
+            (13, "\"web.lan\" is not an IP address"),
+            (14, "a backend is missing the required key `address`"),
+            (14, "`weight` must be from 1 to 256, found 257"),
+            (16, "backend 192.0.2.51:80 is listed twice"),
+            (17, "expected a table in `backends`"),
+        ],
+    );
+}
+
+#[test]
+fn tcp_service_mistakes() {
+    let text = format!(
+        "{BALANCER_NODE}{}",
+        r#"[[node.balancer.tcp]]
+name = "Redis"
+port = 6379
+backends = []
+health = { path = "/x", timeout = "5s" }
+limits = { header_timeout = "1s" }
+[[node.balancer.tcp]]
+port = 6380
+[[node.balancer.tcp]]
+nmae = "mqtt"
+port = 1883
+backends = [ { address = "192.0.2.70:1883" } ]
+[[node.balancer.tcp]]
+name = "pg"
+port = 5432
+backends = [ { address = "192.0.2.61:5432" } ]
+algorithm = "fastest"
+[[node.balancer.tcp]]
+name = "pg"
+port = 5433
+backends = [ { address = "192.0.2.61:5432" } ]
+"#
+    );
+    assert_found(
+        &found(&text),
+        &[
+            (
+                9,
+                "a tcp service name may hold only lowercase letters, digits and '-', not 'R'",
+            ),
+            (
+                11,
+                "this tcp service has no backends; it needs at least one",
+            ),
+            (
+                12,
+                "`path`: a tcp service's health check only opens a connection",
+            ),
+            (
+                12,
+                "the health check timeout (5s) is longer than its interval (1s)",
+            ),
+            (13, "`header_timeout`: a tcp service passes bytes through"),
+            (14, "a tcp service is missing the required key `name`"),
+            (
+                14,
+                "this tcp service is missing the required key `backends`",
+            ),
+            // A misspelt name is one mistake, not also a missing one.
+            (
+                17,
+                "unknown key `nmae` in a `balancer.tcp` service; did you mean `name`?",
+            ),
+            (24, "unknown algorithm \"fastest\""),
+            (26, "there are two tcp services named \"pg\""),
+        ],
+    );
+}
+
+#[test]
+fn a_node_breaking_the_timeout_rule_with_defaults_is_told() {
+    let text = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[defaults]
+balancer = { health = { interval = "2s", timeout = "2s" } }
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer"]
+balancer = { health = { interval = "1s" } }
+"#;
+    // The node's interval is the mistake: [defaults] alone is fine.
+    assert_found(
+        &found(text),
+        &[(
+            10,
+            "the health check timeout (2s) is longer than its interval (1s)",
+        )],
+    );
+}
+
+#[test]
+fn listeners_of_one_node_need_their_own_ports() {
+    let text = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[defaults]
+admin_port = 8080
+gossip_port = 80
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "web"]
+[[node]]
+hostname = "b"
+address = "192.0.2.12/24"
+roles = ["balancer", "web"]
+admin_port = 9000
+web = { port = 9000, tls_port = false }
+balancer = { https_port = 0, tcp = [ { name = "x", port = 80, backends = [ { address = "192.0.2.60:1" } ] } ] }
+[[pattern]]
+match = "p-*"
+roles = ["web"]
+"#;
+    let d = diagnostics(text);
+    let got: Vec<(usize, usize, String)> = d
+        .iter()
+        .map(|d| (d.line, d.column, d.message.clone()))
+        .collect();
+    assert_found(
+        &got,
+        &[
+            // From [defaults]: told once, though node "a" and the pattern
+            // both have it. The gossip port is UDP and clashes with nothing.
+            (
+                5,
+                "node \"a\" would listen on port 8080 twice: `admin_port` and `web.port`",
+            ),
+            (
+                16,
+                "node \"b\" would listen on port 9000 twice: `web.port` and `admin_port`",
+            ),
+            (17, "expected a port number from 1 to 65535, found 0"),
+            (
+                17,
+                "node \"b\" would listen on port 80 twice: tcp service \"x\" and `balancer.http_port`",
+            ),
+        ],
+    );
+    assert!(
+        d[0].notes
+            .iter()
+            .any(|n| n.contains("`web.port` is 8080 unless set")),
+        "{:?}",
+        d[0].notes
+    );
+    assert!(
+        d[1].notes
+            .iter()
+            .any(|n| n.contains("`admin_port` is set at line 15")),
+        "{:?}",
+        d[1].notes
+    );
+    // https_port = 0 was refused and falls back to 443: no clash is made up
+    // from the stand-in value.
+    assert_eq!(d.len(), 4);
+}

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::checks;
 use super::diagnostic::{Report, Span};
+use super::listeners;
 use super::model::*;
 use super::raw::*;
 use super::roles::{Owner, RoleDefaults, required_roles, role_settings};
@@ -81,6 +82,7 @@ pub fn validate(
         checks::has_members(&cluster, &nodes, &patterns, report);
     }
     checks::across_nodes(&cluster, &nodes, &patterns, report);
+    listeners::no_shared_ports(&raw.defaults, &defaults, &nodes, &patterns, report);
 
     if report.has_errors() {
         return None;

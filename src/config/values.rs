@@ -2,13 +2,15 @@
 //! Each check returns the message to show on failure; where the value sits in
 //! the file is the caller's business.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::raw::RawSize;
+use super::model::Algorithm;
+use super::raw::{OrOff, RawSize};
+use super::suggest::closest;
 
 /// `[cluster] name`: it tags every heartbeat, so keep it plain.
 pub fn cluster_name(name: &str) -> Result<(), String> {
@@ -121,15 +123,63 @@ pub const MIN_STORE_BYTES: u64 = 1 << 20;
 
 /// "64MiB", "512 KiB", "1GiB", "4096B" or a plain number of bytes.
 pub fn size(raw: &RawSize) -> Result<u64, String> {
-    let expected = "expected a size like \"64MiB\" (units B, KiB, MiB, GiB) or a number of bytes";
-    let bytes = match raw {
-        RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| format!("{expected}, found {n}"))?,
-        RawSize::Text(text) => size_text(text).map_err(|why| format!("{expected}: {why}"))?,
-    };
+    let bytes = size_bytes(raw)?;
     if bytes < MIN_STORE_BYTES {
         return Err(format!("the store needs at least 1MiB, not {bytes} bytes"));
     }
     Ok(bytes)
+}
+
+/// A size for `key` from `min` to `max` bytes (both inclusive).
+pub fn size_in(raw: &RawSize, min: u64, max: Option<u64>, key: &str) -> Result<u64, String> {
+    let bytes = size_bytes(raw)?;
+    match max {
+        Some(max) if !(min..=max).contains(&bytes) => Err(format!(
+            "`{key}` must be from {} to {}, found {}",
+            show_size(min),
+            show_size(max),
+            show_size(bytes)
+        )),
+        None if bytes < min => Err(format!(
+            "`{key}` must be at least {}, found {}",
+            show_size(min),
+            show_size(bytes)
+        )),
+        _ => Ok(bytes),
+    }
+}
+
+/// `max_body_size`: a size, or `false` for no limit. Zero is refused: it
+/// would refuse every upload, and reads like "no limit" (nginx's meaning).
+pub fn body_limit(raw: &OrOff<RawSize>) -> Result<Option<u64>, String> {
+    let OrOff::On(size) = raw else {
+        return Ok(None);
+    };
+    match size_bytes(size)? {
+        0 => Err(
+            "`max_body_size` of 0 would refuse every request body; write max_body_size = false for no limit"
+                .to_string(),
+        ),
+        bytes => Ok(Some(bytes)),
+    }
+}
+
+fn size_bytes(raw: &RawSize) -> Result<u64, String> {
+    let expected = "expected a size like \"64MiB\" (units B, KiB, MiB, GiB) or a number of bytes";
+    match raw {
+        RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| format!("{expected}, found {n}")),
+        RawSize::Text(text) => size_text(text).map_err(|why| format!("{expected}: {why}")),
+    }
+}
+
+/// "16KiB" when the size is a whole number of a unit, else "1000 bytes".
+pub fn show_size(bytes: u64) -> String {
+    for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= factor && bytes % factor == 0 {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 fn size_text(text: &str) -> Result<u64, String> {
@@ -171,6 +221,17 @@ pub fn absolute_dir(text: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// `tls` cert and key, an access log: absolute for the same reason.
+pub fn absolute_file(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if text.is_empty() || !path.is_absolute() {
+        return Err(format!(
+            "expected an absolute file path starting with '/', found \"{text}\""
+        ));
+    }
+    Ok(path)
+}
+
 /// Ports are written as TOML integers; 0 would mean "any port".
 pub fn port(n: i64) -> Result<u16, String> {
     match u16::try_from(n) {
@@ -188,6 +249,129 @@ pub fn priority(n: i64) -> Result<u8, String> {
             "priority must be from 1 to 254, found {n} (255 is reserved for the address owner, 0 for leaving)"
         )),
     }
+}
+
+/// `https_port = 443` or `https_port = false` (off).
+pub fn port_or_off(raw: &OrOff<i64>) -> Result<Option<u16>, String> {
+    match raw {
+        OrOff::Off => Ok(None),
+        OrOff::On(n) => port(*n).map(Some),
+    }
+}
+
+/// A whole number for `key` within `range`, like `rise` 1..=100.
+pub fn count(n: i64, key: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, String> {
+    match u32::try_from(n) {
+        Ok(c) if range.contains(&c) => Ok(c),
+        _ => Err(format!(
+            "`{key}` must be from {} to {}, found {n}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// Like `duration`, but "0s" is allowed and means "off" (`slow_start`).
+pub fn duration_or_zero(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) => Ok(d),
+        Err(_) => duration(text).map_err(|why| format!("{why} (or \"0s\" for off)")),
+    }
+}
+
+/// The HTTP status a healthy backend answers the health check with.
+pub fn status_code(n: i64) -> Result<u16, String> {
+    match u16::try_from(n) {
+        Ok(s) if (100..=599).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "`expect` must be an HTTP status from 100 to 599, like 200, found {n}"
+        )),
+    }
+}
+
+/// The path the health check asks for; it goes into the request line as is.
+pub fn health_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!(
+            "the health check path must start with '/', like \"/health\", found \"{text}\""
+        ));
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "the health check path must not contain spaces or control characters: \"{text}\""
+        ));
+    }
+    Ok(text.to_string())
+}
+
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::RoundRobin,
+    Algorithm::LeastConn,
+    Algorithm::Source,
+    Algorithm::Random2,
+];
+
+/// `algorithm = "leastconn"`: unknown names list the valid ones.
+pub fn algorithm(text: &str) -> Result<Algorithm, String> {
+    if let Some(a) = ALGORITHMS.into_iter().find(|a| a.name() == text) {
+        return Ok(a);
+    }
+    let valid: Vec<&str> = ALGORITHMS.iter().map(|a| a.name()).collect();
+    let mut message = format!(
+        "unknown algorithm \"{text}\"; valid ones are {}",
+        valid.join(", ")
+    );
+    if let Some(s) = closest(&text.replace(['-', '_', ' '], ""), &valid) {
+        message.push_str(&format!(" (did you mean \"{s}\"?)"));
+    }
+    Err(message)
+}
+
+/// A static backend: an IP address and a port, like `192.0.2.50:8080` or
+/// `[2001:db8::50]:8080`. Names are refused: the balancer never resolves
+/// DNS, so a backend cannot vanish with a resolver.
+pub fn backend_address(text: &str) -> Result<SocketAddr, String> {
+    let expected = "expected an IP address and port, like \"192.0.2.50:8080\"";
+    if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("{expected}: port 0 is not a port to connect to"));
+        }
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.trim().parse::<IpAddr>() {
+        let example = SocketAddr::new(ip, 8080);
+        return Err(format!(
+            "{expected}: \"{text}\" has no port (e.g. \"{example}\")"
+        ));
+    }
+    let host = text.rsplit_once(':').map_or(text, |(host, _)| host);
+    if host.parse::<IpAddr>().is_err() {
+        return Err(format!(
+            "{expected}: \"{host}\" is not an IP address (host names are not resolved)"
+        ));
+    }
+    Err(format!(
+        "{expected}: the port in \"{text}\" is not a number from 1 to 65535"
+    ))
+}
+
+/// A tcp service's name, shown in stats and used in metric labels.
+pub fn service_name(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if !(1..=63).contains(&len) {
+        return Err(format!(
+            "a tcp service name must be 1 to 63 characters long, not {len}"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "a tcp service name may hold only lowercase letters, digits and '-', not {c:?}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -237,5 +421,53 @@ mod tests {
         assert!(size(&RawSize::Text("MiB".into())).is_err());
         assert!(size(&RawSize::Bytes(-1)).is_err());
         assert!(size(&RawSize::Text("99999999999999GiB".into())).is_err());
+    }
+
+    #[test]
+    fn new_balancer_values() {
+        assert_eq!(algorithm("leastconn"), Ok(Algorithm::LeastConn));
+        let e = algorithm("round_robin").unwrap_err();
+        assert!(e.contains("(did you mean \"roundrobin\"?)"), "{e}");
+        assert!(!algorithm("fastest").unwrap_err().contains("did you mean"));
+        assert_eq!(
+            backend_address("192.0.2.50:8080").map(|a| a.to_string()),
+            Ok("192.0.2.50:8080".to_string())
+        );
+        assert!(backend_address("[2001:db8::5]:80").is_ok());
+        for (bad, why) in [
+            ("192.0.2.50", "has no port (e.g. \"192.0.2.50:8080\")"),
+            ("2001:db8::5", "has no port (e.g. \"[2001:db8::5]:8080\")"),
+            ("web.lan:80", "\"web.lan\" is not an IP address"),
+            ("192.0.2.50:0", "port 0"),
+            ("192.0.2.50:http", "is not a number from 1 to 65535"),
+        ] {
+            let e = backend_address(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(duration_or_zero("10s"), Ok(Duration::from_secs(10)));
+        assert!(duration_or_zero("soon").is_err());
+        assert_eq!(count(100, "rise", 1..=100), Ok(100));
+        assert!(count(-1, "queue", 0..=5).is_err());
+        assert!(health_path("/health ok").is_err());
+        assert!(service_name("redis-2").is_ok() && service_name("").is_err());
+    }
+
+    #[test]
+    fn bounded_sizes_and_switches() {
+        let text = |t: &str| RawSize::Text(t.to_string());
+        assert_eq!(size_in(&text("1KiB"), 1024, Some(1 << 20), "k"), Ok(1024));
+        let e = size_in(&text("2MiB"), 1024, Some(1 << 20), "k").unwrap_err();
+        assert_eq!(e, "`k` must be from 1KiB to 1MiB, found 2MiB");
+        let e = size_in(&RawSize::Bytes(1000), 64 << 10, None, "max_size").unwrap_err();
+        assert_eq!(e, "`max_size` must be at least 64KiB, found 1000 bytes");
+        assert_eq!(body_limit(&OrOff::Off), Ok(None));
+        assert_eq!(body_limit(&OrOff::On(text("64MiB"))), Ok(Some(64 << 20)));
+        assert!(body_limit(&OrOff::On(RawSize::Bytes(0))).is_err());
+        assert_eq!(port_or_off(&OrOff::Off), Ok(None));
+        assert_eq!(port_or_off(&OrOff::On(443)), Ok(Some(443)));
+        assert!(port_or_off(&OrOff::On(0)).is_err());
+        assert_eq!(show_size(3 << 30), "3GiB");
+        assert_eq!(show_size(1536), "1536 bytes");
     }
 }

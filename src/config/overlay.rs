@@ -1,0 +1,105 @@
+//! Laying one written key over the value below it (`[defaults]` over the
+//! built-in value, a node's section over `[defaults]`): check it, report a
+//! mistake at the value as written, and keep the value below on failure so
+//! the remaining checks still run.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::diagnostic::Report;
+use super::model::TlsFiles;
+use super::raw::{OrOff, RawTls};
+use super::values;
+
+/// `base` unless `raw` was written; then `check`'s answer, or `base` with
+/// an error at `raw` if the check refused it.
+pub fn field<R, T: Clone>(
+    raw: &Option<Spanned<R>>,
+    base: &T,
+    check: impl FnOnce(&R) -> Result<T, String>,
+    report: &mut Report<'_>,
+) -> T {
+    let Some(raw) = raw else {
+        return base.clone();
+    };
+    check(raw.get_ref()).unwrap_or_else(|why| {
+        report.error(raw.span(), why);
+        base.clone()
+    })
+}
+
+pub fn port(raw: &Option<Spanned<i64>>, base: u16, report: &mut Report<'_>) -> u16 {
+    field(raw, &base, |n| values::port(*n), report)
+}
+
+/// A port, or `false` for off.
+pub fn port_or_off(
+    raw: &Option<Spanned<OrOff<i64>>>,
+    base: Option<u16>,
+    report: &mut Report<'_>,
+) -> Option<u16> {
+    field(raw, &base, values::port_or_off, report)
+}
+
+/// A duration longer than zero.
+pub fn duration(
+    raw: &Option<Spanned<String>>,
+    base: Duration,
+    report: &mut Report<'_>,
+) -> Duration {
+    field(raw, &base, |t| values::duration(t), report)
+}
+
+/// A whole number within `range`, named `key` in the message.
+pub fn count(
+    raw: &Option<Spanned<i64>>,
+    base: u32,
+    (key, range): (&str, RangeInclusive<u32>),
+    report: &mut Report<'_>,
+) -> u32 {
+    field(raw, &base, |n| values::count(*n, key, range), report)
+}
+
+/// `tls = { cert = "...", key = "..." }` replaces the certificate below as a
+/// whole: a key without its certificate (or the reverse) is useless.
+pub fn tls_files(
+    raw: Option<&RawTls>,
+    base: &Option<TlsFiles>,
+    report: &mut Report<'_>,
+) -> Option<TlsFiles> {
+    let Some(raw) = raw else {
+        return base.clone();
+    };
+    let f = &raw.fields;
+    let missing: Vec<&str> = [("cert", &f.cert), ("key", &f.key)]
+        .into_iter()
+        .filter(|(key, value)| value.is_none() && !raw.reported.contains(key))
+        .map(|(key, _)| key)
+        .collect();
+    if !missing.is_empty() {
+        report
+            .error(
+                raw.span.clone(),
+                format!(
+                    "a `tls` table needs both `cert` and `key`; `{}` is missing",
+                    missing.join("` and `")
+                ),
+            )
+            .help("tls = { cert = \"/etc/piha/tls/cert.pem\", key = \"/etc/piha/tls/key.pem\" }, or no `tls` for a self-signed certificate");
+    }
+    let mut path = |raw: &Option<Spanned<String>>| {
+        let raw = raw.as_ref()?;
+        values::absolute_file(raw.get_ref())
+            .map_err(|why| {
+                report.error(raw.span(), why);
+            })
+            .ok()
+    };
+    let (cert, key) = (path(&f.cert), path(&f.key));
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => base.clone(),
+    }
+}

@@ -545,11 +545,12 @@
     const kind = lbState(be.state);
     const address = str(be.address);
     const href = be.source === 'member' ? links[name] : null;
+    const source = be.source === 'member' ? 'cluster member' : be.source === 'static' ? 'static backend from the cluster file' : null;
     const nameCell = el('th', { scope: 'row', class: 'be-name' },
-      href ? el('a', { class: 'be-title', href, title: 'Open ' + name + '’s status page', text: name }) : el('span', { class: 'be-title', text: name }),
-      el('span', { class: 'be-sub' },
-        address && address !== name ? el('span', { class: 'mono', text: address }) : null,
-        be.source ? el('span', { class: 'be-source', text: str(be.source) }) : null));
+      el('span', { class: 'be-line' },
+        href ? el('a', { class: 'be-title', href, title: 'Open ' + name + '’s status page', text: name }) : el('span', { class: 'be-title', text: name }),
+        be.source ? el('span', { class: 'be-source', title: source, text: str(be.source) }) : null),
+      address && address !== name ? el('span', { class: 'be-addr mono', text: address }) : null);
     const stateCell = el('td', { class: 'be-state' },
       badge('lb', kind, str(be.state, 'unknown')),
       isNum(be.since_ms) ? el('span', { class: 'be-since', title: 'since ' + fmtDateTime(be.since_ms) }, 'for ',

@@ -122,6 +122,11 @@ fn handle(mut stream: TcpStream, status_json: &str, api: Api, api_hits: &AtomicU
             "text/html; charset=utf-8",
             PHONE_CHECK.as_bytes().to_vec(),
         ),
+        "/focus.html" => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            FOCUS.as_bytes().to_vec(),
+        ),
         _ => (
             "404 Not Found",
             "text/plain; charset=utf-8",
@@ -184,10 +189,28 @@ const PHONE_CHECK: &str = r#"<!doctype html>
     out.id = 'result';
     out.dataset.width = width;
     out.dataset.cards = doc.querySelectorAll('[data-testid=member]').length;
+    out.dataset.backends = doc.querySelectorAll('[data-testid=backend]').length;
     out.dataset.offenders = offenders.length;
     out.textContent = offenders.slice(0, 20).join('\n');
     document.body.append(out);
   }, 3000));
+</script>
+</body></html>"#;
+
+/// The page in an iframe as wide as the window, shifted up so that the
+/// section `?id=` (default `balancer`) starts at the top: a viewport
+/// screenshot of one section, which headless Chromium cannot get by
+/// scrolling.
+const FOCUS: &str = r#"<!doctype html>
+<html><body style="margin:0;overflow:hidden">
+<iframe id="f" src="/" style="width:100vw;height:12000px;border:0;display:block"></iframe>
+<script>
+  const frame = document.getElementById('f');
+  const id = new URLSearchParams(location.search).get('id') || 'balancer';
+  frame.addEventListener('load', () => setTimeout(() => {
+    const target = frame.contentDocument.getElementById(id);
+    if (target) frame.style.marginTop = -Math.max(0, target.getBoundingClientRect().top - 12) + 'px';
+  }, 2000));
 </script>
 </body></html>"#;
 
@@ -263,6 +286,43 @@ fn element_names(dom: &str) -> Vec<String> {
     names
 }
 
+/// The text of serialized HTML with every tag replaced by `|` and the
+/// digit group separators of common locales dropped, so a test can look for
+/// `|40211|` whatever the browser's locale made of 40211.
+fn cell_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.replace("&nbsp;", "\u{a0}").chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push('|');
+            }
+            _ if in_tag => {}
+            ',' | '.' | '\u{a0}' | '\u{202f}' | '\'' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An attribute value as serialized HTML leaves it, decoded.
+fn attr_text(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", "\u{a0}")
+}
+
+/// The `<tr>` of backend `name` behind `frontend`.
+fn backend_row<'a>(dom: &'a str, frontend: &str, name: &str) -> &'a str {
+    element(
+        dom,
+        &format!(r#"data-frontend="{frontend}" data-name="{name}""#),
+        "tr",
+    )
+}
+
 /// How text content appears in serialized HTML.
 fn html_text(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -323,11 +383,7 @@ fn status_page_renders_the_sample_cluster() {
         "member links to its own page"
     );
 
-    // This node: a role that is not built says so.
-    assert!(
-        dom.contains("not in this build"),
-        "not_built role is shown honestly"
-    );
+    // This node (a role that is not built: see the balancer-less test).
     assert!(
         dom.contains("resource temporarily unavailable"),
         "service last error shown"
@@ -439,6 +495,11 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         "page rendered in the phone frame: {result}"
     );
     assert_eq!(
+        attr(tag, "data-backends").as_deref(),
+        Some("6"),
+        "balancer rendered in the phone frame: {result}"
+    );
+    assert_eq!(
         attr(tag, "data-offenders").as_deref(),
         Some("0"),
         "elements wider than a phone:\n{result}"
@@ -450,18 +511,39 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
     let shots: &[(&str, u32, u32, &[&str])] = &[
         ("status-desktop.png", 1280, 900, &[]),
         ("status-phone.png", 390, 844, &[]),
-        ("status-desktop-full.png", 1280, 2700, &[]),
-        ("status-phone-full.png", 390, 5600, &[]),
+        ("status-desktop-full.png", 1280, 4000, &[]),
+        ("status-phone-full.png", 390, 7300, &[]),
         ("status-desktop-dark.png", 1280, 900, &["--force-dark-mode"]),
         (
             "status-phone-full-dark.png",
             390,
-            5600,
+            7300,
+            &["--force-dark-mode"],
+        ),
+        // The balancer section on its own (see FOCUS).
+        ("status-balancer-desktop.png", 1280, 1000, &[]),
+        (
+            "status-balancer-desktop-dark.png",
+            1280,
+            1000,
+            &["--force-dark-mode"],
+        ),
+        ("status-balancer-tablet.png", 900, 1000, &[]),
+        ("status-balancer-phone.png", 390, 1900, &[]),
+        (
+            "status-balancer-phone-dark.png",
+            390,
+            1900,
             &["--force-dark-mode"],
         ),
     ];
     for (name, w, h, flags) in shots {
         let path = dir.join(name);
+        let url = if name.starts_with("status-balancer") {
+            format!("http://{addr}/focus.html?id=balancer")
+        } else {
+            url.clone()
+        };
         let taken = if flags.is_empty() {
             browser::screenshot(&url, &path, *w, *h, 4000)
         } else {
@@ -510,6 +592,35 @@ fn status_page_copes_with_odd_and_hostile_data() {
           "message": "<em>not emphasis</em>", "details": null }
     ]);
 
+    // A balancer whose names, states and messages come from a hostile or
+    // broken peer: markup, prototype keys, missing fields, and words too
+    // long for a phone.
+    let long = "x".repeat(120);
+    status["balancer"] = serde_json::json!({
+        "http": {
+            "algorithm": "constructor",
+            "listen": ["<iframe src=//evil>", long],
+            "frontend": { "requests_total": 12345678901u64, "open_connections": null, "queued": 3,
+                          "rejected_total": { "__proto__": 4, "toString": 1, "queue_full": 0 } },
+            "backends": [
+                { "name": "<img src=x onerror=alert(1)>", "address": "\"><marquee>", "source": "member", "state": "constructor",
+                  "weight": 3, "effective_weight": 1.5, "active": 0, "requests_total": 0, "rate_per_s": 0.0,
+                  "responses": null, "connection_errors": 0, "retries": 0, "latency_ms": null,
+                  "last_check": "<em>boom</em>", "last_check_ok": false, "since_ms": null },
+                { "name": long, "address": long, "source": "static", "state": "MAINT", "weight": 1,
+                  "effective_weight": 0.0, "active": 1, "requests_total": 9, "rate_per_s": 1234.5,
+                  "responses": { "2xx": 9 }, "latency_ms": { "p50": 0.42, "p99": 12500.0 },
+                  "last_check": long, "last_check_ok": null, "since_ms": 1763799999000u64 },
+                "not a backend"
+            ]
+        },
+        "tcp": [
+            { "name": "<u>redis</u>", "listen": [], "algorithm": null, "backends": [
+                { "name": "toString", "state": "UP", "bytes_in": 1e15, "bytes_out": null, "last_check": null } ] },
+            null
+        ]
+    });
+
     let addr = serve_json(status.to_string(), Api::Healthy);
     let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
 
@@ -533,7 +644,7 @@ fn status_page_copes_with_odd_and_hostile_data() {
         "hostname shown escaped"
     );
     let names = element_names(&dom);
-    for bad in ["img", "u", "em"] {
+    for bad in ["img", "u", "em", "iframe", "marquee"] {
         assert!(!names.iter().any(|n| n == bad), "injected <{bad}> element");
     }
     assert!(
@@ -559,4 +670,271 @@ fn status_page_copes_with_odd_and_hostile_data() {
     assert!(dom.contains(r#"data-severity="fatal""#));
     let banner = start_tags(&dom, r#"data-testid="stale-banner""#);
     assert!(banner[0].contains(" hidden"), "fresh data, no banner");
+
+    // Balancer: the rows that are objects are drawn, names kept verbatim in
+    // the hooks and shown as text; unknown states are styled as unknown.
+    let rows: Vec<(String, String, String)> = start_tags(&dom, r#"data-testid="backend""#)
+        .iter()
+        .map(|t| {
+            (
+                attr_text(&attr(t, "data-frontend").unwrap()),
+                attr_text(&attr(t, "data-name").unwrap()),
+                attr(t, "data-lb").unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("http", "<img src=x onerror=alert(1)>", "unknown"),
+        ("http", long.as_str(), "maint"),
+        ("<u>redis</u>", "toString", "up"),
+    ];
+    assert_eq!(
+        rows,
+        want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+        "balancer rows"
+    );
+    let first = element(&dom, r#"data-testid="backend""#, "tr");
+    assert!(
+        first.contains(">&lt;img src=x onerror=alert(1)&gt;<")
+            && dom.contains("&lt;u&gt;redis&lt;/u&gt;")
+            && dom.contains("&lt;em&gt;boom&lt;/em&gt;")
+            && dom.contains("&lt;iframe src=//evil&gt;"),
+        "balancer text escaped"
+    );
+    assert!(
+        dom.contains(">constructor<"),
+        "unknown state and algorithm shown as given"
+    );
+    assert!(
+        !dom.contains("function Object"),
+        "API keys are not looked up on Object.prototype"
+    );
+    assert!(!dom.contains("[native code]"));
+    // Weight 3 at 1.5 in a state that is not UP is not called ramping.
+    assert!(!dom.contains("ramping"), "only UP backends ramp");
+    // The first backend comes from a "member" that no member is.
+    assert!(!first.contains("<a "), "no link for an unknown member");
+
+    // And none of it makes a phone scroll sideways.
+    let check = browser::dump_dom(&format!("http://{addr}/phone-check.html"), 6000)
+        .expect("dump phone check");
+    let result = element(&check, r#"id="result""#, "pre");
+    let tag = start_tags(result, r#"id="result""#)[0];
+    assert_eq!(attr(tag, "data-backends").as_deref(), Some("3"), "{result}");
+    assert_eq!(
+        attr(tag, "data-offenders").as_deref(),
+        Some("0"),
+        "hostile balancer data wider than a phone:\n{result}"
+    );
+}
+
+#[test]
+fn status_page_shows_the_balancer() {
+    if no_browser() {
+        return;
+    }
+    let sample: serde_json::Value = serde_json::from_str(&sample_json()).expect("sample is JSON");
+    let balancer = &sample["balancer"];
+    let addr = serve(Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+
+    let section = start_tags(&dom, r#"id="balancer""#);
+    assert_eq!(section.len(), 1, "one balancer section");
+    assert!(
+        !section[0].contains(" hidden"),
+        "balancer section shown: {}",
+        section[0]
+    );
+    // After "This node", before "System".
+    let at = |id: &str| dom.find(&format!(r#"id="{id}""#)).unwrap();
+    assert!(at("node") < at("balancer") && at("balancer") < at("system"));
+
+    // One row per backend, in the API's order: the HTTP ones, then each TCP
+    // service's, each with its front end, name and state.
+    let mut want = Vec::new();
+    for be in balancer["http"]["backends"].as_array().unwrap() {
+        want.push((
+            "http".to_string(),
+            be["name"].as_str().unwrap().to_string(),
+            be["state"].as_str().unwrap().to_string(),
+        ));
+    }
+    for svc in balancer["tcp"].as_array().unwrap() {
+        for be in svc["backends"].as_array().unwrap() {
+            want.push((
+                svc["name"].as_str().unwrap().to_string(),
+                be["name"].as_str().unwrap().to_string(),
+                be["state"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let seen: Vec<(String, String, String)> = start_tags(&dom, r#"data-testid="backend""#)
+        .iter()
+        .map(|t| {
+            (
+                attr(t, "data-frontend").unwrap(),
+                attr(t, "data-name").unwrap(),
+                attr(t, "data-state").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, want, "backend rows");
+    // The sample has what the panel must show: four HTTP backends (two UP,
+    // one DOWN, one DRAIN) and a TCP service with two.
+    let http_states: Vec<&str> = seen
+        .iter()
+        .filter(|r| r.0 == "http")
+        .map(|r| r.2.as_str())
+        .collect();
+    assert_eq!(http_states, ["UP", "DRAIN", "UP", "DOWN"]);
+    assert_eq!(seen.iter().filter(|r| r.0 == "redis").count(), 2);
+
+    // Every row: a coloured state badge and how long it has been in it.
+    for (frontend, name, state) in &seen {
+        let row = backend_row(&dom, frontend, name);
+        let badge = start_tags(row, r#"class="badge""#);
+        assert_eq!(badge.len(), 1, "{name}: one state badge");
+        assert_eq!(
+            attr(badge[0], "data-lb").as_deref(),
+            Some(state.to_ascii_lowercase().as_str()),
+            "{name}: badge colour follows the state"
+        );
+        assert!(row.contains(&format!(">{state}<")), "{name}: state named");
+        assert!(
+            row.contains(r#"class="dur""#) && row.contains("for "),
+            "{name}: time in state"
+        );
+    }
+
+    // HTTP: counters, responses by class, latency, member link.
+    let pi1 = backend_row(&dom, "http", "pi-1");
+    let pi1_text = cell_text(pi1);
+    for n in ["40211", "40100", "11"] {
+        assert!(
+            pi1_text.contains(&format!("|{n}|")),
+            "pi-1 shows {n}: {pi1_text}"
+        );
+    }
+    assert!(pi1.contains("ms<"), "pi-1 latency in ms: {pi1}");
+    assert!(
+        pi1.contains(r#"data-level="bad""#),
+        "pi-1: non-zero 5xx highlighted"
+    );
+    assert!(
+        pi1.contains(r#"href="http://192.0.2.11:9000/""#),
+        "a member backend links to that member's page"
+    );
+    assert!(pi1.contains("192.0.2.11:8080") && pi1.contains(">member<"));
+    let pi2 = backend_row(&dom, "http", "pi-2");
+    assert!(
+        !pi2.contains(r#"data-level="bad""#),
+        "pi-2: zero 5xx not highlighted"
+    );
+    assert!(
+        backend_row(&dom, "http", "pi-3").contains("ramping 40%"),
+        "slow start shown on the weight"
+    );
+    assert!(!pi1.contains("ramping"), "full weight is not ramping");
+    let nas = backend_row(&dom, "http", "nas");
+    assert!(
+        nas.contains(r#"data-ok="failed""#) && nas.contains("connect: connection refused"),
+        "failed check shown as failed: {nas}"
+    );
+    assert!(!nas.contains("<a "), "a static backend has no member page");
+    assert!(pi1.contains(r#"data-ok="ok""#) && pi1.contains("200 in 3 ms"));
+
+    // HTTP header line: algorithm, listen addresses, totals, and the
+    // rejection reasons that happened (and not the one that did not).
+    let http = element(&dom, r#"data-frontend="http""#, "article");
+    let head = element(http, r#"class="fe-head""#, "header");
+    assert!(head.contains("round robin"), "algorithm: {head}");
+    for listen in balancer["http"]["listen"].as_array().unwrap() {
+        assert!(
+            head.contains(listen.as_str().unwrap()),
+            "listen {listen}: {head}"
+        );
+    }
+    let stats = element(http, r#"class="fe-stats""#, "dl");
+    let stats_text = cell_text(stats);
+    assert!(
+        stats_text.contains("|81586|") && stats_text.contains("|14|"),
+        "{stats_text}"
+    );
+    assert!(
+        stats.contains("queue full") && stats.contains("queue timeout"),
+        "{stats}"
+    );
+    assert!(
+        !stats.contains("no backend"),
+        "zero reasons left out: {stats}"
+    );
+
+    // TCP: its own panel, bytes in binary units.
+    let redis = element(&dom, r#"data-frontend="redis""#, "article");
+    assert!(redis.contains("least connections") && redis.contains("192.0.2.10:6379"));
+    assert!(
+        redis.contains("MiB") && redis.contains("KiB"),
+        "bytes formatted: {redis}"
+    );
+    assert!(
+        !backend_row(&dom, "redis", "192.0.2.60:6379").contains("be-addr"),
+        "an address that is the name is not repeated"
+    );
+
+    let note = element(&dom, r#"id="balancer-note""#, "p");
+    assert!(
+        note.contains("6 backends") && note.contains("1 down"),
+        "{note}"
+    );
+}
+
+#[test]
+fn status_page_hides_the_balancer_without_the_role() {
+    if no_browser() {
+        return;
+    }
+    // A node without the balancer: the role is not built, the API says null.
+    let mut status: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    status["balancer"] = serde_json::Value::Null;
+    let role = status["node"]["roles"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["role"] == "balancer")
+        .expect("sample has a balancer role");
+    role["state"] = "not_built".into();
+    role["detail"] = "arrives with a later release".into();
+
+    let addr = serve_json(status.to_string(), Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+    let section = start_tags(&dom, r#"id="balancer""#);
+    assert_eq!(section.len(), 1);
+    assert!(
+        section[0].contains(" hidden"),
+        "section hidden: {}",
+        section[0]
+    );
+    assert!(start_tags(&dom, r#"data-testid="backend""#).is_empty());
+    assert!(
+        dom.contains("not in this build"),
+        "not_built role is shown honestly"
+    );
+    assert_eq!(
+        start_tags(&dom, r#"data-testid="member""#).len(),
+        4,
+        "rest of the page drawn"
+    );
+
+    // The role on, but nothing configured yet: the section says so.
+    status["balancer"] = serde_json::json!({ "http": null, "tcp": [] });
+    let addr = serve_json(status.to_string(), Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+    let section = start_tags(&dom, r#"id="balancer""#);
+    assert!(
+        !section[0].contains(" hidden"),
+        "section shown: {}",
+        section[0]
+    );
+    assert!(dom.contains("no front end is configured"));
+    assert!(start_tags(&dom, r#"data-testid="backend""#).is_empty());
 }

@@ -342,6 +342,261 @@
     $('node-note').textContent = notBuilt ? notBuilt + ' of ' + roles.length + ' roles not in this build' : '';
   }
 
+  // -------------------------------------------------------------- balancer
+  //
+  // In the spirit of HAProxy's stats page: one panel per front end (the HTTP
+  // balancer, then each TCP service) with a line of front-end totals and a
+  // table, one row per backend. On a phone the same rows become blocks of
+  // labelled values (CSS only; each cell carries its label in data-label), so
+  // the page never scrolls sideways and no column hides off-screen.
+
+  const LB_STATE = { UP: 'up', DOWN: 'down', DRAIN: 'drain', MAINT: 'maint' };
+  const LB_STATE_WORD = { up: 'up', down: 'down', drain: 'draining', maint: 'in maintenance', unknown: 'unknown' };
+  const ALGORITHM_LABEL = { roundrobin: 'round robin', leastconn: 'least connections', source: 'source hash', random2: 'power of two' };
+  const REJECT_LABEL = { no_backend: 'no backend', queue_full: 'queue full', queue_timeout: 'queue timeout' };
+
+  const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  // Lookup by a key from the API: "constructor" must not find Object's.
+  const own = (map, key) => (typeof key === 'string' && Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined);
+  const lbState = (s) => own(LB_STATE, s) || 'unknown';
+
+  // 40,211 in full; 12.3 M once the full number stops fitting a column.
+  function fmtCount(n) {
+    if (!isNum(n)) return '–';
+    if (Math.abs(n) < 1e6) return fmtNum(n, 0);
+    const [div, unit] = Math.abs(n) >= 1e12 ? [1e12, 'T'] : Math.abs(n) >= 1e9 ? [1e9, 'G'] : [1e6, 'M'];
+    const v = n / div;
+    return fmtNum(v, Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2) + '\u00a0' + unit;
+  }
+
+  function fmtPerSec(n) {
+    if (!isNum(n)) return '–';
+    return n === 0 ? '0' : fmtNum(n, Math.abs(n) >= 100 ? 0 : 1);
+  }
+
+  function fmtMs(v) {
+    if (!isNum(v)) return '–';
+    if (v >= 1000) return fmtNum(v / 1000, v >= 10000 ? 0 : 1) + '\u00a0s';
+    return fmtNum(v, v >= 10 ? 0 : v >= 1 ? 1 : 2) + '\u00a0ms';
+  }
+
+  // Hostname -> that member's own status page, to link member backends.
+  function memberLinks(d) {
+    const links = Object.create(null);
+    for (const m of arr(d.members)) {
+      const href = m && safeHref(m.admin_url);
+      if (href && typeof m.hostname === 'string') links[m.hostname] = href;
+    }
+    return links;
+  }
+
+  function renderBalancer(d) {
+    const b = isObj(d.balancer) ? d.balancer : null;
+    const links = memberLinks(d);
+    if (!changed('balancer', [b, links])) return;
+    $('balancer').hidden = !b;
+    if (!b) {
+      $('frontends').replaceChildren();
+      $('balancer-note').textContent = '';
+      return;
+    }
+    const panels = [];
+    if (isObj(b.http)) panels.push(httpPanel(b.http, links));
+    for (const svc of arr(b.tcp)) if (isObj(svc)) panels.push(tcpPanel(svc));
+    $('frontends').replaceChildren(...(panels.length ? panels
+      : [el('p', { class: 'panel placeholder', text: 'The balancer role is on, but no front end is configured.' })]));
+
+    // "6 backends · 3 up · 1 down · 1 draining · 1 in maintenance"
+    const all = [...(isObj(b.http) ? backendsOf(b.http) : []), ...arr(b.tcp).flatMap((s) => (isObj(s) ? backendsOf(s) : []))];
+    const counts = {};
+    for (const be of all) { const k = lbState(be.state); counts[k] = (counts[k] || 0) + 1; }
+    $('balancer-note').textContent = [all.length + (all.length === 1 ? ' backend' : ' backends'),
+      ...['up', 'down', 'drain', 'maint', 'unknown'].filter((k) => counts[k]).map((k) => counts[k] + ' ' + LB_STATE_WORD[k])].join(' · ');
+  }
+
+  const backendsOf = (fe) => arr(fe.backends).filter(isObj);
+
+  function httpPanel(http, links) {
+    const fe = isObj(http.frontend) ? http.frontend : {};
+    const rejected = rejections(fe.rejected_total);
+    const queued = isNum(fe.queued) ? fe.queued : null;
+    return frontendPanel({
+      key: 'http', name: 'HTTP', kind: null, fe: http,
+      stats: [
+        ['Requests', fmtCount(fe.requests_total), null, countTitle(fe.requests_total)],
+        ['Open connections', fmtCount(fe.open_connections)],
+        ['Queued', fmtCount(queued), queued > 0 ? 'warn' : null],
+        rejected,
+      ],
+      cols: HTTP_COLUMNS, links,
+    });
+  }
+
+  function tcpPanel(svc) {
+    return frontendPanel({
+      key: str(svc.name, '?'), name: str(svc.name, '?'), kind: 'TCP', fe: svc,
+      stats: [
+        ['Connections', fmtCount(svc.connections_total), null, countTitle(svc.connections_total)],
+        ['Active', fmtCount(svc.active)],
+        rejections(svc.rejected_total),
+      ],
+      cols: TCP_COLUMNS, links: {},
+    });
+  }
+
+  // HTTP gives rejections by reason, TCP one number. Reasons are only
+  // named when they happened.
+  function rejections(r) {
+    const reasons = isObj(r) ? Object.entries(r).filter(([, n]) => isNum(n) && n > 0) : [];
+    const total = isNum(r) ? r : reasons.reduce((sum, [, n]) => sum + n, 0);
+    const why = reasons.map(([k, n]) => (own(REJECT_LABEL, k) || k.replace(/_/g, ' ')) + ' ' + fmtCount(n)).join(' · ');
+    return ['Rejected', fmtCount(total), total > 0 ? 'warn' : null, null, why];
+  }
+
+  const countTitle = (n) => (isNum(n) && Math.abs(n) >= 1e6 ? fmtNum(n, 0) : null);
+
+  function frontendPanel(p) {
+    const backends = backendsOf(p.fe);
+    const up = backends.filter((be) => be.state === 'UP').length;
+    const down = backends.filter((be) => be.state === 'DOWN').length;
+    const health = backends.length === 0 || up === 0 ? 'bad' : down > 0 ? 'warn' : 'ok';
+    const algo = str(p.fe.algorithm);
+    const listen = arr(p.fe.listen).map((a) => el('span', { class: 'mono', text: str(a) }));
+
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' },
+        el('h3', { class: 'fe-name', text: p.name }),
+        p.kind ? el('span', { class: 'fe-kind', text: p.kind }) : null,
+        algo ? el('span', { class: 'chip', title: 'algorithm: ' + algo, text: own(ALGORITHM_LABEL, algo) || algo }) : null),
+      el('span', { class: 'fe-health', data: { level: health } },
+        backends.length ? up + ' of ' + backends.length + ' up' : 'no backends'),
+      listen.length ? el('p', { class: 'fe-listen' }, 'on ', listen.flatMap((a, i) => (i ? [', ', a] : [a]))) : null);
+
+    const stats = el('dl', { class: 'fe-stats' }, p.stats.map(([label, value, level, title, sub]) =>
+      el('div', { class: 'fe-stat', data: level ? { level } : null, title },
+        el('dt', { text: label }),
+        el('dd', null, value, sub ? el('span', { class: 'fe-stat-sub', text: sub }) : null))));
+
+    const body = backends.length
+      ? el('div', { class: 'lb-scroll' }, backendTable(p.key, p.cols, backends, p.links))
+      : el('p', { class: 'placeholder', text: 'No backends.' });
+    return el('article', { class: 'panel frontend', data: { testid: 'frontend', frontend: p.key } }, head, stats, body);
+  }
+
+  // Columns: `head` is the desktop header (under `group` when set, with
+  // `title` as its tooltip), `label` the label on a phone (default: head),
+  // `cell` the content, `cls` classes for both.
+  const HTTP_COLUMNS = [
+    { head: 'Weight', cls: 'num', cell: weightCell },
+    { head: 'Active', cls: 'num', cell: (be) => countCell(be.active) },
+    { group: 'Requests', head: '/s', label: 'Req/s', title: 'requests per second', cls: 'num', cell: (be) => rateCell(be.rate_per_s) },
+    { group: 'Requests', head: 'total', label: 'Requests', title: 'requests since start', cls: 'num', cell: (be) => countCell(be.requests_total) },
+    ...['2xx', '3xx', '4xx', '5xx'].map((k) => ({
+      group: 'Responses', head: k, cls: 'num resp', cell: (be) => countCell(isObj(be.responses) ? be.responses[k] : null, k === '5xx' ? 'bad' : null),
+    })),
+    { group: 'Errors', head: 'conn', label: 'Conn err', title: 'connection errors', cls: 'num', cell: (be) => countCell(be.connection_errors, 'warn') },
+    { group: 'Errors', head: 'retry', label: 'Retries', title: 'retries', cls: 'num', cell: (be) => countCell(be.retries, 'warn') },
+    { group: 'Latency', head: 'p50', cls: 'num', cell: (be) => latencyCell(be, 'p50') },
+    { group: 'Latency', head: 'p99', cls: 'num', cell: (be) => latencyCell(be, 'p99') },
+    { head: 'Last check', cls: 'check-cell', cell: checkCell },
+  ];
+
+  const TCP_COLUMNS = [
+    { head: 'Weight', cls: 'num', cell: weightCell },
+    { group: 'Connections', head: 'active', label: 'Active', cls: 'num', cell: (be) => countCell(be.active) },
+    { group: 'Connections', head: 'total', label: 'Total', title: 'connections', cls: 'num', cell: (be) => countCell(be.connections_total) },
+    { group: 'Errors', head: 'conn', label: 'Conn err', title: 'connect errors', cls: 'num', cell: (be) => countCell(be.connect_errors, 'warn') },
+    { group: 'Errors', head: 'retry', label: 'Retries', title: 'retries', cls: 'num', cell: (be) => countCell(be.retries, 'warn') },
+    { group: 'Traffic', head: 'in', label: 'Bytes in', cls: 'num', cell: (be) => fmtBytes(be.bytes_in) },
+    { group: 'Traffic', head: 'out', label: 'Bytes out', cls: 'num', cell: (be) => fmtBytes(be.bytes_out) },
+    { head: 'Last check', cls: 'check-cell', cell: checkCell },
+  ];
+
+  // A column's classes, plus `gs` where a group starts or ends: the table
+  // draws a faint divider there.
+  function colClass(cols, i) {
+    const c = cols[i];
+    const prev = cols[i - 1];
+    const edge = i > 0 && (c.group || (prev && prev.group)) && (!prev || prev.group !== c.group);
+    return c.cls + (edge ? ' gs' : '');
+  }
+
+  function backendTable(frontend, cols, backends, links) {
+    // Header: single columns span both rows; grouped ones share a top cell.
+    const top = [el('th', { scope: 'col', rowspan: 2, class: 'be-name' }, 'Backend'), el('th', { scope: 'col', rowspan: 2, class: 'be-state' }, 'State')];
+    const sub = [];
+    cols.forEach((c, i) => {
+      if (!c.group) top.push(el('th', { scope: 'col', rowspan: 2, class: colClass(cols, i) }, c.head));
+      else {
+        if (!cols[i - 1] || cols[i - 1].group !== c.group) {
+          const span = cols.slice(i).findIndex((o) => o.group !== c.group);
+          top.push(el('th', { scope: 'colgroup', colspan: span < 0 ? cols.length - i : span, class: 'group' + (i > 0 ? ' gs' : '') }, c.group));
+        }
+        sub.push(el('th', { scope: 'col', class: colClass(cols, i), title: c.title || null }, c.head));
+      }
+    });
+    const thead = el('thead', null, el('tr', null, top), sub.length ? el('tr', { class: 'sub' }, sub) : null);
+    const rows = backends.map((be) => backendRow(frontend, cols, be, links));
+    return el('table', { class: 'lb-table' }, thead, el('tbody', null, rows));
+  }
+
+  function backendRow(frontend, cols, be, links) {
+    const name = str(be.name, '?');
+    const kind = lbState(be.state);
+    const address = str(be.address);
+    const href = be.source === 'member' ? links[name] : null;
+    const source = be.source === 'member' ? 'cluster member' : be.source === 'static' ? 'static backend from the cluster file' : null;
+    const nameCell = el('th', { scope: 'row', class: 'be-name' },
+      el('span', { class: 'be-line' },
+        href ? el('a', { class: 'be-title', href, title: 'Open ' + name + '’s status page', text: name }) : el('span', { class: 'be-title', text: name }),
+        be.source ? el('span', { class: 'be-source', title: source, text: str(be.source) }) : null),
+      address && address !== name ? el('span', { class: 'be-addr mono', text: address }) : null);
+    const stateCell = el('td', { class: 'be-state' },
+      badge('lb', kind, str(be.state, 'unknown')),
+      isNum(be.since_ms) ? el('span', { class: 'be-since', title: 'since ' + fmtDateTime(be.since_ms) }, 'for ',
+        el('span', { class: 'dur', data: { since: be.since_ms } }, fmtDuration((serverNow() - be.since_ms) / 1000))) : null);
+    const cells = cols.map((c, i) => el('td', { class: colClass(cols, i), 'data-label': c.label || c.head }, c.cell(be)));
+    return el('tr', { class: 'backend', data: { testid: 'backend', frontend, name, state: str(be.state, 'unknown'), lb: kind } },
+      nameCell, stateCell, cells);
+  }
+
+  // A count; zero is faint so the numbers that matter stand out, and
+  // `alarm` ('warn' or 'bad') colours it when it is not zero.
+  function countCell(n, alarm) {
+    const text = fmtCount(n);
+    const level = !isNum(n) ? 'none' : n === 0 ? 'zero' : alarm || null;
+    return el('span', { class: 'n', data: level ? { level } : null, title: countTitle(n) }, text);
+  }
+
+  function rateCell(n) {
+    return el('span', { class: 'n', data: !isNum(n) ? { level: 'none' } : n === 0 ? { level: 'zero' } : null }, fmtPerSec(n));
+  }
+
+  // "1", or "2" over "ramping 40%" while slow start holds the weight back.
+  function weightCell(be) {
+    const w = be.weight;
+    const eff = be.effective_weight;
+    const ramping = be.state === 'UP' && isNum(w) && isNum(eff) && w > 0 && eff < w;
+    if (!ramping) return el('span', { class: 'n', text: isNum(w) ? fmtNum(w, 0) : '–' });
+    const pct = Math.max(0, Math.round((100 * eff) / w));
+    return [el('span', { class: 'n', text: fmtNum(w, 0) }),
+      el('span', { class: 'ramp', title: 'slow start: effective weight ' + fmtNum(eff, 2) + ' of ' + fmtNum(w, 0) }, 'ramping ' + pct + '%', bar(pct, 'ramp'))];
+  }
+
+  function latencyCell(be, key) {
+    const l = isObj(be.latency_ms) ? be.latency_ms : null;
+    if (!l) return el('span', { class: 'n', data: { level: 'none' }, title: 'no requests yet', text: '–' });
+    return el('span', { class: 'n', title: 'p50 ' + fmtMs(l.p50) + ' · p90 ' + fmtMs(l.p90) + ' · p99 ' + fmtMs(l.p99) }, fmtMs(l[key]));
+  }
+
+  function checkCell(be) {
+    const ok = be.last_check_ok === true ? 'ok' : be.last_check_ok === false ? 'failed' : 'unknown';
+    if (!be.last_check) return el('span', { class: 'check', data: { ok: 'unknown' }, text: 'not checked yet' });
+    return el('span', { class: 'check', data: { ok }, title: ok === 'unknown' ? null : 'last check ' + (ok === 'ok' ? 'passed' : 'failed') },
+      el('span', { class: 'check-icon', 'aria-hidden': 'true', text: ok === 'ok' ? '✓' : ok === 'failed' ? '✕' : '?' }),
+      el('span', { class: 'check-text', text: str(be.last_check) }));
+  }
+
   // ---------------------------------------------------------------- system
 
   function renderStats(d) {
@@ -723,6 +978,7 @@
     safely('header', () => renderHeader(d));
     safely('members', () => renderMembers(d));
     safely('node', () => renderNode(d));
+    safely('balancer', () => renderBalancer(d));
     safely('stats', () => renderStats(d));
     safely('charts', () => renderCharts(d));
     safely('disks', () => renderDisks(d));

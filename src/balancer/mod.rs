@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod http;
+pub mod listen;
 pub mod pick;
 pub mod pool;
 pub mod shared;

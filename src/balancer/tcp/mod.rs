@@ -17,7 +17,6 @@
 mod check;
 mod conn;
 mod handle;
-mod listen;
 mod serve;
 mod tunnel;
 
@@ -28,9 +27,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::balancer::listen::bind_front;
+pub use crate::balancer::listen::{bind_listener, listen_addrs};
 pub use check::check;
 pub use handle::{Handle, TcpBackendStats, TcpStats};
-pub use listen::{bind_listener, listen_addrs};
 pub use serve::{EventSink, serve_service};
 
 use crate::balancer::pool::PoolEvent;
@@ -52,15 +52,19 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     // nothing left half running.
     let mut bound = Vec::with_capacity(services.len());
     for service in services {
-        let mut listeners = Vec::new();
-        for (addr, freebind) in listen_addrs(running.config.vip, ctx.identity.address, service.port)
-        {
-            let listener = bind_listener(addr, freebind).with_context(|| {
-                format!("tcp service {}: cannot listen on {addr}", service.name)
-            })?;
-            listeners.push(listener);
+        let front = bind_front(running.config.vip, ctx.identity.address, service.port)
+            .with_context(|| format!("tcp service {}: cannot listen", service.name))?;
+        if let Some((addr, e)) = &front.vip_unavailable {
+            ctx.events.warning(
+                "balancer",
+                format!(
+                    "tcp service {}: not listening on the VIP {addr} ({e}): another process on this machine holds it; serving on the node address",
+                    service.name
+                ),
+                json!({"service": service.name, "vip": addr.to_string()}),
+            );
         }
-        bound.push((Handle::new(service), listeners));
+        bound.push((Handle::new(service), front.listeners));
     }
     let stop = CancellationToken::new();
     let _published = Published::new(&ctx, bound.iter().map(|(h, _)| h.clone()).collect());

@@ -1,7 +1,8 @@
-//! Listening sockets for a TCP service: on the VIP, which this node may not
-//! hold yet (VRRP moves it here later, and then the listener must already
-//! be there: `IP_FREEBIND`), and on the node's own address, so a service can
-//! be reached and tested on each balancer directly.
+//! Listening sockets of the balancer's front ends (HTTP and TCP services):
+//! on the VIP, which this node may not hold yet (VRRP moves it here later,
+//! and then the listener must already be there: `IP_FREEBIND`), and on the
+//! node's own address, so a front end can be reached and tested on each
+//! balancer directly.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +47,35 @@ pub fn bind_listener(addr: SocketAddr, freebind: bool) -> io::Result<TcpListener
     TcpListener::from_std(socket.into())
 }
 
+/// The listeners of one front end, and the VIP listener that could not be
+/// had, if any.
+pub struct Front {
+    pub listeners: Vec<TcpListener>,
+    pub vip_unavailable: Option<(SocketAddr, io::Error)>,
+}
+
+/// Binds the front end on `port`. The node's own address must bind. The VIP
+/// may already be held by another process on this machine: on a one-machine
+/// cluster every balancer node shares the loopback stack, and before VRRP
+/// decides who holds the VIP they would all claim it. That costs the caller
+/// a warning, not the front end.
+pub fn bind_front(vip: Option<IpNet>, node: IpAddr, port: u16) -> io::Result<Front> {
+    let mut front = Front {
+        listeners: Vec::new(),
+        vip_unavailable: None,
+    };
+    for (addr, freebind) in listen_addrs(vip, node, port) {
+        match bind_listener(addr, freebind) {
+            Ok(l) => front.listeners.push(l),
+            Err(e) if freebind && e.kind() == io::ErrorKind::AddrInUse => {
+                front.vip_unavailable = Some((addr, e));
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{addr}: {e}"))),
+        }
+    }
+    Ok(front)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +96,19 @@ mod tests {
         );
         assert_eq!(listen_addrs(None, ip("192.0.2.1"), 6379).len(), 1);
         assert_eq!(listen_addrs(Some(vip), ip("0.0.0.0"), 6379).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_vip_held_elsewhere_costs_a_warning_not_the_front() {
+        let vip: IpNet = "127.61.99.10/24".parse().unwrap();
+        let first = bind_front(Some(vip), ip("127.61.99.11"), 0).unwrap();
+        assert_eq!(first.listeners.len(), 2);
+        let port = first.listeners[0].local_addr().unwrap().port();
+        let second = bind_front(Some(vip), ip("127.61.99.12"), port).unwrap();
+        assert_eq!(second.listeners.len(), 1);
+        assert!(second.vip_unavailable.is_some());
+        // The node address, though, must bind.
+        assert!(bind_front(Some(vip), ip("127.61.99.12"), port).is_err());
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use super::reload::{ReloadOutcome, reload};
 use super::supervisor::Supervisor;
 use super::{identity, notify, system_metrics};
 use crate::cli::RunArgs;
-use crate::config::{self, ClusterConfig, NodePlan};
+use crate::config::{self, ClusterConfig, NodePlan, Role};
 use crate::store::{self, Recovery, Store, StoreConfig, StoreWorker};
 use crate::{membership, status};
 
@@ -105,6 +105,7 @@ fn start(args: RunArgs) -> anyhow::Result<Started> {
     supervisor.spawn("status", status::server::run);
     supervisor.spawn("membership", membership::service::run);
     supervisor.spawn("metrics", system_metrics::run);
+    spawn_roles(&mut supervisor, &plan);
     tokio::spawn(notify::watchdog(ctx.shutdown.clone()));
     Ok(Started {
         ctx,
@@ -205,6 +206,12 @@ fn apply_reload(
     notify::reloading();
     let current = ctx.running();
     let (outcome, next) = reload(path, &ctx.identity.hostname, &current);
+    // In force before it is reported: whoever reads the event sees the new
+    // config.
+    if let Some(next) = next {
+        ctx.store.set_config(store_config(&next.config));
+        config_tx.send_replace(next);
+    }
     match &outcome {
         ReloadOutcome::Applied { from_hash, to_hash, changes } => {
             ctx.events.info(
@@ -227,26 +234,41 @@ fn apply_reload(
             json!({"error": error, "path": path.display().to_string()}),
         ),
     }
-    if let Some(next) = next {
-        ctx.store.set_config(store_config(&next.config));
-        ctx.health.retain_roles(|r| next.plan.roles.contains(&r));
-        set_role_health(&ctx.health, &next.plan);
-        config_tx.send_replace(next);
-    }
     notify::ready("running");
     if let Some(reply) = reply {
         let _ = reply.send(outcome);
     }
 }
 
-/// Roles arrive with later releases; until then the plan's roles are shown
-/// as what they are, planned but not in this build.
+/// Each built role of the plan runs as a supervised service; it reports its
+/// own health once running.
+fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
+    if plan.roles.contains(&Role::Balancer) {
+        supervisor.spawn("balancer-tcp", crate::balancer::tcp::run);
+    }
+}
+
+/// Whether this build contains the role.
+fn built(role: Role) -> bool {
+    matches!(role, Role::Balancer)
+}
+
+/// Built roles start as "starting" until their service reports; roles of
+/// later releases are shown as what they are: planned, not in this build.
 fn set_role_health(health: &HealthBoard, plan: &NodePlan) {
     for role in &plan.roles {
+        let (state, detail) = if built(*role) {
+            (RoleState::Starting, "starting")
+        } else {
+            (
+                RoleState::NotBuilt,
+                "planned for this node; not in this build of piha yet",
+            )
+        };
         health.set_role(RoleHealth {
             role: *role,
-            state: RoleState::NotBuilt,
-            detail: "planned for this node; not in this build of piha yet".to_owned(),
+            state,
+            detail: detail.to_owned(),
         });
     }
 }

@@ -100,10 +100,4 @@ impl HealthBoard {
             Arc::make_mut(s).roles.insert(health.role, health);
         });
     }
-
-    /// Drops roles no longer in the plan (after a reload).
-    pub fn retain_roles(&self, keep: impl Fn(Role) -> bool) {
-        self.tx
-            .send_modify(|s| Arc::make_mut(s).roles.retain(|r, _| keep(*r)));
-    }
 }

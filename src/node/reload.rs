@@ -108,7 +108,10 @@ fn describe_changes(
     }
     if current.plan.roles != plan.roles {
         let names: Vec<&str> = plan.roles.iter().map(|r| r.name()).collect();
-        out.push(format!("this node's roles are now: {}", names.join(", ")));
+        out.push(format!(
+            "this node's roles become {} when piha restarts (roles start and stop only at start)",
+            names.join(", ")
+        ));
     }
     if old.patterns.len() != new.patterns.len()
         || old

@@ -25,6 +25,9 @@ pub struct StatusDoc {
     pub history: History,
     pub events: Vec<Event>,
     pub members: Vec<Member>,
+    /// The balancer role's front ends and backends; null without the role.
+    #[serde(default)]
+    pub balancer: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +158,7 @@ pub fn build(ctx: &NodeContext) -> StatusDoc {
         },
         events: ctx.store.recent_events(RECENT_EVENTS),
         members,
+        balancer: super::balancer::section(ctx),
     }
 }
 

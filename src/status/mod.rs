@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod balancer;
+mod balancer_http;
 pub mod client;
 pub mod metrics;
 mod page;

@@ -93,6 +93,10 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/metrics", get(prometheus))
         .route("/api/v1/reload", post(reload))
+        .route(
+            "/api/v1/balancer/backends/{name}",
+            post(super::balancer::change_backend),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)

@@ -1,7 +1,6 @@
 //! The web role's request handler: built-in endpoints first, then files,
 //! with the access log wrapped around both.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -74,11 +73,8 @@ impl WebApp {
 }
 
 impl Handler for WebApp {
-    fn handle(
-        self,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move { self.respond(req).await }
+    async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+        self.respond(req).await
     }
 }
 

@@ -56,7 +56,7 @@ pub fn format_log(secs: u64) -> String {
 /// caller then ignores as the RFC asks for invalid dates.
 pub fn parse(s: &str) -> Option<u64> {
     let s = s.trim();
-    let (_weekday, rest) = s.split_once(|c| c == ',' || c == ' ')?;
+    let (_weekday, rest) = s.split_once([',', ' '])?;
     let parts: Vec<&str> = rest.split_whitespace().collect();
     let (year, month, day, time) = match parts.as_slice() {
         // IMF-fixdate: "06 Nov 1994 08:49:37 GMT"

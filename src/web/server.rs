@@ -227,6 +227,11 @@ impl<H: Handler> Connection<H> {
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut closing = false;
+        // An idle connection asked to close gets this long to do so: an
+        // HTTP/2 peer that never acknowledges the GOAWAY's ping would
+        // otherwise keep it open.
+        let linger = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(linger);
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
@@ -242,7 +247,9 @@ impl<H: Handler> Connection<H> {
                 _ = activity.idle(self.limits.header_timeout, self.limits.idle_timeout), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                    linger.as_mut().reset(Instant::now() + self.limits.header_timeout);
                 }
+                _ = &mut linger => return,
                 _ = self.force.cancelled() => return,
             }
         }

@@ -410,6 +410,23 @@ async fn multiple_ranges_are_multipart_byteranges() {
         String::from_utf8_lossy(&r.body).contains("Content-Type: application/octet-stream\r\n")
     );
 
+    // A small file (answered from memory) the same way.
+    let r = get(srv.addr, "/hello.txt", &[("range", "bytes=7-10,0-4")]).await;
+    let b = r
+        .header("content-type")
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(r.header("content-length"), r.body.len().to_string());
+    assert_eq!(
+        parse_multipart(&r.body, &b),
+        vec![
+            ("bytes 7-10/12".to_owned(), b"piha".to_vec()),
+            ("bytes 0-4/12".to_owned(), b"hello".to_vec()),
+        ]
+    );
+
     // Over HTTP/2 (h2c) the same bytes.
     let stream = TcpStream::connect(srv.addr).await.unwrap();
     let r2 = h2_send(

@@ -1,12 +1,16 @@
 //! Static files from the document root.
 //!
-//! tower-http's ServeDir does the serving proper: opening the file, the MIME
-//! type, Last-Modified, a single range, streaming. In front of it this module
-//! decides everything ServeDir cannot: which file (path safety, symlinks,
-//! which precompressed sibling), the strong ETag, every conditional header,
-//! and the whole Range header, including `multipart/byteranges`. ServeDir
-//! then gets a plain request naming exactly that file: the negotiated coding
-//! as the only `Accept-Encoding`, at most one range, no conditionals.
+//! Everything about a request is decided in one trip to tokio's blocking
+//! pool (`plan`): which file (path safety, symlinks, which precompressed
+//! sibling), its strong ETag, every conditional header, the whole Range
+//! header. Small files are read in that same trip and answered from memory:
+//! on a Pi most requests are for small assets, and each extra trip to the
+//! blocking pool costs more than reading a few KiB. Larger files are
+//! streamed by tower-http's ServeDir (whole, or one range), given a plain
+//! request naming exactly the chosen file: the negotiated coding as the
+//! only `Accept-Encoding`, at most one range, no conditionals. Several
+//! ranges of a large file are streamed as `multipart/byteranges` here,
+//! which ServeDir lacks.
 
 pub mod conditional;
 pub mod encoding;
@@ -14,11 +18,13 @@ pub mod multipart;
 pub mod range;
 pub mod resolve;
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Bytes;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
@@ -26,6 +32,7 @@ use tower_service::Service;
 
 use self::conditional::Outcome;
 use self::encoding::{Accepted, Encoding};
+use self::multipart::Multipart;
 use self::range::Decision;
 use self::resolve::{Lookup, RequestPath, Target};
 use super::httpdate;
@@ -35,12 +42,35 @@ use super::server::Body;
 /// A hung network mount (a Gluster volume that lost its bricks) blocks
 /// `stat` forever; the request gets a 503 after this instead.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Files up to this size are read whole and answered from memory (ServeDir
+/// reads in chunks of this size too, so memory per request is the same).
+pub const INLINE_MAX: u64 = 64 * 1024;
 
 #[derive(Clone)]
 pub struct StaticFiles {
     root: Arc<PathBuf>,
     follow_symlinks: bool,
     serve_dir: ServeDir,
+}
+
+/// What to send, as decided by `plan`.
+enum Plan {
+    Found(Target, Action),
+    Redirect,
+    NotFound,
+    RootUnavailable(String),
+}
+
+enum Action {
+    NotModified,
+    PreconditionFailed,
+    Unsatisfiable,
+    /// `ranges`: `None` for the whole file. `data`: the whole file when it
+    /// was small enough to read (always `None` for HEAD).
+    Send {
+        ranges: Option<Vec<(u64, u64)>>,
+        data: Option<Bytes>,
+    },
 }
 
 impl StaticFiles {
@@ -76,13 +106,17 @@ impl StaticFiles {
             Ok(r) => r,
             Err(e) => return respond::text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
         };
-        let accepted = Accepted::from_headers(headers);
-        let (root, follow) = (self.root.clone(), self.follow_symlinks);
-        let blocking = tokio::task::spawn_blocking(move || {
-            resolve::lookup(&root, &request, &accepted, follow)
-        });
-        let lookup = match tokio::time::timeout(LOOKUP_TIMEOUT, blocking).await {
-            Ok(Ok(lookup)) => lookup,
+        let question = Question {
+            root: self.root.clone(),
+            follow_symlinks: self.follow_symlinks,
+            request,
+            accepted: Accepted::from_headers(headers),
+            conditions: Conditions::from_headers(headers),
+            get: method == Method::GET,
+        };
+        let blocking = tokio::task::spawn_blocking(move || plan(question));
+        let plan = match tokio::time::timeout(LOOKUP_TIMEOUT, blocking).await {
+            Ok(Ok(plan)) => plan,
             Ok(Err(_panic)) => {
                 return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "lookup failed\n");
             }
@@ -93,11 +127,11 @@ impl StaticFiles {
                 );
             }
         };
-        match lookup {
-            Lookup::Found(target) => self.serve_target(method, uri, headers, target).await,
-            Lookup::Redirect => redirect_to_directory(uri),
-            Lookup::NotFound => respond::text(StatusCode::NOT_FOUND, "not found\n"),
-            Lookup::RootUnavailable(why) => {
+        match plan {
+            Plan::Found(target, action) => self.answer(method, uri, target, action).await,
+            Plan::Redirect => redirect_to_directory(uri),
+            Plan::NotFound => respond::text(StatusCode::NOT_FOUND, "not found\n"),
+            Plan::RootUnavailable(why) => {
                 tracing::debug!("web: {why}");
                 respond::text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -107,50 +141,101 @@ impl StaticFiles {
         }
     }
 
-    async fn serve_target(
+    async fn answer(
         &self,
         method: &Method,
         uri: &hyper::Uri,
-        headers: &HeaderMap,
         target: Target,
+        action: Action,
     ) -> Response<Body> {
-        let honor_range = match conditional::evaluate(headers, &target.etag, target.modified) {
-            Outcome::NotModified => {
+        let (ranges, data) = match action {
+            Action::NotModified => {
                 let mut resp = respond::empty(StatusCode::NOT_MODIFIED);
-                set_validators(resp.headers_mut(), &target, true);
+                set_validators(resp.headers_mut(), &target);
                 return resp;
             }
-            Outcome::PreconditionFailed => {
+            Action::PreconditionFailed => {
                 return respond::text(StatusCode::PRECONDITION_FAILED, "precondition failed\n");
             }
-            Outcome::Proceed { honor_range } => honor_range,
-        };
-        // Range is defined for GET only (RFC 9110 §14.2): a HEAD gets the
-        // headers of the full answer.
-        let decision = if method == Method::GET && honor_range {
-            range::decide(headers.get(header::RANGE), target.size)
-        } else {
-            Decision::Full
-        };
-        let mut resp = match decision {
-            Decision::Full => self.delegate(method, uri, &target, None).await,
-            Decision::Partial(ranges) if ranges.len() == 1 => {
-                let (a, b) = ranges[0];
-                self.delegate(method, uri, &target, Some(format!("bytes={a}-{b}")))
-                    .await
-            }
-            Decision::Partial(ranges) => self.multipart(uri, &target, ranges).await,
-            Decision::Unsatisfiable => {
+            Action::Unsatisfiable => {
                 let mut resp =
                     respond::text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
-                let value = format!("bytes */{}", target.size);
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
-                }
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_RANGE, content_range(None, target.size));
+                set_validators(h, &target);
+                return resp;
+            }
+            Action::Send { ranges, data } => (ranges, data),
+        };
+        if method == Method::HEAD {
+            return file_response(&target, StatusCode::OK, target.size, empty_body());
+        }
+        match (ranges, data) {
+            (None, Some(data)) => {
+                file_response(&target, StatusCode::OK, target.size, full_body(data))
+            }
+            (Some(r), Some(data)) if r.len() == 1 => {
+                let (a, b) = r[0];
+                let part = slice(&data, a, b);
+                let mut resp = file_response(
+                    &target,
+                    StatusCode::PARTIAL_CONTENT,
+                    b - a + 1,
+                    full_body(part),
+                );
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    content_range(Some((a, b)), target.size),
+                );
                 resp
             }
+            (Some(r), Some(data)) => {
+                let parts = Multipart::new(target.content_type, target.size, r);
+                let body = parts.render(&data);
+                multipart_response(&target, &parts, full_body(body))
+            }
+            (None, None) => self.delegate(uri, &target, None).await,
+            (Some(r), None) if r.len() == 1 => {
+                let (a, b) = r[0];
+                self.delegate(uri, &target, Some(format!("bytes={a}-{b}")))
+                    .await
+            }
+            (Some(r), None) => {
+                let file = match tokio::fs::File::open(&target.path).await {
+                    Ok(f) => f,
+                    Err(_) => return respond::text(StatusCode::NOT_FOUND, "not found\n"),
+                };
+                let parts = Multipart::new(target.content_type, target.size, r);
+                let mut resp = multipart_response(&target, &parts, empty_body());
+                *resp.body_mut() = parts.into_body(file);
+                resp
+            }
+        }
+    }
+
+    /// Lets ServeDir stream a large file (GET only), whole or one range.
+    async fn delegate(
+        &self,
+        uri: &hyper::Uri,
+        target: &Target,
+        range: Option<String>,
+    ) -> Response<Body> {
+        let mut builder = Request::builder()
+            .method(Method::GET)
+            .uri(uri.path())
+            .header(header::ACCEPT_ENCODING, target.encoding.token());
+        if let Some(range) = range {
+            builder = builder.header(header::RANGE, range);
+        }
+        let Ok(req) = builder.body(Empty::<Bytes>::new()) else {
+            return respond::text(StatusCode::BAD_REQUEST, "bad request\n");
         };
-        if resp.status().is_success() || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        let mut serve_dir = self.serve_dir.clone();
+        let mut resp = match serve_dir.call(req).await {
+            Ok(resp) => resp.map(|body| body.map_err(Into::into).boxed_unsync()),
+            Err(never) => match never {},
+        };
+        if resp.status().is_success() {
             let served = resp
                 .headers()
                 .get(header::CONTENT_ENCODING)
@@ -159,95 +244,162 @@ impl StaticFiles {
             // If the file changed between our look and ServeDir's open (a
             // deploy in progress), our tag may describe other bytes: send
             // none rather than a wrong one.
-            let same_file = served == target.encoding.token()
-                || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE;
-            set_validators(resp.headers_mut(), &target, same_file);
+            if served == target.encoding.token() {
+                set_validators(resp.headers_mut(), target);
+            }
         }
-        resp
-    }
-
-    /// Lets ServeDir answer a request stripped down to our decisions.
-    async fn delegate(
-        &self,
-        method: &Method,
-        uri: &hyper::Uri,
-        target: &Target,
-        range: Option<String>,
-    ) -> Response<Body> {
-        let mut builder = Request::builder()
-            .method(method.clone())
-            .uri(uri.path())
-            .header(header::ACCEPT_ENCODING, target.encoding.token());
-        if let Some(range) = range {
-            builder = builder.header(header::RANGE, range);
-        }
-        let Ok(req) = builder.body(Empty::<hyper::body::Bytes>::new()) else {
-            return respond::text(StatusCode::BAD_REQUEST, "bad request\n");
-        };
-        let mut serve_dir = self.serve_dir.clone();
-        match serve_dir.call(req).await {
-            Ok(resp) => resp.map(|body| body.map_err(Into::into).boxed_unsync()),
-            Err(never) => match never {},
-        }
-    }
-
-    async fn multipart(
-        &self,
-        uri: &hyper::Uri,
-        target: &Target,
-        ranges: Vec<(u64, u64)>,
-    ) -> Response<Body> {
-        // ServeDir knows the MIME type; a HEAD costs one stat.
-        let head = self.delegate(&Method::HEAD, uri, target, None).await;
-        if !head.status().is_success() {
-            return head;
-        }
-        let content_type = head
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_owned();
-        let file = match tokio::fs::File::open(&target.path).await {
-            Ok(f) => f,
-            Err(_) => return respond::text(StatusCode::NOT_FOUND, "not found\n"),
-        };
-        let parts = multipart::Multipart::new(&content_type, target.size, ranges);
-        let mut resp = Response::new(
-            http_body_util::Empty::new()
-                .map_err(Into::into)
-                .boxed_unsync(),
-        );
-        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&parts.content_type()) {
-            h.insert(header::CONTENT_TYPE, v);
-        }
-        h.insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(parts.content_length()),
-        );
-        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if target.encoding != Encoding::Identity {
-            h.insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(target.encoding.token()),
-            );
-        }
-        if let Some(lm) = head.headers().get(header::LAST_MODIFIED) {
-            h.insert(header::LAST_MODIFIED, lm.clone());
-        }
-        *resp.body_mut() = parts.into_body(file);
         resp
     }
 }
 
-/// ETag, Last-Modified and Vary, on every answer about a file.
-fn set_validators(h: &mut HeaderMap, target: &Target, with_etag: bool) {
-    if with_etag {
-        if let Ok(v) = HeaderValue::from_str(&target.etag) {
-            h.insert(header::ETAG, v);
+/// Everything `plan` needs, owned, to cross into the blocking pool.
+struct Question {
+    root: Arc<PathBuf>,
+    follow_symlinks: bool,
+    request: RequestPath,
+    accepted: Accepted,
+    conditions: Conditions,
+    get: bool,
+}
+
+/// The request headers that decide the answer (the rest are not needed).
+struct Conditions(HeaderMap);
+
+impl Conditions {
+    fn from_headers(headers: &HeaderMap) -> Conditions {
+        let mut kept = HeaderMap::new();
+        for name in [
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            for value in headers.get_all(&name) {
+                kept.append(name.clone(), value.clone());
+            }
         }
+        Conditions(kept)
+    }
+}
+
+/// Blocking: find the file, judge the conditions and ranges, and read the
+/// file if it is small and its bytes are needed.
+fn plan(q: Question) -> Plan {
+    let target = match resolve::lookup(&q.root, &q.request, &q.accepted, q.follow_symlinks) {
+        Lookup::Found(t) => t,
+        Lookup::Redirect => return Plan::Redirect,
+        Lookup::NotFound => return Plan::NotFound,
+        Lookup::RootUnavailable(why) => return Plan::RootUnavailable(why),
+    };
+    let honor_range = match conditional::evaluate(&q.conditions.0, &target.etag, target.modified) {
+        Outcome::NotModified => return Plan::Found(target, Action::NotModified),
+        Outcome::PreconditionFailed => return Plan::Found(target, Action::PreconditionFailed),
+        Outcome::Proceed { honor_range } => honor_range,
+    };
+    // Range is defined for GET only (RFC 9110 §14.2): a HEAD gets the
+    // headers of the full answer.
+    let ranges = if q.get && honor_range {
+        match range::decide(q.conditions.0.get(header::RANGE), target.size) {
+            Decision::Full => None,
+            Decision::Partial(r) => Some(r),
+            Decision::Unsatisfiable => return Plan::Found(target, Action::Unsatisfiable),
+        }
+    } else {
+        None
+    };
+    let data = if q.get && target.size <= INLINE_MAX {
+        read_small(&target)
+    } else {
+        None
+    };
+    Plan::Found(target, Action::Send { ranges, data })
+}
+
+/// The whole file, if it is still the file we judged (size and mtime).
+/// Otherwise `None`: it is changing under us, and ServeDir streams what is
+/// there without our ETag.
+fn read_small(target: &Target) -> Option<Bytes> {
+    let mut file = std::fs::File::open(&target.path).ok()?;
+    let meta = file.metadata().ok()?;
+    let modified = meta.modified().map(httpdate::unix_secs).unwrap_or(0);
+    if meta.len() != target.size || modified != target.modified {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(target.size).ok()? + 1);
+    // One byte more than expected, to notice a file that grew.
+    (&mut file)
+        .take(target.size + 1)
+        .read_to_end(&mut buf)
+        .ok()?;
+    (buf.len() as u64 == target.size).then(|| buf.into())
+}
+
+fn slice(data: &Bytes, first: u64, last: u64) -> Bytes {
+    match (usize::try_from(first), usize::try_from(last)) {
+        (Ok(a), Ok(b)) if b < data.len() => data.slice(a..=b),
+        _ => Bytes::new(),
+    }
+}
+
+fn full_body(data: Bytes) -> Body {
+    Full::new(data)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn empty_body() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A file answer's headers: what ServeDir would send, plus validators.
+fn file_response(target: &Target, status: StatusCode, length: u64, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(target.content_type),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if target.encoding != Encoding::Identity {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(target.encoding.token()),
+        );
+    }
+    set_validators(h, target);
+    resp
+}
+
+fn multipart_response(target: &Target, parts: &Multipart, body: Body) -> Response<Body> {
+    let mut resp = file_response(
+        target,
+        StatusCode::PARTIAL_CONTENT,
+        parts.content_length(),
+        body,
+    );
+    if let Ok(v) = HeaderValue::from_str(&parts.content_type()) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// `bytes 0-9/100`, or `bytes */100` for a 416.
+fn content_range(range: Option<(u64, u64)>, size: u64) -> HeaderValue {
+    let text = match range {
+        Some((a, b)) => format!("bytes {a}-{b}/{size}"),
+        None => format!("bytes */{size}"),
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("bytes */0"))
+}
+
+/// ETag, Last-Modified and Vary, on every answer about a file.
+fn set_validators(h: &mut HeaderMap, target: &Target) {
+    if let Ok(v) = HeaderValue::from_str(&target.etag) {
+        h.insert(header::ETAG, v);
     }
     if !h.contains_key(header::LAST_MODIFIED) {
         if let Ok(v) = HeaderValue::from_str(&httpdate::format(target.modified)) {

@@ -70,6 +70,20 @@ impl Multipart {
         heads + data + self.tail().len() as u64
     }
 
+    /// The whole body at once, for a file already in memory.
+    pub fn render(&self, data: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(usize::try_from(self.content_length()).unwrap_or(0));
+        for (i, (first, last)) in self.ranges.iter().enumerate() {
+            out.extend_from_slice(self.part_head(i).as_bytes());
+            let (a, b) = (usize::try_from(*first), usize::try_from(*last));
+            if let (Ok(a), Ok(b)) = (a, b) {
+                out.extend_from_slice(data.get(a..=b).unwrap_or_default());
+            }
+        }
+        out.extend_from_slice(self.tail().as_bytes());
+        out.into()
+    }
+
     /// Streams the parts from `file`. A small bounded channel between a
     /// reader task and the body gives backpressure: a slow client holds one
     /// task and two chunks, never a blocking thread.
@@ -181,6 +195,20 @@ mod tests {
             .unwrap()
             + needle.len();
         assert_eq!(&body[at..at + 10], &data[10..20]);
+    }
+
+    #[tokio::test]
+    async fn rendered_and_streamed_bodies_are_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        std::fs::write(&path, &data).unwrap();
+        let m = Multipart::new("x/y", 5000, vec![(4000, 4999), (7, 7), (100, 199)]);
+        let rendered = m.render(&data);
+        assert_eq!(rendered.len() as u64, m.content_length());
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        let streamed = m.into_body(file).collect().await.unwrap().to_bytes();
+        assert_eq!(rendered, streamed);
     }
 
     #[tokio::test]

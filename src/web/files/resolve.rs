@@ -108,6 +108,9 @@ pub struct Target {
     /// Some precompressed sibling exists: the answer depends on
     /// Accept-Encoding, so caches must be told (`Vary`).
     pub has_variants: bool,
+    /// The original's MIME type (also for a `.br` or `.gz` sibling), by the
+    /// same table ServeDir uses.
+    pub content_type: &'static str,
 }
 
 #[derive(Debug)]
@@ -168,6 +171,9 @@ pub fn lookup(
         }
     }
     let has_variants = !variants.is_empty();
+    let content_type = mime_guess::from_path(&path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
     let chosen = accepted
         .choose(std::iter::once(Encoding::Identity).chain(variants.iter().map(|(e, _, _)| *e)));
     let (path, meta) = match variants.into_iter().find(|(e, _, _)| *e == chosen) {
@@ -184,6 +190,7 @@ pub fn lookup(
         path,
         encoding: chosen,
         has_variants,
+        content_type,
     })
 }
 

@@ -9,6 +9,8 @@
 //! - `files`: ServeDir plus path safety, ETags, conditionals, ranges;
 //! - `tls`: server config, reloading certificates, the self-signed one;
 //! - `access_log`: combined-format lines off the request path.
+//!
+//! LIFECYCLE.md beside this file draws the request path and its bounds.
 
 mod access_log;
 mod app;

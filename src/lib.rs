@@ -8,3 +8,4 @@ pub mod membership;
 pub mod node;
 pub mod status;
 pub mod store;
+pub mod web;

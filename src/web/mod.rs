@@ -1,0 +1,28 @@
+//! The web role: static files from the document root (the Apache
+//! replacement) and the built-in endpoints (`/health`, `/api/random/*`),
+//! over HTTP/1.1 and h2c on the plain port and h1/h2 over TLS.
+//!
+//! - `role`: the supervised service (`run`), health and reload handling;
+//! - `server`: accept loop and per-connection bounds, reusable by the
+//!   balancer;
+//! - `app`: routing and the access log hook; `endpoints`: the built-ins;
+//! - `files`: ServeDir plus path safety, ETags, conditionals, ranges;
+//! - `tls`: server config, reloading certificates, the self-signed one;
+//! - `access_log`: combined-format lines off the request path.
+//!
+//! LIFECYCLE.md beside this file draws the request path and its bounds.
+
+mod access_log;
+mod app;
+mod endpoints;
+pub mod files;
+pub mod httpdate;
+mod respond;
+mod role;
+mod server;
+pub mod tls;
+
+pub use access_log::{AccessLogger, Entry as AccessLogEntry};
+pub use app::{WebApp, router};
+pub use role::run;
+pub use server::{Body, BoxError, ConnInfo, Handler, Limits, serve};

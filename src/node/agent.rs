@@ -243,6 +243,9 @@ fn apply_reload(
 /// Each built role of the plan runs as a supervised service; it reports its
 /// own health once running.
 fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
+    if plan.roles.contains(&Role::Web) {
+        supervisor.spawn("web", crate::web::run);
+    }
     if plan.roles.contains(&Role::Balancer) {
         supervisor.spawn("balancer-tcp", crate::balancer::tcp::run);
     }
@@ -250,7 +253,7 @@ fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
 
 /// Whether this build contains the role.
 fn built(role: Role) -> bool {
-    matches!(role, Role::Balancer)
+    matches!(role, Role::Balancer | Role::Web)
 }
 
 /// Built roles start as "starting" until their service reports; roles of

@@ -847,3 +847,189 @@ async fn http2_clients_are_served_by_prior_knowledge() {
     }
     assert_eq!(a.hits(), 3);
 }
+
+// ---------------------------------------------------------------- the node service
+
+/// `run` inside a node built here: the shipped cluster file moved onto
+/// 127.62.1.0/24 (used by no other test; binding port 80 needs root, as on
+/// a Pi), membership and config changes sent by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_service_follows_membership_and_config_live() {
+    use piha::config::Role;
+    use piha::membership::{MemberView, MembershipView, NodeReport, PeerState};
+    use piha::node::context::{Identity, NodeContext, Running};
+    use piha::node::events::Events;
+    use piha::node::health::{HealthBoard, RoleState};
+
+    if !running_as_root() {
+        eprintln!("skipped: binding port 80 needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pi-configs/cluster.toml"),
+    )
+    .unwrap();
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, shipped.replace("192.0.2.", "127.62.1.")).unwrap();
+    let config = piha::config::load(&path).unwrap();
+    let plan = config.plan_for("pi-1").unwrap();
+    let web_port = plan.settings.web.as_ref().unwrap().port;
+    let http_port = plan.settings.balancer.as_ref().unwrap().http_port;
+    let me: SocketAddr = format!("127.62.1.11:{web_port}").parse().unwrap();
+    let pi2: SocketAddr = format!("127.62.1.12:{web_port}").parse().unwrap();
+    let own_web = Backend::start_at("pi-1", me).await;
+    let peer_web = Backend::start_at("pi-2", pi2).await;
+    let extra = Backend::start_at("extra", "127.62.1.50:0".parse().unwrap()).await;
+
+    let (store, worker, _) = piha::store::open(
+        &dir.path().join("data"),
+        piha::store::StoreConfig::default(),
+    )
+    .unwrap();
+    let running = Arc::new(Running {
+        config: Arc::new(config),
+        plan,
+        loaded_at_ms: 0,
+    });
+    let (config_tx, config_rx) = tokio::sync::watch::channel(running.clone());
+    let ctx = Arc::new(NodeContext {
+        identity: Identity {
+            hostname: "pi-1".into(),
+            address: "127.62.1.11".parse().unwrap(),
+            incarnation: 1,
+            started_at_ms: 0,
+            version: "test",
+            data_dir: dir.path().to_path_buf(),
+        },
+        config: config_rx,
+        events: Events::new(store.clone(), "pi-1"),
+        store,
+        health: HealthBoard::default(),
+        system: tokio::sync::watch::channel(Arc::default()).0,
+        membership: tokio::sync::watch::channel(Arc::default()).0,
+        reload: tokio::sync::mpsc::channel(1).0,
+        shutdown: CancellationToken::new(),
+        roles: Default::default(),
+    });
+    let service = tokio::spawn(piha::balancer::http::run(ctx.clone()));
+    let published = || ctx.roles.http_balancer.borrow().clone();
+    assert!(wait_until(Duration::from_secs(5), || published().is_some()).await);
+    let handle = published().unwrap();
+    let state = |name: &str| {
+        handle
+            .stats()
+            .backends
+            .iter()
+            .find(|b| b.pool.name == name)
+            .map(|b| b.pool.state.to_owned())
+    };
+    // This node's own web role is a backend from the start.
+    assert!(
+        wait_until(Duration::from_secs(5), || state("pi-1").as_deref()
+            == Some("UP"))
+        .await
+    );
+
+    // A peer with the web role comes up: it joins without a restart.
+    let member = |st: PeerState| MemberView {
+        hostname: "pi-2".into(),
+        state: st,
+        since_ms: 0,
+        last_heard_ms: None,
+        gossip: None,
+        report: Some(NodeReport {
+            address: Some(pi2.ip()),
+            roles: vec!["balancer".into(), "web".into()],
+            ..NodeReport::default()
+        }),
+    };
+    ctx.membership.send_replace(Arc::new(MembershipView {
+        members: vec![member(PeerState::Up)],
+        ..MembershipView::default()
+    }));
+    assert!(
+        wait_until(Duration::from_secs(5), || state("pi-2").as_deref()
+            == Some("UP"))
+        .await
+    );
+    let c = client();
+    // Through this node's address and through the VIP, bound before held.
+    for host in ["127.62.1.11", "127.62.1.10"] {
+        for _ in 0..4 {
+            let got = get(&c, &format!("http://{host}:{http_port}/"))
+                .await
+                .unwrap();
+            assert_eq!(got.status, StatusCode::OK, "via {host}");
+        }
+    }
+    assert!(own_web.hits() >= 2 && peer_web.hits() >= 2);
+    let healthy = || {
+        ctx.health
+            .snapshot()
+            .roles
+            .get(&Role::Balancer)
+            .map(|r| r.state)
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || healthy()
+            == Some(RoleState::Healthy))
+        .await
+    );
+
+    // A static backend added by a reload: followed live, no restart.
+    let mut plan = running.plan.clone();
+    if let Some(b) = plan.settings.balancer.as_mut() {
+        b.backends.push(piha::config::StaticBackend {
+            address: extra.addr,
+            weight: 1,
+        });
+    }
+    config_tx.send_replace(Arc::new(Running {
+        config: running.config.clone(),
+        plan: plan.clone(),
+        loaded_at_ms: 1,
+    }));
+    let extra_name = extra.addr.to_string();
+    assert!(
+        wait_until(Duration::from_secs(5), || state(&extra_name).as_deref()
+            == Some("UP"))
+        .await
+    );
+    assert!(!service.is_finished());
+
+    // The peer goes down: it leaves the pool.
+    ctx.membership.send_replace(Arc::new(MembershipView {
+        members: vec![member(PeerState::Down)],
+        ..MembershipView::default()
+    }));
+    assert!(wait_until(Duration::from_secs(3), || state("pi-2").is_none()).await);
+
+    // A setting that needs a rebuild: `run` returns Ok to be restarted.
+    if let Some(b) = plan.settings.balancer.as_mut() {
+        b.limits.maxconn += 1;
+    }
+    config_tx.send_replace(Arc::new(Running {
+        config: running.config.clone(),
+        plan,
+        loaded_at_ms: 2,
+    }));
+    let ended = tokio::time::timeout(Duration::from_secs(10), service).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+    assert!(published().is_none(), "the handle outlived the service");
+    tokio::task::spawn_blocking(move || worker.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -4,6 +4,9 @@
 //! ZooKeeper script that rewrote HAProxy's backend list.
 //!
 //! Where things are:
+//! - `run`: the node-agent shell: listeners, backends following membership
+//!   and the file live, pool events as events, role health;
+//! - `desired`: which backends there should be (pure);
 //! - `serve` / `conn`: accept loop, connection cap, timeouts, the stream
 //!   wrapper; `framing`: the request smuggling guard (sans IO);
 //! - `proxy`: one request (lease, retry rules, forwarding); `headers`,
@@ -17,11 +20,13 @@
 mod body;
 mod check;
 mod conn;
+mod desired;
 mod framing;
 mod headers;
 mod listen;
 mod proxy;
 mod reply;
+mod run;
 mod serve;
 mod stats;
 mod upgrade;
@@ -36,7 +41,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use check::{health_checks, probe};
+pub use desired::{Me, desired};
 pub use listen::bind;
+pub use run::{run, run_with_tls};
 pub use serve::serve;
 pub use stats::{BackendStats, Classes, FrontendStats, HttpStats, Latency, Unavailable};
 

@@ -1033,3 +1033,100 @@ fn running_as_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+// ---------------------------------------------------------------- HTTPS front end
+
+/// A self-signed certificate for "localhost" and an acceptor offering h2
+/// and HTTP/1.1, plus a client config trusting it.
+fn tls_pair() -> (tokio_rustls::TlsAcceptor, Arc<rustls::ClientConfig>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = ck.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+    let mut server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        Arc::new(client),
+    )
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    client: &Arc<rustls::ClientConfig>,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut config = (**client).clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_clients_are_served_over_http1_and_h2_by_alpn() {
+    let a = Backend::start("a").await;
+    let lb = start_lb(settings(), &[&a]).await;
+    let (acceptor, client_config) = tls_pair();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        lb.handle.clone(),
+        Some(acceptor),
+        lb.stop.clone(),
+    ));
+
+    // HTTP/1.1 over TLS, raw bytes: the smuggling guard is on here too.
+    let mut s = tls_connect(tls_addr, &client_config, b"http/1.1").await;
+    s.write_all(b"GET /headers HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let seen: BTreeMap<String, Vec<String>> = serde_json::from_str(body).unwrap();
+    assert_eq!(seen["x-forwarded-proto"], ["https"]);
+    assert_eq!(
+        seen["forwarded"],
+        ["for=127.0.0.1;host=shop.example;proto=https"]
+    );
+    let mut s = tls_connect(tls_addr, &client_config, b"http/1.1").await;
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text:?}");
+
+    // h2 by ALPN, with hyper's client.
+    let s = tls_connect(tls_addr, &client_config, b"h2").await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = Request::get("https://localhost/headers")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let seen: BTreeMap<String, Vec<String>> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(seen["host"], ["localhost"]);
+        assert_eq!(seen["x-forwarded-proto"], ["https"]);
+    }
+    assert_eq!(lb.handle.stats().frontend.tls_handshake_failures, 0);
+}

@@ -9,8 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::HeaderMap;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -49,7 +54,23 @@ struct BackendState {
     first_hit: Mutex<Option<Instant>>,
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<BoxBody<Bytes, Infallible>>;
+
+/// A body fed from a channel, frame by frame: what a streaming client or
+/// backend sends.
+struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChanBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
 
 impl Backend {
     async fn start(name: &str) -> Backend {
@@ -110,7 +131,7 @@ impl Backend {
 }
 
 fn reply(st: &BackendState, status: StatusCode, body: impl Into<Bytes>) -> Reply {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
     r.headers_mut()
         .insert("x-backend", st.name.parse().unwrap());
@@ -163,6 +184,24 @@ async fn route(mut req: Request<Incoming>, st: Arc<BackendState>) -> Result<Repl
             let _ = req.body_mut().collect().await;
             st.bodies_read.fetch_add(1, Ordering::SeqCst);
             Err(std::io::Error::other("backend dies mid-request"))
+        }
+        // Echoes each body frame as soon as it arrives.
+        "/echo-stream" => {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let mut body = req.into_body();
+            tokio::spawn(async move {
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        if tx.send(data).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut r = Response::new(ChanBody(rx).boxed());
+            r.headers_mut()
+                .insert("x-backend", st.name.parse().unwrap());
+            Ok(r)
         }
         "/body" => match req.body_mut().collect().await {
             Ok(b) => Ok(reply(&st, StatusCode::OK, b.to_bytes().len().to_string())),
@@ -521,6 +560,66 @@ async fn a_get_that_dies_before_its_answer_is_retried_exactly_once() {
         .sum();
     assert_eq!(seen, 2, "one try and one retry, no more");
     assert_eq!(lb.handle.stats().frontend.retries, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways_without_buffering() {
+    let a = Backend::start("a").await;
+    let lb = start_lb(settings(), &[&a]).await;
+    let stream = TcpStream::connect(lb.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let req = Request::post("/echo-stream")
+        .header("host", "a")
+        .body(ChanBody(rx))
+        .unwrap();
+    let pending = tokio::spawn(sender.send_request(req));
+    tx.send(Bytes::from_static(b"ping 1")).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    // Each piece comes back while the request body is still open: neither
+    // direction waits for the whole body.
+    for n in 1..=3 {
+        if n > 1 {
+            tx.send(Bytes::from(format!("ping {n}"))).await.unwrap();
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(2), body.frame())
+            .await
+            .expect("a piece was held back")
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.into_data().unwrap(), format!("ping {n}"));
+    }
+    drop(tx);
+    let rest = tokio::time::timeout(Duration::from_secs(2), body.collect())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.to_bytes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_too_slow_to_answer_is_a_504_not_a_retry() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let mut s = settings();
+    s.limits.server_timeout = Duration::from_millis(500);
+    let lb = start_lb(s, &[&a, &b]).await;
+    let started = Instant::now();
+    let got = get(&client(), &lb.url("/slow?ms=3000")).await.unwrap();
+    assert_eq!(got.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(got.body.contains("backend_timeout"), "{}", got.body);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(a.hits() + b.hits(), 1);
+    assert_eq!(lb.handle.stats().frontend.gateway_timeout, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

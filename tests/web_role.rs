@@ -77,6 +77,7 @@ fn node(web: WebSettings) -> Node {
         membership: watch::channel(Arc::default()).0,
         reload,
         shutdown: CancellationToken::new(),
+        roles: Default::default(),
     });
     Node {
         ctx,

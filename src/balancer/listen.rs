@@ -35,6 +35,11 @@ pub fn listen_addrs(vip: Option<IpNet>, node: IpAddr, port: u16) -> Vec<(SocketA
 pub fn bind_listener(addr: SocketAddr, freebind: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Inherited by accepted sockets: proxied bytes go out at once.
+    socket.set_tcp_nodelay(true)?;
     if freebind {
         match addr {
             SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
@@ -116,5 +121,6 @@ mod tests {
         // 192.0.2.0/24 is documentation space, never configured here.
         let l = bind_listener("192.0.2.231:0".parse().unwrap(), true).unwrap();
         assert_eq!(l.local_addr().unwrap().ip(), ip("192.0.2.231"));
+        assert!(bind_listener("192.0.2.232:0".parse().unwrap(), false).is_err());
     }
 }

@@ -247,6 +247,7 @@ fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
         supervisor.spawn("web", crate::web::run);
     }
     if plan.roles.contains(&Role::Balancer) {
+        supervisor.spawn("balancer-http", crate::balancer::http::run);
         supervisor.spawn("balancer-tcp", crate::balancer::tcp::run);
     }
 }

@@ -9,6 +9,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::balancer::http::HttpStats;
+use crate::balancer::pool::BackendView;
+use crate::balancer::tcp::TcpStats;
 use crate::membership::{MembershipView, PeerState};
 use crate::node::context::NodeContext;
 use crate::node::health::{HealthSnapshot, ServiceState};
@@ -29,6 +32,14 @@ pub fn render(ctx: &NodeContext) -> Result<String, std::fmt::Error> {
         health: (*ctx.health.snapshot()).clone(),
         store: ctx.store.stats(),
         rss_bytes: resident_memory_bytes(),
+        http: ctx.roles.http_balancer.borrow().as_ref().map(|h| h.stats()),
+        tcp: ctx
+            .roles
+            .tcp_services
+            .borrow()
+            .iter()
+            .map(|h| h.stats())
+            .collect(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
@@ -48,6 +59,8 @@ struct Snapshot {
     health: HealthSnapshot,
     store: StoreStats,
     rss_bytes: Option<u64>,
+    http: Option<HttpStats>,
+    tcp: Vec<TcpStats>,
 }
 
 /// Small helpers so each metric below is one line, not six.
@@ -108,7 +121,8 @@ impl Collector for Snapshot {
         self.members(&mut out)?;
         self.services(&mut out)?;
         self.system(&mut out)?;
-        self.store(&mut out)
+        self.store(&mut out)?;
+        self.balancer(&mut out)
     }
 }
 
@@ -325,6 +339,187 @@ impl Snapshot {
             "Size of piha.db",
             s.db_bytes as f64,
         )
+    }
+}
+
+impl Snapshot {
+    /// HAProxy-like per-backend series; `frontend` is "http" or the TCP
+    /// service's name.
+    fn balancer(&self, out: &mut Out) -> Result<(), std::fmt::Error> {
+        type Series = Vec<(Vec<(&'static str, String)>, f64)>;
+        type Counts = Vec<(Vec<(&'static str, String)>, u64)>;
+        let (mut up, mut active, mut weight): (Series, Series, Series) = Default::default();
+        let (mut requests, mut responses, mut errors, mut retries): (
+            Counts,
+            Counts,
+            Counts,
+            Counts,
+        ) = Default::default();
+        let (mut bytes_in, mut bytes_out, mut connections): (Counts, Counts, Counts) =
+            Default::default();
+        let mut add_view = |frontend: &str, v: &BackendView| {
+            let l = vec![
+                ("frontend", frontend.to_owned()),
+                ("backend", v.name.clone()),
+            ];
+            up.push((l.clone(), f64::from(u8::from(v.state == "UP"))));
+            active.push((l.clone(), f64::from(v.active)));
+            weight.push((l, v.effective_weight_16 as f64 / 16.0));
+        };
+        if let Some(h) = &self.http {
+            for b in &h.backends {
+                add_view("http", &b.pool);
+                let l = vec![
+                    ("frontend", "http".to_owned()),
+                    ("backend", b.pool.name.clone()),
+                ];
+                requests.push((l.clone(), b.requests));
+                let r = &b.responses;
+                for (code, n) in [
+                    ("1xx", r.xx1),
+                    ("2xx", r.xx2),
+                    ("3xx", r.xx3),
+                    ("4xx", r.xx4),
+                    ("5xx", r.xx5),
+                ] {
+                    let mut lc = l.clone();
+                    lc.push(("code", code.to_owned()));
+                    responses.push((lc, n));
+                }
+                errors.push((l.clone(), b.connect_errors + b.response_errors));
+                retries.push((l.clone(), b.retries));
+                bytes_in.push((l.clone(), b.bytes_in));
+                bytes_out.push((l, b.bytes_out));
+            }
+        }
+        for t in &self.tcp {
+            for b in &t.backends {
+                add_view(&t.name, &b.view);
+                let l = vec![
+                    ("frontend", t.name.clone()),
+                    ("backend", b.view.name.clone()),
+                ];
+                connections.push((l.clone(), b.connections_total));
+                errors.push((l.clone(), b.connect_errors));
+                bytes_in.push((l.clone(), b.bytes_in));
+                bytes_out.push((l, b.bytes_out));
+            }
+        }
+        if self.http.is_none() && self.tcp.is_empty() {
+            return Ok(());
+        }
+        out.gauges(
+            "piha_backend_up",
+            "1 if the backend is UP (in rotation)",
+            &up,
+        )?;
+        out.gauges(
+            "piha_backend_active",
+            "Requests or connections in flight",
+            &active,
+        )?;
+        out.gauges(
+            "piha_backend_effective_weight",
+            "Weight in effect (slow start ramps it)",
+            &weight,
+        )?;
+        out.counters(
+            "piha_backend_requests",
+            "HTTP requests sent to the backend",
+            &requests,
+        )?;
+        out.counters(
+            "piha_backend_responses",
+            "HTTP responses by class",
+            &responses,
+        )?;
+        out.counters(
+            "piha_backend_connection_errors",
+            "Connect failures and resets before a response",
+            &errors,
+        )?;
+        out.counters(
+            "piha_backend_retries",
+            "Requests moved to another backend after a failure here",
+            &retries,
+        )?;
+        out.counters(
+            "piha_backend_connections",
+            "TCP connections proxied to the backend",
+            &connections,
+        )?;
+        out.counters(
+            "piha_backend_bytes_in",
+            "Bytes from clients to the backend",
+            &bytes_in,
+        )?;
+        out.counters(
+            "piha_backend_bytes_out",
+            "Bytes from the backend to clients",
+            &bytes_out,
+        )?;
+        if let Some(h) = &self.http {
+            self.latency(out, h)?;
+            let f = &h.frontend;
+            let rejected: Counts = [
+                ("no_backend", f.unavailable.no_backend),
+                ("queue_full", f.unavailable.queue_full),
+                ("queue_timeout", f.unavailable.queue_timeout),
+            ]
+            .iter()
+            .map(|(r, n)| (vec![("reason", (*r).to_owned())], *n))
+            .collect();
+            out.counters("piha_frontend_rejected", "503s by reason", &rejected)?;
+            out.counter(
+                "piha_frontend_requests",
+                "Requests received by the HTTP front end",
+                f.requests,
+            )?;
+            out.gauge(
+                "piha_frontend_connections_open",
+                "Client connections open",
+                f.connections_open as f64,
+            )?;
+            out.gauge(
+                "piha_frontend_queued",
+                "Requests waiting for a backend slot",
+                f64::from(f.queued),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn latency(&self, out: &mut Out, h: &HttpStats) -> Result<(), std::fmt::Error> {
+        let mut family = out.0.encode_descriptor(
+            "piha_backend_response_latency_seconds",
+            "Time to the backend's response head",
+            None,
+            MetricType::Histogram,
+        )?;
+        for b in &h.backends {
+            let l = &b.latency;
+            let buckets: Vec<(f64, u64)> = l
+                .buckets
+                .iter()
+                .map(|k| {
+                    (
+                        k.le_ms.map_or(f64::INFINITY, |ms| ms as f64 / 1000.0),
+                        k.count,
+                    )
+                })
+                .collect();
+            let labels = vec![
+                ("frontend", "http".to_owned()),
+                ("backend", b.pool.name.clone()),
+            ];
+            let sum = l.mean_ms * l.count as f64 / 1000.0;
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    sum, l.count, &buckets, None,
+                )?;
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::files::resolve::root_problem;
 use super::server::{Limits, serve};
-use super::tls::{self, ReloadEvent, ReloadingCert};
+use super::tls;
 use super::{WebApp, router};
 use crate::config::{Role, WebSettings};
 use crate::node::context::NodeContext;
@@ -192,57 +192,18 @@ fn set_health(ctx: &NodeContext, state: RoleState, detail: String) {
     });
 }
 
-/// The HTTPS listener and its acceptor: the configured certificate, or the
-/// node's self-signed one (made on first start, remade if it is unreadable).
+/// The HTTPS listener and its acceptor (configured or self-signed
+/// certificate, reloading).
 async fn https_listener(
     ctx: &Arc<NodeContext>,
     settings: &WebSettings,
     addr: SocketAddr,
 ) -> anyhow::Result<(TcpListener, TlsAcceptor)> {
-    let resolver = match &settings.tls {
-        Some(files) => ReloadingCert::load(files.clone())
-            .with_context(|| format!("certificate {}", files.cert.display()))?,
-        None => self_signed(ctx)?,
-    };
-    let events = ctx.events.clone();
-    let resolver = resolver.on_reload(move |event| match event {
-        ReloadEvent::Loaded { cert } => events.info(
-            COMPONENT,
-            format!("certificate {} reloaded", cert.display()),
-            json!({"cert": cert}),
-        ),
-        ReloadEvent::Failed { cert, error } => events.warning(
-            COMPONENT,
-            format!(
-                "new certificate {} not used, keeping the old one: {error}",
-                cert.display()
-            ),
-            json!({"cert": cert, "error": error}),
-        ),
-    });
-    let config = tls::server_config(Arc::new(resolver))?;
+    let acceptor = tls::node_acceptor(ctx, settings.tls.as_ref(), COMPONENT)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on tcp {addr}"))?;
-    Ok((listener, TlsAcceptor::from(config)))
-}
-
-fn self_signed(ctx: &NodeContext) -> anyhow::Result<ReloadingCert> {
-    let id = &ctx.identity;
-    let files = tls::ensure_self_signed(&id.data_dir, &id.hostname, id.address)?;
-    match ReloadingCert::load(files.clone()) {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            // Ours to remake: a power cut may have left an empty file.
-            ctx.events.warning(
-                COMPONENT,
-                format!("self-signed certificate unusable ({e}), making a new one"),
-                json!({"cert": files.cert}),
-            );
-            let files = tls::generate_self_signed(&id.data_dir, &id.hostname, id.address)?;
-            Ok(ReloadingCert::load(files)?)
-        }
-    }
+    Ok((listener, acceptor))
 }
 
 #[cfg(test)]

@@ -1,8 +1,14 @@
 //! Which backends the HTTP balancer should have, from what the node knows:
-//! every member that membership reports up with the web role (at the
-//! address it reports and the web port its plan gives), this node if it has
+//! every member with the web role that membership reports up or down (at the
+//! address it reported and the web port its plan gives), this node if it has
 //! the web role itself, and the static `backends` of the cluster file. This
 //! replaces the ZooKeeper watcher that rewrote HAProxy's server lines.
+//!
+//! A member that crashed (down) stays: its failing checks take it out of
+//! rotation and the stats show it DOWN, as an operator of HAProxy expects,
+//! and it is back in rotation as soon as its checks pass again. A member
+//! that stopped gracefully (left) is removed, draining its in-flight
+//! requests; a forgotten one disappears.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,7 +39,8 @@ pub fn desired(
             out.push(d);
         }
     };
-    for m in members.iter().filter(|m| m.state == PeerState::Up) {
+    let known = |m: &&MemberView| matches!(m.state, PeerState::Up | PeerState::Down);
+    for m in members.iter().filter(known) {
         let Some(report) = &m.report else { continue };
         if !report.roles.iter().any(|r| r == "web") {
             continue;
@@ -92,7 +99,8 @@ mod tests {
     fn up_web_members_this_node_and_static_backends() {
         let members = [
             member("pi-2", PeerState::Up, "192.0.2.12", &["balancer", "web"]),
-            member("pi-3", PeerState::Down, "192.0.2.13", &["web"]),
+            member("pi-3", PeerState::Left, "192.0.2.13", &["web"]),
+            member("pi-6", PeerState::Down, "192.0.2.16", &["web"]),
             member("pi-4", PeerState::Up, "192.0.2.14", &["storage"]),
             member("pi-5", PeerState::Up, "192.0.2.15", &["web"]),
         ];
@@ -129,6 +137,7 @@ mod tests {
                 ("pi-1".into(), "192.0.2.11:8080".into(), 1),
                 ("pi-2".into(), "192.0.2.12:8080".into(), 1),
                 ("pi-5".into(), "192.0.2.15:8081".into(), 1),
+                ("pi-6".into(), "192.0.2.16:8080".into(), 1),
             ]
         );
     }

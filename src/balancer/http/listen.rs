@@ -1,45 +1,13 @@
-//! Listening sockets and the client connection cap.
-//!
-//! The VIP is bound with IP_FREEBIND: both balancer nodes listen on it from
-//! the start, and only the VRRP master, which holds the address, receives
-//! traffic. No rebind at failover, so taking over is as fast as the ARP.
-
-use std::io;
-use std::net::SocketAddr;
-
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
-
-/// Connections waiting in the kernel while every slot is taken: accepting
-/// stops at the cap (HAProxy's behaviour), and the backlog absorbs bursts.
-const BACKLOG: i32 = 1024;
+//! The client connection cap. (The sockets themselves come from
+//! `balancer::listen`: the VIP is bound with IP_FREEBIND, so both balancer
+//! nodes listen on it from the start and only the VRRP master, which holds
+//! the address, receives traffic; no rebind at failover.)
 
 /// Upper bound on client connections, whatever the file descriptor limit.
 const MAX_CLIENT_CONNECTIONS: usize = 16_384;
 /// Descriptors kept for everything else the node does (store, sockets of
 /// other roles, health checks).
 const RESERVED_FDS: u64 = 256;
-
-/// Binds `addr` for the front end; `freebind` lets it bind an address this
-/// node does not hold (yet).
-pub fn bind(addr: SocketAddr, freebind: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    if freebind {
-        match addr {
-            SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
-            SocketAddr::V6(_) => socket.set_freebind_v6(true)?,
-        }
-    }
-    socket.set_tcp_nodelay(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
-}
 
 /// How many client connections to allow at once: each proxied request
 /// needs a second descriptor towards the backend, so half of what the
@@ -83,13 +51,5 @@ mod tests {
         assert_eq!(cap_for(100), 64);
         assert_eq!(cap_for(u64::MAX), MAX_CLIENT_CONNECTIONS);
         assert!(client_connection_cap() >= 64);
-    }
-
-    #[tokio::test]
-    async fn a_vip_binds_before_this_node_holds_it() {
-        // 192.0.2.0/24 is documentation space, on no interface here.
-        let l = bind("192.0.2.200:0".parse().unwrap(), true);
-        assert!(l.is_ok(), "{l:?}");
-        assert!(bind("192.0.2.200:0".parse().unwrap(), false).is_err());
     }
 }

@@ -40,9 +40,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{Notify, Semaphore, watch};
 
+pub use crate::balancer::listen::bind_listener as bind;
 pub use check::{health_checks, probe};
 pub use desired::{Me, desired};
-pub use listen::bind;
 pub use run::{run, run_with_tls};
 pub use serve::serve;
 pub use stats::{BackendStats, Classes, FrontendStats, HttpStats, Latency, Unavailable};

@@ -5,7 +5,7 @@
 //! page and admin API. Returns `Ok(())` to be restarted when a setting it
 //! cannot change live (ports, limits, checks, algorithm, the VIP) changed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::desired::{Me, desired};
-use super::{Handle, health_checks, listen, serve};
+use super::{Handle, health_checks, serve};
+use crate::balancer::listen::bind_front;
 use crate::balancer::pool::{Desired, PoolEvent};
 use crate::config::{BalancerSettings, Role};
 use crate::node::context::{NodeContext, Running};
@@ -26,9 +27,26 @@ const COMPONENT: &str = "balancer";
 /// health are looked at this often.
 const TICK: Duration = Duration::from_millis(500);
 
-/// The plain-HTTP front end only; the HTTPS one needs a TLS acceptor.
+/// The node service: plain HTTP, and HTTPS when `https_port` is set, with
+/// the configured certificate or the node's self-signed one. A certificate
+/// that cannot be loaded turns HTTPS off with a warning; HTTP keeps serving.
 pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
-    run_with_tls(ctx, None).await
+    let settings = ctx.running().plan.settings.balancer.clone();
+    let tls = match settings.filter(|s| s.https_port.is_some()) {
+        Some(s) => match crate::web::tls::node_acceptor(&ctx, s.tls.as_ref(), COMPONENT) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                ctx.events.warning(
+                    COMPONENT,
+                    format!("HTTPS front end off: {e:#}"),
+                    json!({"error": format!("{e:#}")}),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    run_with_tls(ctx, tls).await
 }
 
 /// With `tls`, also serves HTTPS on `https_port` (when set).
@@ -42,23 +60,19 @@ pub async fn run_with_tls(ctx: Arc<NodeContext>, tls: Option<TlsAcceptor>) -> an
     let stop = ctx.shutdown.child_token();
     let mut tasks = JoinSet::new();
     let mut bound = Vec::new();
-    for (addr, freebind) in fixed.addresses(&ctx, settings.http_port) {
-        let listener = listen::bind(addr, freebind)
-            .with_context(|| format!("cannot listen for HTTP on tcp {addr}"))?;
+    for listener in front(&ctx, &fixed, settings.http_port, "HTTP")? {
+        bound.push(format!("http://{}", local(&listener)));
         tasks.spawn(serve(listener, handle.clone(), None, stop.clone()));
-        bound.push(format!("http://{addr}"));
     }
     if let (Some(acceptor), Some(port)) = (tls, settings.https_port) {
-        for (addr, freebind) in fixed.addresses(&ctx, port) {
-            let listener = listen::bind(addr, freebind)
-                .with_context(|| format!("cannot listen for HTTPS on tcp {addr}"))?;
+        for listener in front(&ctx, &fixed, port, "HTTPS")? {
+            bound.push(format!("https://{}", local(&listener)));
             tasks.spawn(serve(
                 listener,
                 handle.clone(),
                 Some(acceptor.clone()),
                 stop.clone(),
             ));
-            bound.push(format!("https://{addr}"));
         }
     }
     let checks = tokio::spawn(health_checks(handle.clone(), stop.clone()));
@@ -118,16 +132,36 @@ impl Fixed {
             settings: serde_json::to_value(&own).unwrap_or_default(),
         }
     }
+}
 
-    /// This node's address, and the VIP (bound with IP_FREEBIND: this node
-    /// may not hold it now, or ever).
-    fn addresses(&self, ctx: &NodeContext, port: u16) -> Vec<(SocketAddr, bool)> {
-        let mut out = vec![(SocketAddr::new(ctx.identity.address, port), false)];
-        if let Some(vip) = self.vip.filter(|&v| v != ctx.identity.address) {
-            out.push((SocketAddr::new(vip, port), true));
-        }
-        out
+/// The listeners on `port`: this node's address, and the VIP unless another
+/// process on this machine holds it (then a warning).
+fn front(
+    ctx: &NodeContext,
+    fixed: &Fixed,
+    port: u16,
+    what: &str,
+) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let vip = fixed.vip.map(|v| ipnet::IpNet::from(v));
+    let front = bind_front(vip, ctx.identity.address, port)
+        .with_context(|| format!("cannot listen for {what} on port {port}"))?;
+    if let Some((addr, e)) = &front.vip_unavailable {
+        ctx.events.warning(
+            COMPONENT,
+            format!(
+                "{what}: not listening on the VIP {addr} ({e}): another process on this machine holds it; serving on the node address"
+            ),
+            json!({"vip": addr.to_string()}),
+        );
     }
+    Ok(front.listeners)
+}
+
+fn local(listener: &tokio::net::TcpListener) -> String {
+    listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 struct Shell {

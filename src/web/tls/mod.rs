@@ -3,6 +3,7 @@
 //! CPU, ALPN h2 + http/1.1, session tickets), certificates that reload from
 //! disk without a restart, and the first-boot self-signed certificate.
 
+mod acceptor;
 mod reload;
 mod self_signed;
 
@@ -13,6 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::ResolvesServerCert;
 use rustls::{CipherSuite, ServerConfig};
 
+pub use acceptor::node_acceptor;
 pub use reload::{ReloadEvent, ReloadingCert};
 pub use self_signed::{CERT_FILE, KEY_FILE, ensure_self_signed, generate_self_signed};
 

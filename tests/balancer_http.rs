@@ -1097,9 +1097,17 @@ async fn the_node_service_follows_membership_and_config_live() {
     );
     assert!(!service.is_finished());
 
-    // The peer goes down: it leaves the pool.
+    // Membership loses the peer (a crash): it stays in the pool, where its
+    // health checks decide (its web server here still answers, so UP).
     ctx.membership.send_replace(Arc::new(MembershipView {
         members: vec![member(PeerState::Down)],
+        ..MembershipView::default()
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(state("pi-2").is_some(), "a down member stays listed");
+    // The peer stops gracefully (left): it leaves the pool.
+    ctx.membership.send_replace(Arc::new(MembershipView {
+        members: vec![member(PeerState::Left)],
         ..MembershipView::default()
     }));
     assert!(wait_until(Duration::from_secs(3), || state("pi-2").is_none()).await);

@@ -142,7 +142,7 @@ fn front(
     port: u16,
     what: &str,
 ) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
-    let vip = fixed.vip.map(|v| ipnet::IpNet::from(v));
+    let vip = fixed.vip.map(ipnet::IpNet::from);
     let front = bind_front(vip, ctx.identity.address, port)
         .with_context(|| format!("cannot listen for {what} on port {port}"))?;
     if let Some((addr, e)) = &front.vip_unavailable {

@@ -425,3 +425,200 @@ fn slowloris_does_not_starve_normal_clients() {
     );
     rt.shutdown_timeout(Duration::from_secs(1));
 }
+
+/// A static backend run by the test: answers the GETs the web nodes answer
+/// (so it can share the load) and upgrades `Upgrade: websocket` requests to
+/// an echo tunnel, to check that backend churn never drops a tunnel.
+fn upgrade_echo_backend(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let listener = std::net::TcpListener::bind(addr).expect("bind static backend");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(90)));
+                loop {
+                    let Some(head) = read_head(&mut s) else {
+                        return;
+                    };
+                    let lower = head.to_ascii_lowercase();
+                    if lower.contains("upgrade: websocket") {
+                        let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+                        let mut buf = [0u8; 1024];
+                        while !stop.load(Ordering::Relaxed) {
+                            match s.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => {
+                                    if s.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        return;
+                    }
+                    let body = if lower.starts_with("get /health") {
+                        "{\"status\":\"ok\"}".to_owned()
+                    } else {
+                        "{\"node\":\"static\",\"value\":1}".to_owned()
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// One request head (to the blank line), bounded; None on EOF or error.
+fn read_head(s: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+#[test]
+fn backend_churn_every_second_for_a_minute_drops_nothing() {
+    let net = 24;
+    let static_addr: SocketAddr = format!("127.61.{net}.50:8080").parse().expect("addr");
+    let mut c = lb_cluster(
+        net,
+        &format!("backends = [ {{ address = \"{static_addr}\", weight = 1 }} ]"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let backend = upgrade_echo_backend(static_addr, stop.clone());
+    start_all(&mut c);
+    let lb = c.index("lb");
+    let static_name = static_addr.to_string();
+    wait_until(Duration::from_secs(8), || {
+        all_up(&c, lb, &["w1", "w2", "w3", static_name.as_str()])
+    })
+    .unwrap_or_else(|e| panic!("backends not up: {e}\n{}", c.log(lb)));
+
+    // A tunnel through the balancer to the static backend (the handshake may
+    // land on a web node, which refuses to upgrade: then ask again).
+    let mut tunnel = None;
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(vip(net)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            .expect("handshake");
+        if read_head(&mut s).is_some_and(|h| h.starts_with("HTTP/1.1 101")) {
+            tunnel = Some(s);
+            break;
+        }
+    }
+    let mut tunnel = tunnel.expect("an upgraded tunnel through the balancer");
+
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match served_by(vip(net)) {
+                        Ok(_) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failures.lock().map(|mut f| f.push(e)).ok();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Every second one of w2/w3 stops (SIGTERM: it leaves and drains) or
+    // starts again, for a minute; the tunnel echoes every tick.
+    let (w2, w3) = (c.index("w2"), c.index("w3"));
+    let started = Instant::now();
+    let mut changes = 0;
+    let mut tick = 0u32;
+    while started.elapsed() < Duration::from_secs(60) {
+        let target = if tick % 4 < 2 { w2 } else { w3 };
+        if c.is_running(target) {
+            c.signal(target, "TERM");
+            c.wait_exit(target, Duration::from_secs(8))
+                .expect("stops in time");
+        } else {
+            c.start(target);
+        }
+        changes += 1;
+        tick += 1;
+        let msg = format!("ping {tick}\n");
+        tunnel.write_all(msg.as_bytes()).expect("tunnel write");
+        let mut back = vec![0u8; msg.len()];
+        tunnel.read_exact(&mut back).expect("tunnel still echoes");
+        assert_eq!(back, msg.as_bytes());
+        let next = started + Duration::from_secs(u64::from(tick));
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in clients {
+        t.join().expect("client");
+    }
+    drop(tunnel);
+    let _ = backend.join();
+    let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
+    println!(
+        "{changes} backend changes in 60 s; {} requests answered, {} failed; tunnel intact",
+        ok.load(Ordering::Relaxed),
+        failures.len()
+    );
+    assert!(changes >= 55, "churned {changes} times");
+    assert!(ok.load(Ordering::Relaxed) > 1000, "load really ran");
+    assert!(
+        failures.is_empty(),
+        "failed requests: {:?}",
+        &failures[..failures.len().min(5)]
+    );
+}
+
+/// scripts/conformance-smuggling against the balancer's front end (strict:
+/// 400 for every case) and a web node (one 4xx and a close; it may refuse a
+/// POST before reading its body).
+#[test]
+fn request_smuggling_attempts_get_400_from_balancer_and_web() {
+    let net = 25;
+    let mut c = lb_cluster(net, "");
+    start_all(&mut c);
+    let lb = c.index("lb");
+    wait_until(Duration::from_secs(8), || {
+        all_up(&c, lb, &["w1", "w2", "w3"])
+    })
+    .expect("up");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/conformance-smuggling");
+    for (host, port) in [
+        (format!("127.61.{net}.10"), "80"),
+        (format!("127.61.{net}.12"), "8080"),
+    ] {
+        let out = std::process::Command::new("bash")
+            .args([script, &host, port])
+            .output()
+            .expect("run conformance-smuggling");
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("{host}:{port}\n{text}");
+        assert!(out.status.success(), "{host}:{port}\n{text}");
+        assert!(text.contains("8 passed, 0 failed"), "{text}");
+    }
+}

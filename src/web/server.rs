@@ -29,6 +29,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+
+use crate::http1::{Framing, GuardedIo};
 use tokio_util::sync::CancellationToken;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -224,6 +226,12 @@ impl<H: Handler> Connection<H> {
                 }
             })
         };
+        // The smuggling guard reads ahead of hyper, as on the balancer: a web
+        // node may be reached directly or behind another proxy, and the two
+        // must agree on where a request ends. It steps aside after an HTTP/2
+        // preface.
+        let guard = Framing::new(self.limits.max_header_bytes);
+        let io = GuardedIo::new(io, Some(guard));
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut closing = false;

@@ -25,14 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::framing::{Framing, Verdict};
 use super::stats::Stats;
-
-/// Fed to hyper in place of a refused request head: a NUL is invalid in
-/// every part of a request head (method, target, header name or value, and
-/// right after a CR), so hyper answers 400 and closes, whatever part of the
-/// head it already holds.
-const POISON: &[u8] = b"\x00\r\n\r\n";
+use crate::http1::{Framing, GuardedIo};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -138,14 +132,11 @@ impl Drop for InFlight {
     }
 }
 
-/// The client stream as hyper sees it.
+/// The client stream as hyper sees it: the smuggling guard, plus activity
+/// tracking for the timeouts and the bad-request counter.
 pub struct ConnIo<S> {
-    inner: S,
+    inner: GuardedIo<S>,
     state: Arc<ConnState>,
-    /// `None` once the guard has nothing more to check.
-    framing: Option<Framing>,
-    /// After a refusal: what is left of `POISON` to hand out, then EOF.
-    poison: Option<&'static [u8]>,
 }
 
 impl<S> ConnIo<S> {
@@ -153,10 +144,8 @@ impl<S> ConnIo<S> {
     /// HTTP/2, e.g. by ALPN).
     pub fn new(inner: S, state: Arc<ConnState>, guard: Option<Framing>) -> ConnIo<S> {
         ConnIo {
-            inner,
+            inner: GuardedIo::new(inner, guard),
             state,
-            framing: guard,
-            poison: None,
         }
     }
 }
@@ -168,35 +157,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some(rest) = this.poison.as_mut() {
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            *rest = &rest[n..];
-            return Poll::Ready(Ok(()));
-        }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let new = &buf.filled()[before..];
-        if new.is_empty() {
-            return Poll::Ready(Ok(()));
+        if buf.filled().len() > before {
+            this.state.touch();
         }
-        this.state.touch();
-        let Some(framing) = this.framing.as_mut() else {
-            return Poll::Ready(Ok(()));
-        };
-        if let Verdict::Reject { keep, reason } = framing.feed(new) {
-            tracing::debug!("refused a request: {reason}");
+        if this.inner.take_rejection().is_some() {
             this.state
                 .stats
                 .front
                 .bad_requests
                 .fetch_add(1, Ordering::Relaxed);
-            this.framing = None;
-            buf.set_filled(before + keep);
-            // There is room: at least the refused bytes were cut.
-            let n = POISON.len().min(buf.remaining());
-            buf.put_slice(&POISON[..n]);
-            this.poison = Some(&POISON[n..]);
         }
         Poll::Ready(Ok(()))
     }

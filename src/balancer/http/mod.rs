@@ -8,7 +8,7 @@
 //!   and the file live, pool events as events, role health;
 //! - `desired`: which backends there should be (pure);
 //! - `serve` / `conn`: accept loop, connection cap, timeouts, the stream
-//!   wrapper; `framing`: the request smuggling guard (sans IO);
+//!   wrapper (the request smuggling guard itself is `crate::http1`);
 //! - `proxy`: one request (lease, retry rules, forwarding); `headers`,
 //!   `body`, `reply`, `upgrade`: its parts;
 //! - `check`: active health checks; `stats`: counters;
@@ -21,7 +21,6 @@ mod body;
 mod check;
 mod conn;
 mod desired;
-mod framing;
 mod headers;
 mod listen;
 mod proxy;

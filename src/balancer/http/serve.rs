@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Handle;
 use super::conn::{ConnIo, ConnState, Expiry, Timeouts};
-use super::framing::Framing;
 use super::proxy::{self, RequestCtx};
+use crate::http1::Framing;
 
 /// hyper refuses an HTTP/1 read buffer below this.
 const HYPER_MIN_BUF: usize = 8192;

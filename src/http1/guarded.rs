@@ -15,7 +15,7 @@ use super::framing::{Framing, Verdict};
 /// Bytes that are invalid in every part of a request head (method, target,
 /// header name or value, and right after a CR), so hyper answers 400 and
 /// closes, whatever part of the head it already holds.
-const POISON: &[u8] = b"\x00\r\n\r\n";
+pub const POISON: &[u8] = b"\x00\r\n\r\n";
 
 pub struct GuardedIo<S> {
     inner: S,

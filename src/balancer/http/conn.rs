@@ -262,7 +262,7 @@ mod tests {
             seen.extend_from_slice(&chunk[..n]);
         }
         let mut expected = bad[..bad.len() - 1].to_vec();
-        expected.extend_from_slice(POISON);
+        expected.extend_from_slice(crate::http1::guarded::POISON);
         assert_eq!(seen, expected);
         assert_eq!(s.stats.front.bad_requests.load(Ordering::Relaxed), 1);
     }

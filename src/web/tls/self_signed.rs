@@ -23,18 +23,38 @@ pub fn ensure_self_signed(
     hostname: &str,
     address: IpAddr,
 ) -> Result<TlsFiles, TlsError> {
+    let _one_at_a_time = lock();
     let files = paths(data_dir);
     if files.cert.is_file() && files.key.is_file() {
         return Ok(files);
     }
-    generate_self_signed(data_dir, hostname, address)
+    generate_unlocked(data_dir, hostname, address)
+}
+
+/// Makes a new certificate and key, replacing any there were (see
+/// `generate_unlocked`).
+pub fn generate_self_signed(
+    data_dir: &Path,
+    hostname: &str,
+    address: IpAddr,
+) -> Result<TlsFiles, TlsError> {
+    let _one_at_a_time = lock();
+    generate_unlocked(data_dir, hostname, address)
+}
+
+/// The web role and the balancer both ask for the node's certificate when
+/// they start, at the same moment: without this they would write the same
+/// temporary files and one rename would fail.
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Makes a new key and certificate for the hostname, `<hostname>.local`
 /// (mDNS) and the node's address, replacing any old pair. Each file is
 /// written to a temporary name, synced and renamed, so a power cut leaves
 /// either the old file or the new one, never half of one.
-pub fn generate_self_signed(
+fn generate_unlocked(
     data_dir: &Path,
     hostname: &str,
     address: IpAddr,
@@ -100,6 +120,34 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn roles_starting_together_get_one_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: IpAddr = "192.0.2.10".parse().unwrap();
+        let path = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || ensure_self_signed(&path, "pi-1", addr))
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(
+            results.iter().all(|r| r.is_ok()),
+            "{:?}",
+            results.iter().find(|r| r.is_err())
+        );
+        let certs: Vec<Vec<u8>> = results
+            .iter()
+            .flatten()
+            .map(|f| std::fs::read(&f.cert).unwrap())
+            .collect();
+        assert!(
+            certs.windows(2).all(|w| w[0] == w[1]),
+            "one certificate for all"
+        );
+    }
 
     #[test]
     fn made_once_private_and_reused() {

@@ -39,7 +39,7 @@ impl Encoding {
 
 /// q-values in thousandths (RFC 9110 §12.4.2 allows three decimals), per
 /// coding we can serve. 0 = not acceptable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Accepted {
     brotli: u16,
     gzip: u16,

@@ -1,17 +1,20 @@
 //! Static files from the document root.
 //!
-//! Everything about a request is decided in one trip to tokio's blocking
-//! pool (`plan`): which file (path safety, symlinks, which precompressed
-//! sibling), its strong ETag, every conditional header, the whole Range
-//! header. Small files are read in that same trip and answered from memory:
-//! on a Pi most requests are for small assets, and each extra trip to the
-//! blocking pool costs more than reading a few KiB. Larger files are
+//! What the file system says is found in one trip to tokio's blocking pool
+//! (`find`): which file (path safety, symlinks, which precompressed
+//! sibling), its strong ETag, and for a small file its bytes, answered from
+//! memory: on a Pi most requests are for small assets, and each extra trip
+//! to the blocking pool costs more than reading a few KiB. That result is
+//! kept for a second (`cache`, nginx's open_file_cache). Every conditional
+//! header and the whole Range header are then decided per request, off the
+//! blocking pool (`decide`). Larger files are
 //! streamed by tower-http's ServeDir (whole, or one range), given a plain
 //! request naming exactly the chosen file: the negotiated coding as the
 //! only `Accept-Encoding`, at most one range, no conditionals. Several
 //! ranges of a large file are streamed as `multipart/byteranges` here,
 //! which ServeDir lacks.
 
+pub mod cache;
 pub mod conditional;
 pub mod encoding;
 pub mod multipart;
@@ -19,9 +22,9 @@ pub mod range;
 pub mod resolve;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
@@ -30,6 +33,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
 use tower_service::Service;
 
+use self::cache::{Found, LookupCache};
 use self::conditional::Outcome;
 use self::encoding::{Accepted, Encoding};
 use self::multipart::Multipart;
@@ -51,6 +55,7 @@ pub struct StaticFiles {
     root: Arc<PathBuf>,
     follow_symlinks: bool,
     serve_dir: ServeDir,
+    cache: Arc<LookupCache>,
 }
 
 /// What to send, as decided by `plan`.
@@ -83,6 +88,7 @@ impl StaticFiles {
             root: Arc::new(root),
             follow_symlinks,
             serve_dir,
+            cache: Arc::default(),
         }
     }
 
@@ -106,27 +112,36 @@ impl StaticFiles {
             Ok(r) => r,
             Err(e) => return respond::text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
         };
-        let question = Question {
-            root: self.root.clone(),
-            follow_symlinks: self.follow_symlinks,
-            request,
-            accepted: Accepted::from_headers(headers),
-            conditions: Conditions::from_headers(headers),
-            get: method == Method::GET,
-        };
-        let blocking = tokio::task::spawn_blocking(move || plan(question));
-        let plan = match tokio::time::timeout(LOOKUP_TIMEOUT, blocking).await {
-            Ok(Ok(plan)) => plan,
-            Ok(Err(_panic)) => {
-                return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "lookup failed\n");
+        let accepted = Accepted::from_headers(headers);
+        let now = Instant::now();
+        let found = match self.cache.get(&request, &accepted, now) {
+            Some(found) => found,
+            None => {
+                let (root, follow) = (self.root.clone(), self.follow_symlinks);
+                let path = request.clone();
+                let blocking =
+                    tokio::task::spawn_blocking(move || find(&root, &path, &accepted, follow));
+                let found = match tokio::time::timeout(LOOKUP_TIMEOUT, blocking).await {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(_panic)) => {
+                        return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "lookup failed\n");
+                    }
+                    Err(_elapsed) => {
+                        return respond::text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the document root is not answering\n",
+                        );
+                    }
+                };
+                self.cache.put(request, accepted, &found, now);
+                found
             }
-            Err(_elapsed) => {
-                return respond::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the document root is not answering\n",
-                );
-            }
         };
+        let plan = decide(
+            found,
+            &Conditions::from_headers(headers),
+            method == Method::GET,
+        );
         match plan {
             Plan::Found(target, action) => self.answer(method, uri, target, action).await,
             Plan::Redirect => redirect_to_directory(uri),
@@ -252,16 +267,6 @@ impl StaticFiles {
     }
 }
 
-/// Everything `plan` needs, owned, to cross into the blocking pool.
-struct Question {
-    root: Arc<PathBuf>,
-    follow_symlinks: bool,
-    request: RequestPath,
-    accepted: Accepted,
-    conditions: Conditions,
-    get: bool,
-}
-
 /// The request headers that decide the answer (the rest are not needed).
 struct Conditions(HeaderMap);
 
@@ -284,24 +289,33 @@ impl Conditions {
     }
 }
 
-/// Blocking: find the file, judge the conditions and ranges, and read the
-/// file if it is small and its bytes are needed.
-fn plan(q: Question) -> Plan {
-    let target = match resolve::lookup(&q.root, &q.request, &q.accepted, q.follow_symlinks) {
+/// Blocking: find the file and, if it is small, read it.
+fn find(root: &Path, request: &RequestPath, accepted: &Accepted, follow_symlinks: bool) -> Found {
+    let lookup = resolve::lookup(root, request, accepted, follow_symlinks);
+    let data = match &lookup {
+        Lookup::Found(target) if target.size <= INLINE_MAX => read_small(target),
+        _ => None,
+    };
+    Found { lookup, data }
+}
+
+/// Judges the conditions and ranges of this request against what was found.
+fn decide(found: Found, conditions: &Conditions, get: bool) -> Plan {
+    let target = match found.lookup {
         Lookup::Found(t) => t,
         Lookup::Redirect => return Plan::Redirect,
         Lookup::NotFound => return Plan::NotFound,
         Lookup::RootUnavailable(why) => return Plan::RootUnavailable(why),
     };
-    let honor_range = match conditional::evaluate(&q.conditions.0, &target.etag, target.modified) {
+    let honor_range = match conditional::evaluate(&conditions.0, &target.etag, target.modified) {
         Outcome::NotModified => return Plan::Found(target, Action::NotModified),
         Outcome::PreconditionFailed => return Plan::Found(target, Action::PreconditionFailed),
         Outcome::Proceed { honor_range } => honor_range,
     };
     // Range is defined for GET only (RFC 9110 §14.2): a HEAD gets the
     // headers of the full answer.
-    let ranges = if q.get && honor_range {
-        match range::decide(q.conditions.0.get(header::RANGE), target.size) {
+    let ranges = if get && honor_range {
+        match range::decide(conditions.0.get(header::RANGE), target.size) {
             Decision::Full => None,
             Decision::Partial(r) => Some(r),
             Decision::Unsatisfiable => return Plan::Found(target, Action::Unsatisfiable),
@@ -309,11 +323,7 @@ fn plan(q: Question) -> Plan {
     } else {
         None
     };
-    let data = if q.get && target.size <= INLINE_MAX {
-        read_small(&target)
-    } else {
-        None
-    };
+    let data = if get { found.data } else { None };
     Plan::Found(target, Action::Send { ranges, data })
 }
 

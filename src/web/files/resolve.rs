@@ -30,7 +30,7 @@ pub enum BadPath {
 }
 
 /// A request path, decoded and checked: only plain names, no `.`/`..`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestPath {
     pub segments: Vec<String>,
     /// `/docs/` asks for the directory's index; `/docs` is redirected there.
@@ -113,7 +113,7 @@ pub struct Target {
     pub content_type: &'static str,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Lookup {
     Found(Target),
     /// A directory asked for without the trailing slash.

@@ -64,6 +64,14 @@ roles = ["web"]
     )
 }
 
+/// Tests that measure rates or put a steady load on the machine take turns:
+/// run side by side on two cores they would measure each other.
+static LOAD: Mutex<()> = Mutex::new(());
+
+fn load_turn() -> std::sync::MutexGuard<'static, ()> {
+    LOAD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn vip(net: u8) -> SocketAddr {
     format!("127.61.{net}.10:80").parse().expect("vip")
 }
@@ -115,6 +123,7 @@ fn start_all(c: &mut Cluster) {
 
 #[test]
 fn requests_spread_evenly_and_a_killed_backend_costs_no_failed_get() {
+    let _turn = load_turn();
     let net = 20;
     let mut c = lb_cluster(net, "");
     start_all(&mut c);
@@ -308,6 +317,7 @@ fn http_with_body(addr: SocketAddr, path: &str, bearer: &str, body: &str) -> (u1
 
 #[test]
 fn slowloris_does_not_starve_normal_clients() {
+    let _turn = load_turn();
     let net = 23;
     let mut c = lb_cluster(net, "limits = { header_timeout = \"3s\" }");
     start_all(&mut c);
@@ -495,6 +505,7 @@ fn read_head(s: &mut TcpStream) -> Option<String> {
 
 #[test]
 fn backend_churn_every_second_for_a_minute_drops_nothing() {
+    let _turn = load_turn();
     let net = 24;
     let static_addr: SocketAddr = format!("127.61.{net}.50:8080").parse().expect("addr");
     let mut c = lb_cluster(

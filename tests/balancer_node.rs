@@ -115,6 +115,18 @@ fn all_up(c: &Cluster, lb: usize, hosts: &[&str]) -> Result<(), String> {
         .ok_or(format!("{states:?}"))
 }
 
+/// `lb_cluster` started, with w1..w3 up on the balancer.
+fn running_lb_cluster(net: u8, extra_balancer: &str) -> (Cluster, usize) {
+    let mut c = lb_cluster(net, extra_balancer);
+    start_all(&mut c);
+    let lb = c.index("lb");
+    wait_until(Duration::from_secs(8), || {
+        all_up(&c, lb, &["w1", "w2", "w3"])
+    })
+    .unwrap_or_else(|e| panic!("backends not up: {e}\n{}", c.log(lb)));
+    (c, lb)
+}
+
 fn start_all(c: &mut Cluster) {
     for i in 0..c.nodes.len() {
         c.start(i);
@@ -125,13 +137,7 @@ fn start_all(c: &mut Cluster) {
 fn requests_spread_evenly_and_a_killed_backend_costs_no_failed_get() {
     let _turn = load_turn();
     let net = 20;
-    let mut c = lb_cluster(net, "");
-    start_all(&mut c);
-    let lb = c.index("lb");
-    wait_until(Duration::from_secs(8), || {
-        all_up(&c, lb, &["w1", "w2", "w3"])
-    })
-    .unwrap_or_else(|e| panic!("backends not up: {e}\n{}", c.log(lb)));
+    let (mut c, lb) = running_lb_cluster(net, "");
 
     // Spread: round robin over three equal backends.
     let mut spread: BTreeMap<String, usize> = BTreeMap::new();
@@ -248,13 +254,7 @@ fn a_joining_web_node_gets_traffic_right_after_its_checks_pass() {
 #[test]
 fn drain_through_the_admin_api_moves_new_requests_away() {
     let net = 22;
-    let mut c = lb_cluster(net, "");
-    start_all(&mut c);
-    let lb = c.index("lb");
-    wait_until(Duration::from_secs(8), || {
-        all_up(&c, lb, &["w1", "w2", "w3"])
-    })
-    .expect("up");
+    let (c, lb) = running_lb_cluster(net, "");
     let admin = c.nodes[lb].admin;
     let bearer = format!("Bearer {TOKEN}");
     let set = |state: &str| {
@@ -319,13 +319,7 @@ fn http_with_body(addr: SocketAddr, path: &str, bearer: &str, body: &str) -> (u1
 fn slowloris_does_not_starve_normal_clients() {
     let _turn = load_turn();
     let net = 23;
-    let mut c = lb_cluster(net, "limits = { header_timeout = \"3s\" }");
-    start_all(&mut c);
-    let lb = c.index("lb");
-    wait_until(Duration::from_secs(8), || {
-        all_up(&c, lb, &["w1", "w2", "w3"])
-    })
-    .expect("up");
+    let (_nodes_alive, _) = running_lb_cluster(net, "limits = { header_timeout = \"3s\" }");
 
     let rate = |secs: u64| -> f64 {
         let stop = Instant::now() + Duration::from_secs(secs);
@@ -611,13 +605,7 @@ fn backend_churn_every_second_for_a_minute_drops_nothing() {
 #[test]
 fn request_smuggling_attempts_get_400_from_balancer_and_web() {
     let net = 25;
-    let mut c = lb_cluster(net, "");
-    start_all(&mut c);
-    let lb = c.index("lb");
-    wait_until(Duration::from_secs(8), || {
-        all_up(&c, lb, &["w1", "w2", "w3"])
-    })
-    .expect("up");
+    let (_nodes_alive, _) = running_lb_cluster(net, "");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/conformance-smuggling");
     for (host, port) in [
         (format!("127.61.{net}.10"), "80"),

@@ -374,19 +374,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
 
     /// A table nested in a section, like `health = { ... }`.
     pub fn inline_table(&mut self, key: &'static str, example: &str) -> Option<Table<'t, 'i>> {
-        self.known.push(key);
-        let (k, value) = self.table.get_key_value(key)?;
-        match value.get_ref() {
-            DeValue::Table(table) => Some(Table {
-                table,
-                span: value.span(),
-                key_span: k.span(),
-            }),
-            _ => {
-                self.wrong_type(key, value, &format!("a table, like {key} = {example}"));
-                None
-            }
-        }
+        self.table_or(key, &format!("a table, like {key} = {example}"))
     }
 
     /// A list of tables: `backends = [{ ... }, { ... }]`, or the same written
@@ -459,6 +447,15 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
     }
 
     pub fn table(&mut self, key: &'static str) -> Option<Table<'t, 'i>> {
+        self.table_or(
+            key,
+            &format!("a table, like `[{key}]` or `{key} = {{ ... }}`"),
+        )
+    }
+
+    /// The table under `key`; anything else is a wrong-type diagnostic saying
+    /// `expected`.
+    fn table_or(&mut self, key: &'static str, expected: &str) -> Option<Table<'t, 'i>> {
         self.known.push(key);
         let (k, value) = self.table.get_key_value(key)?;
         match value.get_ref() {
@@ -468,8 +465,7 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
                 key_span: k.span(),
             }),
             _ => {
-                let expected = format!("a table, like `[{key}]` or `{key} = {{ ... }}`");
-                self.wrong_type(key, value, &expected);
+                self.wrong_type(key, value, expected);
                 None
             }
         }

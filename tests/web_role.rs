@@ -187,8 +187,18 @@ async fn serves_reports_health_restarts_on_change_and_stops() {
         .expect("run returns after a settings change");
     result.unwrap().unwrap();
 
-    // Restarted with the new settings, then stopped with the node.
+    // Restarted with the new settings, then stopped with the node. The
+    // board still says Healthy from the first run until the new one reports,
+    // so wait for the new server itself to answer.
     let task = tokio::spawn(piha::web::run(n.ctx.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(plain).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "restarted role never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     wait_for_health(&n.ctx, RoleState::Healthy).await;
     assert_eq!(http_status(plain, "/").await, 200);
     n.ctx.shutdown.cancel();

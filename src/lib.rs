@@ -7,6 +7,7 @@ pub mod config;
 pub mod http1;
 pub mod membership;
 pub mod node;
+pub mod pg;
 pub mod status;
 pub mod store;
 pub mod web;

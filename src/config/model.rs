@@ -60,6 +60,8 @@ pub struct ClusterConfig {
     pub membership: MembershipSettings,
     pub store: StoreSettings,
     pub metrics: MetricsSettings,
+    /// The Postgres pooler/router (defaults when the file has no `[postgres]`).
+    pub postgres: PostgresSettings,
     /// Nodes named in the file, in file order.
     pub nodes: Vec<NodeConfig>,
     /// Hostname patterns (`pi-*`) for nodes that join with no edit to the file.
@@ -409,5 +411,163 @@ pub(crate) mod duration_ms {
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// `[postgres]`: the pooler/router that the balancer nodes run on the VIP,
+/// and the credentials it uses. Cluster-wide on purpose: both balancers must
+/// route the same way, or a client would see different users and pool modes
+/// depending on which one holds the VIP.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostgresSettings {
+    /// Where clients connect: VIP:port and node-address:port on each balancer.
+    pub port: u16,
+    /// The port PostgreSQL itself listens on on the db nodes. Not 5432: the
+    /// pooler takes 5432 on the node address, and a db node is often also a
+    /// balancer node.
+    pub server_port: u16,
+    /// Default pool mode; a database or user entry may override it.
+    pub pool_mode: PoolMode,
+    /// Server connections per (database, user) on each backend.
+    pub pool_size: u32,
+    /// Server connections kept open per (database, user) on each backend even
+    /// when idle, so the first client after a quiet night does not pay a
+    /// connect + SCRAM round trip.
+    pub min_pool_size: u32,
+    /// Client connections accepted at once; the next one gets 53300.
+    pub max_client_conn: u32,
+    /// Clients that may wait for a server connection; beyond it, 53300 at once
+    /// rather than an ever-growing queue.
+    pub max_wait_clients: u32,
+    /// How long a client waits for a server connection before 53300.
+    pub wait_timeout: Duration,
+    /// Idle server connections above `min_pool_size` are closed after this.
+    pub server_idle_timeout: Duration,
+    /// A server connection is closed at release once older than this, so a
+    /// backend's memory bloat or a changed pg_hba.conf takes effect.
+    pub server_lifetime: Duration,
+    /// How long a new client has to finish its startup and authentication.
+    pub login_timeout: Duration,
+    /// Largest message accepted from a client or server, checked before any
+    /// allocation. PostgreSQL allows 1 GiB; a Pi cannot hold that per client.
+    pub max_message_bytes: u32,
+    /// Standbys whose replay lag is above this many bytes get no reads.
+    pub max_lag_bytes: u64,
+    /// After a client's write, its reads go to the primary or to a standby
+    /// whose replay LSN has passed that write.
+    pub read_your_writes: bool,
+    /// Client-side TLS (answered on SSLRequest); without it clients get 'N'.
+    /// `Some` with no files means the node's own (self-signed) certificate.
+    pub tls: Option<TlsFiles>,
+    /// Try TLS to PostgreSQL (`prefer`): use it when the server offers it.
+    pub server_tls: bool,
+    /// PostgreSQL servers to use besides the db-role nodes (host:port).
+    pub backends: Vec<SocketAddr>,
+    /// The pooler's own login to PostgreSQL, for the health prober, the
+    /// function-volatility lookup and auth_query.
+    pub service: Option<ServiceLogin>,
+    /// SQL that looks up a user's secret on the primary, with `$1` the user
+    /// name; `None` means only the users listed below can log in.
+    pub auth_query: Option<String>,
+    pub users: Vec<PgUser>,
+    pub databases: Vec<PgDatabase>,
+    pub probe: PgProbe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// A client keeps its server connection until it disconnects.
+    Session,
+    /// A client holds a server connection only for one transaction.
+    Transaction,
+}
+
+impl PoolMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+        }
+    }
+}
+
+/// The pooler's own PostgreSQL login. `keys` is a SCRAM client-key secret
+/// (`SCRAM-SHA-256$<iter>:<salt>$<ClientKey>:<ServerKey>`, made by
+/// `piha pg-secret`): it can log in, but is not the password, and PostgreSQL
+/// stores only the matching verifier.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceLogin {
+    pub user: String,
+    pub database: String,
+    #[serde(skip)]
+    pub keys: String,
+}
+
+/// A user allowed through the pooler. `secret` is what PostgreSQL keeps in
+/// pg_authid.rolpassword: a SCRAM-SHA-256 verifier or an md5 hash, never the
+/// password.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgUser {
+    pub name: String,
+    #[serde(skip)]
+    pub secret: String,
+    pub pool_mode: Option<PoolMode>,
+}
+
+/// Per-database overrides.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgDatabase {
+    pub name: String,
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<u32>,
+}
+
+/// The background prober: every backend, every `interval`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgProbe {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Failed probes in a row before a backend counts as down.
+    pub fall: u32,
+}
+
+impl Default for PgProbe {
+    fn default() -> Self {
+        PgProbe {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            fall: 3,
+        }
+    }
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        let secs = Duration::from_secs;
+        PostgresSettings {
+            port: 5432,
+            server_port: 5433,
+            pool_mode: PoolMode::Transaction,
+            pool_size: 20,
+            min_pool_size: 0,
+            max_client_conn: 2000,
+            max_wait_clients: 2000,
+            wait_timeout: secs(30),
+            server_idle_timeout: secs(600),
+            server_lifetime: secs(3600),
+            login_timeout: secs(15),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_lag_bytes: 16 * 1024 * 1024,
+            read_your_writes: false,
+            tls: None,
+            server_tls: false,
+            backends: Vec::new(),
+            service: None,
+            auth_query: None,
+            users: Vec::new(),
+            databases: Vec::new(),
+            probe: PgProbe::default(),
+        }
     }
 }

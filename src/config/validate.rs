@@ -95,6 +95,8 @@ pub fn validate(
         membership,
         store,
         metrics,
+        // Parsed from `[postgres]` by the config work of issue 4; defaults until then.
+        postgres: PostgresSettings::default(),
         nodes: nodes
             .into_iter()
             .filter_map(NodeFacts::into_config)

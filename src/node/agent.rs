@@ -249,6 +249,7 @@ fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
     if plan.roles.contains(&Role::Balancer) {
         supervisor.spawn("balancer-http", crate::balancer::http::run);
         supervisor.spawn("balancer-tcp", crate::balancer::tcp::run);
+        supervisor.spawn("pooler", crate::pg::pooler::role::run);
     }
 }
 

@@ -1,0 +1,236 @@
+//! The PostgreSQL servers the pooler routes to, with what the prober last
+//! learned about each: up or down, primary or standby, how far it has
+//! replayed. Routing reads only this; it never connects to find out.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::route::Target;
+use super::settings::BackendAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgRole {
+    Primary,
+    Standby,
+}
+
+impl PgRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            PgRole::Primary => "primary",
+            PgRole::Standby => "standby",
+        }
+    }
+}
+
+/// What the last probes said.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    /// `None` until the first probe answers, and after `fall` failures.
+    pub role: Option<PgRole>,
+    /// Current WAL LSN on a primary, last replayed LSN on a standby.
+    pub lsn: u64,
+    /// Failed probes in a row.
+    pub failures: u32,
+    pub last_error: Option<String>,
+    pub last_ok: Option<Instant>,
+    /// Round trip of the last good probe.
+    pub probe_ms: f64,
+}
+
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub probed: Mutex<Probed>,
+    /// Queries running on it through this pooler: the "least outstanding"
+    /// of read balancing.
+    pub outstanding: AtomicU32,
+    /// Statements routed here, for SHOW STATS and /metrics.
+    pub routed: AtomicU64,
+    /// Lag behind the primary in bytes, as of the last probe round (u64::MAX
+    /// when unknown).
+    pub lag_bytes: AtomicU64,
+}
+
+impl Backend {
+    pub fn new(b: &BackendAddr) -> Backend {
+        Backend {
+            name: b.name.clone(),
+            addr: b.addr,
+            probed: Mutex::new(Probed {
+                role: None,
+                lsn: 0,
+                failures: 0,
+                last_error: None,
+                last_ok: None,
+                probe_ms: 0.0,
+            }),
+            outstanding: AtomicU32::new(0),
+            routed: AtomicU64::new(0),
+            lag_bytes: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    pub fn snapshot(&self) -> Probed {
+        lock(&self.probed).clone()
+    }
+
+    pub fn role(&self) -> Option<PgRole> {
+        lock(&self.probed).role
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding it leaves plain data: still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Decides where a statement goes, from the probed state.
+pub struct Router<'a> {
+    pub backends: &'a [std::sync::Arc<Backend>],
+    pub max_lag_bytes: u64,
+}
+
+impl Router<'_> {
+    /// The primary: the backend that says it is not in recovery. With more
+    /// than one (a split brain the db role must resolve), the one furthest
+    /// ahead, since the other is the stale one.
+    pub fn primary(&self) -> Option<&std::sync::Arc<Backend>> {
+        self.backends
+            .iter()
+            .filter_map(|b| {
+                let p = lock(&b.probed);
+                (p.role == Some(PgRole::Primary)).then_some((b, p.lsn))
+            })
+            .max_by_key(|(_, lsn)| *lsn)
+            .map(|(b, _)| b)
+    }
+
+    /// Where a statement goes. A read goes to the standby with the fewest
+    /// queries running whose lag is within the bound and, with
+    /// read-your-writes, which has replayed past `min_lsn`; else the primary.
+    pub fn pick(&self, target: Target, min_lsn: u64) -> Option<&std::sync::Arc<Backend>> {
+        if target == Target::Standby {
+            let best = self
+                .backends
+                .iter()
+                .filter(|b| {
+                    let p = lock(&b.probed);
+                    p.role == Some(PgRole::Standby)
+                        && p.lsn >= min_lsn
+                        && b.lag_bytes.load(Ordering::Relaxed) <= self.max_lag_bytes
+                })
+                .min_by_key(|b| {
+                    // Ties go to a different standby each time, not always the first.
+                    let jitter = (b.routed.load(Ordering::Relaxed) & 1) as u32;
+                    (b.outstanding.load(Ordering::Relaxed), jitter)
+                });
+            if best.is_some() {
+                return best;
+            }
+        }
+        self.primary()
+    }
+
+    /// Recomputes every standby's lag from the primary's latest LSN.
+    pub fn update_lag(&self) {
+        let primary_lsn = self.primary().map(|p| lock(&p.probed).lsn);
+        for b in self.backends {
+            let p = lock(&b.probed);
+            let lag = match (p.role, primary_lsn) {
+                (Some(PgRole::Primary), _) => 0,
+                (Some(PgRole::Standby), Some(at)) => at.saturating_sub(p.lsn),
+                _ => u64::MAX,
+            };
+            b.lag_bytes.store(lag, Ordering::Relaxed);
+        }
+    }
+}
+
+/// "16/B374D848" → 0x16_B374D848.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn backend(name: &str, role: Option<PgRole>, lsn: u64) -> Arc<Backend> {
+        let b = Backend::new(&BackendAddr {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().expect("addr"),
+        });
+        {
+            let mut p = lock(&b.probed);
+            p.role = role;
+            p.lsn = lsn;
+        }
+        Arc::new(b)
+    }
+
+    #[test]
+    fn reads_go_to_a_standby_in_bounds_else_the_primary() {
+        let all = vec![
+            backend("p", Some(PgRole::Primary), 1000),
+            backend("s1", Some(PgRole::Standby), 990),
+            backend("s2", Some(PgRole::Standby), 100),
+        ];
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: 50,
+        };
+        r.update_lag();
+        assert_eq!(
+            r.pick(Target::Standby, 0).map(|b| b.name.as_str()),
+            Some("s1")
+        );
+        assert_eq!(
+            r.pick(Target::Primary, 0).map(|b| b.name.as_str()),
+            Some("p")
+        );
+        // Read-your-writes past what s1 has replayed: the primary.
+        assert_eq!(
+            r.pick(Target::Standby, 995).map(|b| b.name.as_str()),
+            Some("p")
+        );
+        all[1].outstanding.store(5, Ordering::Relaxed);
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: 10_000,
+        };
+        r.update_lag();
+        assert_eq!(
+            r.pick(Target::Standby, 0).map(|b| b.name.as_str()),
+            Some("s2")
+        );
+    }
+
+    #[test]
+    fn a_write_never_goes_to_a_standby_even_with_no_primary() {
+        let all = vec![
+            backend("s1", Some(PgRole::Standby), 10),
+            backend("x", None, 0),
+        ];
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: u64::MAX,
+        };
+        assert!(r.pick(Target::Primary, 0).is_none());
+    }
+
+    #[test]
+    fn lsns_parse_like_postgres_prints_them() {
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(format_lsn(0x16_B374_D848), "16/B374D848");
+        assert_eq!(parse_lsn("nope"), None);
+    }
+}

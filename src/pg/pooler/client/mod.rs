@@ -1,0 +1,54 @@
+//! The client side: `login` (TLS, startup, authentication, the greeting),
+//! then `session` (routing, leasing, relaying) until the client leaves.
+
+pub mod login;
+pub mod params;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::shared::Pooler;
+use crate::pg::wire::backend::{self, sqlstate};
+
+/// Serves one client connection from accept to close.
+pub async fn serve(pooler: Arc<Pooler>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let max = pooler.settings.load().pg.max_client_conn;
+    let open = pooler.clients.fetch_add(1, Ordering::Relaxed) + 1;
+    let _count = ClientCount(&pooler);
+    if open > max {
+        refuse(
+            tcp,
+            &format!("too many clients: the pooler allows {max} connections at once"),
+        )
+        .await;
+        return;
+    }
+    pooler.clients_total.fetch_add(1, Ordering::Relaxed);
+    let Some(logged_in) = login::login(&pooler, tcp, peer).await else {
+        return;
+    };
+    session::run(pooler.clone(), logged_in).await;
+}
+
+struct ClientCount<'a>(&'a Pooler);
+
+impl Drop for ClientCount<'_> {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Refuses before the startup packet is read: PostgreSQL clients accept an
+/// ErrorResponse as the first message.
+async fn refuse(mut tcp: TcpStream, text: &str) {
+    let mut out = BytesMut::new();
+    backend::fatal(&mut out, sqlstate::TOO_MANY_CONNECTIONS, text);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
+}

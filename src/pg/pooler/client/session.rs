@@ -1,0 +1,947 @@
+//! One client's life after login: read a request, route it, lease a server
+//! connection, relay until the transaction (or, in session mode, the
+//! client) ends, give the server back clean. See ../LIFECYCLE.md.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::login::LoggedIn;
+use super::params::ClientParams;
+use crate::config::PoolMode;
+use crate::pg::pooler::backends::{Backend, parse_lsn};
+use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
+use crate::pg::pooler::error::PoolError;
+use crate::pg::pooler::pool::{Checkout, Lease, UserPool};
+use crate::pg::pooler::prepared::{ClientStatements, MAX_PER_CLIENT};
+use crate::pg::pooler::relay::{Effects, Pending, Relay, Verdict};
+use crate::pg::pooler::route::{Classified, Target, classify};
+use crate::pg::pooler::server::{ConnectParams, ServerConn, connect};
+use crate::pg::pooler::shared::{ClientInfo, Pooler};
+use crate::pg::pooler::stream::PgStream;
+use crate::pg::wire::WireError;
+use crate::pg::wire::backend::{self, sqlstate};
+use crate::pg::wire::frame::{Frame, fill, peek};
+use crate::pg::wire::frontend::{self as fe};
+
+/// A batch buffered before routing may grow to this before it is sent to
+/// the primary as it is (a client streaming Binds without a Sync).
+const MAX_BATCH: usize = 1024 * 1024;
+/// A server statement name no client statement ever has: closing it is how
+/// a client's Close gets its CloseComplete in order from the server.
+const NO_STATEMENT: &str = "piha_closed";
+
+/// The server connection a client holds.
+struct Leased {
+    conn: ServerConn,
+    backend: Arc<Backend>,
+    relay: Relay,
+    since: Instant,
+    /// Leased for the primary: the client may have written.
+    primary: bool,
+    /// Extended-protocol messages sent since the last Sync: not a point
+    /// where the server may be given back.
+    open_batch: bool,
+}
+
+/// Why the session ends.
+enum End {
+    /// Terminate, or the client closed.
+    Client,
+    /// Told the client (FATAL) already, or it is gone.
+    Failed(String),
+}
+
+struct Session {
+    pooler: Arc<Pooler>,
+    pool: Arc<UserPool>,
+    mode: PoolMode,
+    client: PgStream,
+    /// Client bytes not handled yet.
+    cbuf: BytesMut,
+    /// To the client.
+    out: BytesMut,
+    /// To the server.
+    sout: BytesMut,
+    params: ClientParams,
+    statements: ClientStatements,
+    lease: Option<Leased>,
+    cancel: Arc<CancelSlot>,
+    pid: i32,
+    info: Arc<ClientInfo>,
+    max_message: usize,
+    /// Read-your-writes: the primary's WAL position after this client's
+    /// last write; reads go only to standbys that have replayed past it.
+    write_lsn: u64,
+    /// A request failed before reaching a server while the client had not
+    /// sent Sync yet: drop its messages up to Sync, then answer
+    /// ReadyForQuery.
+    discard_until_sync: bool,
+}
+
+pub async fn run(pooler: Arc<Pooler>, c: LoggedIn) {
+    let LoggedIn {
+        stream,
+        buf,
+        params,
+        pool,
+        pid,
+        cancel,
+        info,
+        ..
+    } = c;
+    let Some(pool) = pool else {
+        crate::pg::pooler::admin::serve(&pooler, stream, buf, &info).await;
+        pooler.cancels.unregister(pid);
+        pooler.remove_client(info.id);
+        return;
+    };
+    pool.clients.fetch_add(1, Ordering::Relaxed);
+    let settings = pooler.settings.load();
+    let mut s = Session {
+        mode: pool.mode,
+        max_message: settings.pg.max_message_bytes as usize,
+        pooler: pooler.clone(),
+        pool: pool.clone(),
+        client: stream,
+        cbuf: buf,
+        out: BytesMut::with_capacity(16 * 1024),
+        sout: BytesMut::with_capacity(8 * 1024),
+        params,
+        statements: ClientStatements::default(),
+        lease: None,
+        cancel,
+        pid,
+        info: info.clone(),
+        write_lsn: 0,
+        discard_until_sync: false,
+    };
+    drop(settings);
+    let end = s.main().await;
+    if let End::Failed(reason) = &end {
+        tracing::debug!(client = info.id, %reason, "pooler client ended");
+    }
+    s.release(true).await;
+    pool.clients.fetch_sub(1, Ordering::Relaxed);
+    pooler.cancels.unregister(s.pid);
+    pooler.remove_client(info.id);
+}
+
+impl Session {
+    async fn main(&mut self) -> End {
+        loop {
+            if self.lease.is_none() {
+                match self.next_request().await {
+                    Ok(true) => {}
+                    Ok(false) => return End::Client,
+                    Err(e) => return e,
+                }
+                continue;
+            }
+            if let Err(e) = self.pump().await {
+                return e;
+            }
+            if self.may_release() {
+                self.release(false).await;
+            }
+        }
+    }
+
+    /// Idle: reads the next request, routes it and sends it. Ok(false) when
+    /// the client said goodbye.
+    async fn next_request(&mut self) -> Result<bool, End> {
+        // Gather complete frames up to a routing point.
+        let (len, target, terminate) = loop {
+            match self.scan_batch()? {
+                Some(b) => break b,
+                None => self.read_client().await?,
+            }
+        };
+        if self.discard_until_sync {
+            let sync = ends_with_sync(&self.cbuf[..len]);
+            self.cbuf.advance(len);
+            if sync {
+                self.discard_until_sync = false;
+                backend::ready_for_query(&mut self.out, b'I');
+                self.flush_client().await?;
+            }
+            return Ok(!terminate);
+        }
+        if terminate && len == 0 {
+            return Ok(false);
+        }
+        if let Err(e) = self.acquire(target).await {
+            self.fail_request(len, &e).await?;
+            return Ok(!terminate);
+        }
+        self.forward_client(len)?;
+        self.flush_server().await?;
+        Ok(!terminate)
+    }
+
+    /// The complete frames at the start of `cbuf` that make one request:
+    /// a Query, or extended messages up to Sync or Flush. Returns their
+    /// length, where they must run, and whether a Terminate follows.
+    fn scan_batch(&mut self) -> Result<Option<(usize, Target, bool)>, End> {
+        loop {
+            let catalog = self.pooler.catalog.load();
+            let scanned = scan(&self.cbuf, self.max_message, &self.statements, &**catalog);
+            match scanned {
+                Ok(Scan::More) => return Ok(None),
+                Ok(Scan::Batch(len, target, terminate)) => {
+                    return Ok(Some((len, target, terminate)));
+                }
+                Ok(Scan::Skip(len)) => self.cbuf.advance(len),
+                Err(e) => return Err(self.protocol_error_sync(e)),
+            }
+        }
+    }
+
+    async fn read_client(&mut self) -> Result<(), End> {
+        match fill(&mut self.client, &mut self.cbuf).await {
+            Ok(_) => Ok(()),
+            Err(WireError::Closed) => Err(End::Client),
+            Err(e) => Err(End::Failed(e.to_string())),
+        }
+    }
+
+    /// Gets a server for `target`: picks the backend, waits for a
+    /// connection, brings its settings in line with the client's.
+    async fn acquire(&mut self, target: Target) -> Result<(), PoolError> {
+        let target = if self.mode == PoolMode::Session {
+            // A session is pinned to one server; only the primary can take
+            // every statement it may send.
+            Target::Primary
+        } else {
+            target
+        };
+        if self.pooler.paused.load(Ordering::Relaxed) {
+            self.wait_resume().await?;
+        }
+        let backend = {
+            let router = self.pooler.router();
+            let picked = router.pick(target, self.write_lsn).cloned();
+            picked.ok_or(PoolError::NoBackend(match target {
+                Target::Primary => "primary",
+                Target::Standby => "PostgreSQL server",
+            }))?
+        };
+        let primary = backend.role() == Some(crate::pg::pooler::backends::PgRole::Primary);
+        self.info
+            .state
+            .store(ClientInfo::WAITING, Ordering::Relaxed);
+        let conn = self.checkout(&backend).await;
+        self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
+        let mut conn = conn?;
+        self.cancel
+            .lease(LeaseKey {
+                addr: conn.addr,
+                pid: conn.pid,
+                secret: conn.secret,
+            })
+            .await;
+        backend.outstanding.fetch_add(1, Ordering::Relaxed);
+        backend.routed.fetch_add(1, Ordering::Relaxed);
+        let baseline = self.pool.baseline();
+        if let Some(sql) = self.params.sync_sql(&conn.params, &baseline) {
+            let timeout = self.pooler.settings.load().pg.wait_timeout;
+            if let Err(e) = conn.simple_query(&sql, timeout).await {
+                backend.outstanding.fetch_sub(1, Ordering::Relaxed);
+                self.cancel.release().await;
+                self.pool.lost(conn.addr);
+                return Err(e);
+            }
+            self.params.apply_to(&mut conn.params, &baseline);
+        }
+        self.info.state.store(ClientInfo::ACTIVE, Ordering::Relaxed);
+        self.lease = Some(Leased {
+            conn,
+            backend,
+            relay: Relay::default(),
+            since: Instant::now(),
+            primary,
+            open_batch: false,
+        });
+        Ok(())
+    }
+
+    async fn checkout(&mut self, backend: &Arc<Backend>) -> Result<ServerConn, PoolError> {
+        let settings = self.pooler.settings.load();
+        let checkout = Checkout {
+            addr: backend.addr,
+            wait_timeout: settings.pg.wait_timeout,
+            lifetime: settings.pg.server_lifetime,
+            queue: &self.pooler.pools.queue,
+            canceled: Some(&self.cancel.waiting),
+        };
+        match self.pool.checkout(&checkout).await? {
+            Lease::Ready(conn) => Ok(conn),
+            Lease::Open => {
+                let startup: Vec<(String, String)> = self
+                    .params
+                    .values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let made = connect(ConnectParams {
+                    addr: backend.addr,
+                    user: &self.pool.user,
+                    database: &self.pool.database,
+                    startup: &startup,
+                    credentials: &self.pool.credentials(),
+                    timeout: settings.pg.login_timeout,
+                    tls: self.pooler.server_tls.as_ref(),
+                })
+                .await;
+                match made {
+                    Ok(mut conn) => {
+                        self.pool.opened(backend.addr);
+                        for (k, v) in startup {
+                            conn.params.entry(k).or_insert(v);
+                        }
+                        Ok(conn)
+                    }
+                    Err(e) => {
+                        self.pool.open_failed(backend.addr);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wait_resume(&self) -> Result<(), PoolError> {
+        let timeout = self.pooler.settings.load().pg.wait_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.pooler.paused.load(Ordering::Relaxed) {
+            tokio::select! {
+                _ = self.pooler.resumed.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(PoolError::WaitTimeout(timeout)),
+                // PAUSE may end between the check and the wait.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A request that got no server: the client hears why and may go on.
+    async fn fail_request(&mut self, len: usize, e: &PoolError) -> Result<(), End> {
+        let synced = ends_with_sync(&self.cbuf[..len]);
+        self.cbuf.advance(len);
+        backend::error(&mut self.out, e.sqlstate(), &e.to_string());
+        if synced {
+            backend::ready_for_query(&mut self.out, b'I');
+        } else {
+            self.discard_until_sync = true;
+        }
+        self.flush_client().await
+    }
+
+    /// Sends the first `len` bytes of client frames to the leased server,
+    /// rewriting statement names and injecting Parses where needed.
+    fn forward_client(&mut self, len: usize) -> Result<(), End> {
+        let mut frames = self.cbuf.split_to(len);
+        let Some(lease) = self.lease.as_mut() else {
+            return Err(End::Failed("internal: no server leased".into()));
+        };
+        let mut t = Translator {
+            sout: &mut self.sout,
+            out: &mut self.out,
+            lease,
+            statements: &mut self.statements,
+            pooler: &self.pooler,
+            pool: &self.pool,
+            fx: Effects::default(),
+        };
+        while !frames.is_empty() {
+            let frame = match peek(&frames, self.max_message) {
+                Ok(Some(f)) => f,
+                _ => return Err(End::Failed("internal: partial frame in a batch".into())),
+            };
+            let msg = frames.split_to(frame.len);
+            t.translate(frame, &msg)?;
+        }
+        let fx = t.fx;
+        self.apply_effects(fx);
+        Ok(())
+    }
+
+    fn apply_effects(&mut self, fx: Effects) {
+        for _ in 0..fx.parse_completes {
+            backend::parse_complete(&mut self.out);
+        }
+        if let Some(lease) = self.lease.as_mut() {
+            for id in fx.unprepared {
+                lease.conn.prepared.remove(&id);
+            }
+        }
+    }
+
+    /// Leased: waits for either side and passes on what arrives.
+    async fn pump(&mut self) -> Result<(), End> {
+        // Frames the client sent ahead (pipelining) go first.
+        self.forward_ready_client()?;
+        self.flush_server().await?;
+        self.flush_client().await?;
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(());
+        };
+        enum Ready {
+            Client(Result<usize, WireError>),
+            Server(Result<usize, WireError>),
+        }
+        let ready = tokio::select! {
+            r = fill(&mut self.client, &mut self.cbuf) => Ready::Client(r),
+            r = fill(&mut lease.conn.stream, &mut lease.conn.buf) => Ready::Server(r),
+        };
+        match ready {
+            Ready::Client(Ok(_)) => {
+                self.forward_ready_client()?;
+                self.flush_server().await
+            }
+            Ready::Client(Err(WireError::Closed)) => Err(End::Client),
+            Ready::Client(Err(e)) => Err(End::Failed(e.to_string())),
+            Ready::Server(Ok(_)) => {
+                self.relay_server()?;
+                self.flush_client().await
+            }
+            Ready::Server(Err(e)) => Err(self.server_lost(&e.to_string())),
+        }
+    }
+
+    /// Forwards every complete client frame while a server is leased.
+    fn forward_ready_client(&mut self) -> Result<(), End> {
+        let mut len = 0;
+        loop {
+            match peek(&self.cbuf[len..], self.max_message) {
+                Ok(Some(f)) => {
+                    if f.tag == fe::TERMINATE {
+                        if len > 0 {
+                            self.forward_client(len)?;
+                        }
+                        return Err(End::Client);
+                    }
+                    len += f.len;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.protocol_error_sync(e)),
+            }
+        }
+        if len > 0 {
+            self.forward_client(len)?;
+        }
+        Ok(())
+    }
+
+    /// Passes the server's complete frames to the client; frames the
+    /// client must not see are dropped, owed ones added. Without either
+    /// (nearly always), the bytes go out without being copied.
+    fn relay_server(&mut self) -> Result<(), End> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(());
+        };
+        let max = self.max_message;
+        let mut at = 0;
+        let mut direct = self.out.is_empty();
+        let mut fx = Effects::default();
+        loop {
+            let frame = match peek(&lease.conn.buf[at..], max) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    let reason = e.to_string();
+                    return Err(self.server_lost(&reason));
+                }
+            };
+            let verdict = match lease.relay.on_server(frame.tag, &mut fx) {
+                Ok(v) => v,
+                Err(desync) => {
+                    let reason = desync.to_string();
+                    return Err(self.server_lost(&reason));
+                }
+            };
+            let body = &lease.conn.buf[at + 5..at + frame.len];
+            match frame.tag {
+                b'Z' => {
+                    lease.conn.tx_status = body.first().copied().unwrap_or(b'I');
+                    if lease.conn.tx_status == b'I' {
+                        self.pool.stats.xact_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                b'S' => {
+                    let body = body.to_vec();
+                    let mut f = crate::pg::wire::frame::Fields::new(&body);
+                    if let (Ok(k), Ok(v)) = (f.cstr(), f.cstr()) {
+                        self.params
+                            .values
+                            .insert(k.to_ascii_lowercase(), v.to_string());
+                    }
+                    lease.conn.note_parameter(&body);
+                }
+                _ => {}
+            }
+            let local = fx.parse_completes > 0;
+            if direct && (verdict == Verdict::Drop || local) {
+                // From here on, copy: the client's stream differs from the server's.
+                self.out.extend_from_slice(&lease.conn.buf[..at]);
+                direct = false;
+            }
+            if !direct {
+                if verdict == Verdict::Forward {
+                    self.out
+                        .extend_from_slice(&lease.conn.buf[at..at + frame.len]);
+                }
+                for _ in 0..fx.parse_completes {
+                    backend::parse_complete(&mut self.out);
+                }
+                fx.parse_completes = 0;
+            }
+            at += frame.len;
+        }
+        for id in fx.unprepared.drain(..) {
+            lease.conn.prepared.remove(&id);
+        }
+        self.pool
+            .stats
+            .bytes_sent
+            .fetch_add(at as u64, Ordering::Relaxed);
+        if direct {
+            // Zero-copy: hand the server's bytes to the client as they are.
+            let chunk = lease.conn.buf.split_to(at);
+            self.out = chunk;
+        } else {
+            lease.conn.buf.advance(at);
+        }
+        Ok(())
+    }
+
+    fn may_release(&self) -> bool {
+        let Some(lease) = &self.lease else {
+            return false;
+        };
+        self.mode == PoolMode::Transaction
+            && lease.relay.is_idle()
+            && !lease.open_batch
+            && lease.conn.tx_status == b'I'
+            && self.cbuf.is_empty()
+    }
+
+    /// Gives the server back (or closes it when it is not safe to reuse).
+    /// `ending`: the client is gone, so whatever it left open is undone.
+    async fn release(&mut self, ending: bool) {
+        let Some(mut lease) = self.lease.take() else {
+            return;
+        };
+        let canceled = self.cancel.release().await;
+        lease.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
+        let stats = &self.pool.stats;
+        stats
+            .xact_time_us
+            .fetch_add(lease.since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let settings = self.pooler.settings.load();
+        let timeout = settings
+            .pg
+            .wait_timeout
+            .min(std::time::Duration::from_secs(5));
+        let addr = lease.conn.addr;
+        let healthy = !canceled && lease.relay.is_idle() && lease.conn.buf.is_empty();
+        if !healthy {
+            tokio::spawn(lease.conn.terminate());
+            self.pool.lost(addr);
+            return;
+        }
+        let conn = &mut lease.conn;
+        if settings.pg.read_your_writes && lease.primary && !ending {
+            if let Ok(rows) = conn
+                .simple_query("SELECT pg_catalog.pg_current_wal_insert_lsn()", timeout)
+                .await
+            {
+                if let Some(lsn) = rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(|v| v.as_deref())
+                    .and_then(parse_lsn)
+                {
+                    self.write_lsn = lsn;
+                }
+            }
+        }
+        let mut ok = true;
+        if conn.tx_status != b'I' {
+            ok = conn.simple_query("ROLLBACK", timeout).await.is_ok();
+        }
+        if ok && (conn.dirty || (ending && self.mode == PoolMode::Session)) {
+            ok = conn.simple_query("DISCARD ALL", timeout).await.is_ok();
+            conn.prepared.clear();
+            conn.dirty = false;
+            // DISCARD ALL put every setting back to the server's default.
+            let baseline = self.pool.baseline();
+            if !baseline.is_empty() {
+                conn.params = (*baseline).clone();
+            }
+        }
+        if ok && conn.tx_status == b'I' {
+            self.pool.checkin(lease.conn, settings.pg.server_lifetime);
+        } else {
+            tokio::spawn(lease.conn.terminate());
+            self.pool.lost(addr);
+        }
+    }
+
+    /// The server connection broke: the client hears it and is closed, as
+    /// PostgreSQL would close it; it reconnects through the same address.
+    fn server_lost(&mut self, reason: &str) -> End {
+        if let Some(lease) = self.lease.take() {
+            lease.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
+            self.pool.lost(lease.conn.addr);
+            let _ = lease.conn;
+        }
+        let text = format!("the server connection was lost ({reason}); please reconnect");
+        backend::fatal(&mut self.out, sqlstate::CONNECTION_FAILURE, &text);
+        End::Failed(text)
+    }
+
+    fn fatal(&mut self, code: &str, text: &str) -> End {
+        backend::fatal(&mut self.out, code, text);
+        End::Failed(text.to_string())
+    }
+
+    fn protocol_error_sync(&mut self, e: WireError) -> End {
+        let text = e.to_string();
+        let code = match e {
+            WireError::TooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            _ => sqlstate::PROTOCOL_VIOLATION,
+        };
+        self.fatal(code, &text)
+    }
+
+    async fn flush_client(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.client.write_all(&self.out).await;
+        self.out.clear();
+        r.map_err(|e| End::Failed(e.to_string()))
+    }
+
+    async fn flush_server(&mut self) -> Result<(), End> {
+        if self.sout.is_empty() {
+            return Ok(());
+        }
+        let Some(lease) = self.lease.as_mut() else {
+            self.sout.clear();
+            return Ok(());
+        };
+        self.pool
+            .stats
+            .bytes_received
+            .fetch_add(self.sout.len() as u64, Ordering::Relaxed);
+        let r = lease.conn.stream.write_all(&self.sout).await;
+        self.sout.clear();
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.server_lost(&e.to_string())),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A session dropped with a lease (the task aborted at shutdown):
+        // the connection's place must not stay counted forever.
+        if let Some(lease) = self.lease.take() {
+            lease.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
+            self.pool.lost(lease.conn.addr);
+        }
+    }
+}
+
+enum Scan {
+    /// No complete request yet.
+    More,
+    /// Length, target, and whether a Terminate follows it.
+    Batch(usize, Target, bool),
+    /// Bytes to drop (COPY data with no COPY running, as PostgreSQL does).
+    Skip(usize),
+}
+
+fn scan(
+    buf: &[u8],
+    max_message: usize,
+    statements: &ClientStatements,
+    catalog: &dyn crate::pg::pooler::route::FunctionCatalog,
+) -> Result<Scan, WireError> {
+    let mut at = 0;
+    let mut target: Option<Target> = None;
+    let mut unnamed: Option<Classified> = None;
+    let route = |c: Classified, t: &mut Option<Target>| {
+        *t = Some(match (*t, c.target) {
+            (Some(Target::Primary), _) | (_, Target::Primary) => Target::Primary,
+            _ => Target::Standby,
+        });
+    };
+    loop {
+        let Some(frame) = peek(&buf[at..], max_message)? else {
+            if at >= MAX_BATCH {
+                return Ok(Scan::Batch(at, Target::Primary, false));
+            }
+            return Ok(Scan::More);
+        };
+        let body = &buf[at + 5..at + frame.len];
+        match frame.tag {
+            fe::TERMINATE => return Ok(Scan::Batch(at, target.unwrap_or(Target::Primary), true)),
+            fe::QUERY if at == 0 => {
+                let c = classify(fe::query_text(body)?, catalog);
+                return Ok(Scan::Batch(frame.len, c.target, false));
+            }
+            fe::FUNCTION_CALL if at == 0 => {
+                return Ok(Scan::Batch(frame.len, Target::Primary, false));
+            }
+            // A Query after extended messages without Sync: what came
+            // before is routed on its own.
+            fe::QUERY | fe::FUNCTION_CALL => return Ok(Scan::Batch(at, Target::Primary, false)),
+            fe::PARSE => {
+                let p = fe::parse(body)?;
+                let c = classify(p.query, catalog);
+                if p.name.is_empty() {
+                    unnamed = Some(c);
+                }
+                route(c, &mut target);
+            }
+            fe::BIND => {
+                let b = fe::bind(body)?;
+                let c = if b.statement.is_empty() {
+                    unnamed
+                } else {
+                    statements.by_name.get(b.statement).map(|s| s.classified)
+                };
+                match c {
+                    Some(c) => route(c, &mut target),
+                    None => target = Some(Target::Primary),
+                }
+            }
+            fe::DESCRIBE | fe::EXECUTE | fe::CLOSE => {}
+            fe::SYNC | fe::FLUSH => {
+                return Ok(Scan::Batch(
+                    at + frame.len,
+                    target.unwrap_or(Target::Primary),
+                    false,
+                ));
+            }
+            fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL if at == 0 => {
+                return Ok(Scan::Skip(frame.len));
+            }
+            fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL => {}
+            b'p' => {
+                return Err(WireError::Malformed(
+                    "password message outside authentication",
+                ));
+            }
+            _ => return Err(WireError::Malformed("message: unknown message type")),
+        }
+        at += frame.len;
+    }
+}
+
+/// The borrowed parts of a session that rewriting client frames needs.
+struct Translator<'a> {
+    sout: &'a mut BytesMut,
+    out: &'a mut BytesMut,
+    lease: &'a mut Leased,
+    statements: &'a mut ClientStatements,
+    pooler: &'a Arc<Pooler>,
+    pool: &'a Arc<UserPool>,
+    fx: Effects,
+}
+
+impl Translator<'_> {
+    fn classify(&self, sql: &str) -> Classified {
+        let catalog = self.pooler.catalog.load();
+        classify(sql, &**catalog)
+    }
+
+    fn fatal(&mut self, code: &str, text: &str) -> End {
+        backend::fatal(self.out, code, text);
+        End::Failed(text.to_string())
+    }
+
+    fn translate(&mut self, frame: Frame, msg: &[u8]) -> Result<(), End> {
+        let body = &msg[5..];
+        let stats = &self.pool.stats;
+        let pe = |e: WireError| End::Failed(e.to_string());
+        match frame.tag {
+            fe::QUERY => {
+                let sql = fe::query_text(body).map_err(pe)?;
+                let c = self.classify(sql);
+                let conn = &mut self.lease.conn;
+                if c.session_state {
+                    conn.dirty = true;
+                    if mentions_dropping_statements(sql) {
+                        conn.prepared.clear();
+                    }
+                }
+                stats.query_count.fetch_add(1, Ordering::Relaxed);
+                self.sout.extend_from_slice(msg);
+                self.lease.relay.push(Pending::Query, &mut self.fx);
+            }
+            fe::FUNCTION_CALL => {
+                self.lease.conn.dirty = true;
+                self.sout.extend_from_slice(msg);
+                self.lease.relay.push(Pending::Query, &mut self.fx);
+            }
+            fe::PARSE => {
+                self.lease.open_batch = true;
+                let p = fe::parse(body).map_err(pe)?;
+                if p.name.is_empty() {
+                    if self.classify(p.query).session_state {
+                        self.lease.conn.dirty = true;
+                    }
+                    self.sout.extend_from_slice(msg);
+                    let parse = Pending::Parse {
+                        statement: None,
+                        to_client: true,
+                    };
+                    self.lease.relay.push(parse, &mut self.fx);
+                    return Ok(());
+                }
+                if self.statements.by_name.len() >= MAX_PER_CLIENT
+                    && !self.statements.by_name.contains_key(p.name)
+                {
+                    let text =
+                        format!("more than {MAX_PER_CLIENT} prepared statements on one connection");
+                    return Err(self.fatal(sqlstate::PROGRAM_LIMIT_EXCEEDED, &text));
+                }
+                let catalog = self.pooler.catalog.load();
+                let stmt = self
+                    .pooler
+                    .statements
+                    .intern(p.query, p.rest, |q| classify(q, &**catalog));
+                self.statements
+                    .by_name
+                    .insert(p.name.to_string(), stmt.clone());
+                let lease = &mut *self.lease;
+                if lease.conn.has_prepared(stmt.id) {
+                    lease.relay.push(Pending::LocalParseComplete, &mut self.fx);
+                } else {
+                    prepare(self.sout, lease, &stmt, true, &mut self.fx);
+                }
+            }
+            fe::BIND => {
+                self.lease.open_batch = true;
+                stats.query_count.fetch_add(1, Ordering::Relaxed);
+                let b = fe::bind(body).map_err(pe)?;
+                let lease = &mut *self.lease;
+                match (
+                    b.statement.is_empty(),
+                    self.statements.by_name.get(b.statement),
+                ) {
+                    (false, Some(stmt)) => {
+                        if stmt.classified.session_state {
+                            lease.conn.dirty = true;
+                        }
+                        if !lease.conn.has_prepared(stmt.id) {
+                            prepare(self.sout, lease, stmt, false, &mut self.fx);
+                        }
+                        fe::write_bind(self.sout, b.portal, &stmt.server_name, b.rest);
+                    }
+                    // Unnamed, or a name the client never prepared: as is
+                    // (PostgreSQL answers the latter with its own error).
+                    _ => self.sout.extend_from_slice(msg),
+                }
+                lease.relay.push(Pending::Bind, &mut self.fx);
+            }
+            fe::DESCRIBE => {
+                self.lease.open_batch = true;
+                let (kind, name) = fe::target(body).map_err(pe)?;
+                let lease = &mut *self.lease;
+                match (kind, self.statements.by_name.get(name)) {
+                    (b'S', Some(stmt)) if !name.is_empty() => {
+                        if !lease.conn.has_prepared(stmt.id) {
+                            prepare(self.sout, lease, stmt, false, &mut self.fx);
+                        }
+                        fe::write_target(self.sout, fe::DESCRIBE, b'S', &stmt.server_name);
+                    }
+                    _ => self.sout.extend_from_slice(msg),
+                }
+                lease.relay.push(Pending::Describe, &mut self.fx);
+            }
+            fe::CLOSE => {
+                self.lease.open_batch = true;
+                let (kind, name) = fe::target(body).map_err(pe)?;
+                if kind == b'S' && !name.is_empty() {
+                    // The server keeps the pooler's statement for others;
+                    // the client's name goes. Closing a name that does not
+                    // exist gets CloseComplete in the right place.
+                    self.statements.by_name.remove(name);
+                    fe::write_target(self.sout, fe::CLOSE, b'S', NO_STATEMENT);
+                } else {
+                    self.sout.extend_from_slice(msg);
+                }
+                let close = Pending::Close { to_client: true };
+                self.lease.relay.push(close, &mut self.fx);
+            }
+            fe::EXECUTE => {
+                self.lease.open_batch = true;
+                self.sout.extend_from_slice(msg);
+                self.lease.relay.push(Pending::Execute, &mut self.fx);
+            }
+            fe::SYNC => {
+                self.lease.open_batch = false;
+                self.sout.extend_from_slice(msg);
+                self.lease.relay.push(Pending::Sync, &mut self.fx);
+            }
+            fe::FLUSH | fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL => {
+                self.sout.extend_from_slice(msg);
+            }
+            fe::TERMINATE => return Err(End::Client),
+            other => {
+                let text = format!("unexpected message type '{}'", other as char);
+                return Err(self.fatal(sqlstate::PROTOCOL_VIOLATION, &text));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends the pooler's Parse for `stmt` and records it as prepared here.
+fn prepare(
+    sout: &mut BytesMut,
+    lease: &mut Leased,
+    stmt: &crate::pg::pooler::prepared::Statement,
+    to_client: bool,
+    fx: &mut Effects,
+) {
+    if let Some(evicted) = lease.conn.add_prepared(stmt.id) {
+        fe::write_target(sout, fe::CLOSE, b'S', &format!("piha_s{evicted}"));
+        // That CloseComplete is ours, not the client's.
+        lease.relay.push(Pending::Close { to_client: false }, fx);
+    }
+    fe::write_parse(sout, &stmt.server_name, &stmt.query, &stmt.types);
+    lease.relay.push(
+        Pending::Parse {
+            statement: Some(stmt.id),
+            to_client,
+        },
+        fx,
+    );
+}
+
+fn ends_with_sync(frames: &[u8]) -> bool {
+    let mut at = 0;
+    let mut last = 0u8;
+    while let Ok(Some(f)) = peek(&frames[at..], usize::MAX) {
+        last = f.tag;
+        at += f.len;
+    }
+    last == fe::SYNC || last == fe::QUERY || last == fe::FUNCTION_CALL
+}
+
+/// DISCARD ALL / DEALLOCATE (ALL) drop the statements the pooler prepared.
+fn mentions_dropping_statements(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower.contains("deallocate") || lower.contains("discard")
+}

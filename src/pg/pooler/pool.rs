@@ -1,0 +1,370 @@
+//! Server connection pools, one per (database, user), each with a slot per
+//! backend: idle connections, how many are open, and the clients waiting.
+//!
+//! A connection given back goes straight to the longest-waiting client
+//! (strict FIFO hand-off over a oneshot, as pg_doorman does), so a waiter
+//! never loses a race to a client that just arrived. A waiter that gives up
+//! (timeout, cancel) closes its receiver and takes back anything already
+//! sent to it, so no connection or permit is ever lost in a dropped channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, oneshot};
+
+use super::error::PoolError;
+use super::server::{Credentials, ServerConn};
+use crate::config::PoolMode;
+
+/// What a waiting client is handed. Unboxed: a connection is moved once
+/// per hand-off, cheaper than an allocation per lease.
+#[allow(clippy::large_enum_variant)]
+enum Grant {
+    /// An idle connection, ready to use.
+    Conn(ServerConn),
+    /// Room to open a new connection (counted as open already).
+    Permit,
+}
+
+#[derive(Default)]
+struct Slot {
+    idle: Vec<ServerConn>,
+    /// Connections counted against the pool size: idle, leased and being
+    /// opened.
+    open: u32,
+    /// Of `open`, being opened now (SHOW POOLS' sv_login).
+    connecting: u32,
+    waiters: VecDeque<(Instant, oneshot::Sender<Grant>)>,
+}
+
+/// Counters for SHOW STATS and /metrics. Relaxed atomics: each is a
+/// monotonic count read for display, never used for synchronisation.
+#[derive(Default)]
+pub struct PoolStats {
+    pub xact_count: AtomicU64,
+    pub query_count: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub xact_time_us: AtomicU64,
+    pub query_time_us: AtomicU64,
+    pub wait_time_us: AtomicU64,
+    pub wait_count: AtomicU64,
+    pub server_connects: AtomicU64,
+}
+
+pub struct UserPool {
+    pub database: String,
+    pub user: String,
+    pub mode: PoolMode,
+    pub size: u32,
+    pub min_size: u32,
+    /// Learned from a client's SCRAM login (passthrough) or given by the
+    /// cluster file (md5).
+    pub credentials: Mutex<Credentials>,
+    /// ParameterStatus of a server of this pool, shown to clients at login.
+    pub server_params: Mutex<Vec<(String, String)>>,
+    /// The same by lower-case name: what a fresh server has, for telling
+    /// which settings a previous client left changed.
+    pub baseline: Mutex<Arc<HashMap<String, String>>>,
+    slots: Mutex<HashMap<SocketAddr, Slot>>,
+    /// Clients logged in to this pool (cl_active + cl_waiting).
+    pub clients: AtomicU32,
+    /// Clients waiting for a server connection now.
+    pub waiting: AtomicU32,
+    pub stats: PoolStats,
+}
+
+/// What `checkout` needs besides the pool itself.
+pub struct Checkout<'a> {
+    pub addr: SocketAddr,
+    pub wait_timeout: Duration,
+    pub lifetime: Duration,
+    /// All pools share one bound on waiting clients.
+    pub queue: &'a WaitQueueLimit,
+    /// Fired when the client's query is canceled while it waits.
+    pub canceled: Option<&'a Notify>,
+}
+
+/// The global bound on waiting clients (`max_wait_clients`).
+pub struct WaitQueueLimit {
+    pub waiting: AtomicU32,
+    pub max: u32,
+}
+
+/// The result of asking for a connection: one to use, or the right to open
+/// a new one (the caller connects, then reports with `opened`).
+#[allow(clippy::large_enum_variant)]
+pub enum Lease {
+    Ready(ServerConn),
+    Open,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl UserPool {
+    pub fn new(database: &str, user: &str, mode: PoolMode, size: u32, min_size: u32) -> UserPool {
+        UserPool {
+            database: database.to_string(),
+            user: user.to_string(),
+            mode,
+            size: size.max(1),
+            min_size,
+            credentials: Mutex::new(Credentials::default()),
+            server_params: Mutex::new(Vec::new()),
+            baseline: Mutex::new(Arc::new(HashMap::new())),
+            slots: Mutex::new(HashMap::new()),
+            clients: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            stats: PoolStats::default(),
+        }
+    }
+
+    pub fn baseline(&self) -> Arc<HashMap<String, String>> {
+        lock(&self.baseline).clone()
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        lock(&self.credentials).clone()
+    }
+
+    /// Waits (bounded) for a connection to `c.addr`.
+    pub async fn checkout(&self, c: &Checkout<'_>) -> Result<Lease, PoolError> {
+        let started = Instant::now();
+        let mut rx = {
+            let mut slots = lock(&self.slots);
+            let slot = slots.entry(c.addr).or_default();
+            while let Some(mut conn) = slot.idle.pop() {
+                if conn.created.elapsed() > c.lifetime || is_closed(&mut conn) {
+                    slot.open -= 1;
+                    continue;
+                }
+                return Ok(Lease::Ready(conn));
+            }
+            if slot.open < self.size {
+                slot.open += 1;
+                slot.connecting += 1;
+                return Ok(Lease::Open);
+            }
+            if c.queue.waiting.load(Ordering::Relaxed) >= c.queue.max {
+                return Err(PoolError::QueueFull(c.queue.max));
+            }
+            let (tx, rx) = oneshot::channel();
+            slot.waiters.push_back((started, tx));
+            rx
+        };
+        c.queue.waiting.fetch_add(1, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let never = Notify::new();
+        let canceled = c.canceled.unwrap_or(&never);
+        let outcome = tokio::select! {
+            grant = &mut rx => grant.map_err(|_| PoolError::Shutdown),
+            _ = tokio::time::sleep(c.wait_timeout) => Err(PoolError::WaitTimeout(c.wait_timeout)),
+            _ = canceled.notified() => Err(PoolError::Canceled),
+        };
+        c.queue.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.stats.wait_count.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .wait_time_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let grant = match outcome {
+            Ok(g) => g,
+            Err(e) => {
+                // Something may have been handed over just as we gave up.
+                rx.close();
+                match rx.try_recv() {
+                    Ok(Grant::Conn(conn)) => self.checkin(conn, c.lifetime),
+                    Ok(Grant::Permit) => self.lost(c.addr),
+                    Err(_) => {}
+                }
+                return Err(e);
+            }
+        };
+        Ok(match grant {
+            Grant::Conn(conn) => Lease::Ready(conn),
+            Grant::Permit => {
+                lock(&self.slots).entry(c.addr).or_default().connecting += 1;
+                Lease::Open
+            }
+        })
+    }
+
+    /// A connection asked for with `Lease::Open` is logged in.
+    pub fn opened(&self, addr: SocketAddr) {
+        if let Some(slot) = lock(&self.slots).get_mut(&addr) {
+            slot.connecting = slot.connecting.saturating_sub(1);
+        }
+        self.stats.server_connects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Opening failed: the place is free again.
+    pub fn open_failed(&self, addr: SocketAddr) {
+        if let Some(slot) = lock(&self.slots).get_mut(&addr) {
+            slot.connecting = slot.connecting.saturating_sub(1);
+        }
+        self.lost(addr);
+    }
+
+    /// A connection goes back: to the longest waiter, else to the idle list.
+    pub fn checkin(&self, mut conn: ServerConn, lifetime: Duration) {
+        let addr = conn.addr;
+        if conn.created.elapsed() > lifetime {
+            // Closed at release (server_lifetime); its place goes to a waiter.
+            tokio::spawn(conn.terminate());
+            self.lost(addr);
+            return;
+        }
+        conn.last_used = Instant::now();
+        let mut slots = lock(&self.slots);
+        let slot = slots.entry(addr).or_default();
+        let mut conn = Some(conn);
+        while let Some((_, tx)) = slot.waiters.pop_front() {
+            let Some(c) = conn.take() else { return };
+            match tx.send(Grant::Conn(c)) {
+                Ok(()) => return,
+                Err(Grant::Conn(back)) => conn = Some(back),
+                // `send` gives back what was sent, and only a Conn was sent.
+                Err(Grant::Permit) => {}
+            }
+        }
+        if let Some(c) = conn {
+            slot.idle.push(c);
+        }
+    }
+
+    /// A leased connection was closed (broken, or not safe to reuse).
+    pub fn lost(&self, addr: SocketAddr) {
+        let mut slots = lock(&self.slots);
+        let slot = slots.entry(addr).or_default();
+        slot.open = slot.open.saturating_sub(1);
+        while let Some((_, tx)) = slot.waiters.pop_front() {
+            if tx.send(Grant::Permit).is_ok() {
+                slot.open += 1;
+                return;
+            }
+        }
+    }
+
+    /// Closes idle connections unused for `idle_timeout`, keeping
+    /// `min_size` per backend. Returns them for the caller to terminate.
+    pub fn reap_idle(&self, idle_timeout: Duration) -> Vec<ServerConn> {
+        let mut out = Vec::new();
+        let mut slots = lock(&self.slots);
+        for slot in slots.values_mut() {
+            let mut keep = Vec::with_capacity(slot.idle.len());
+            for conn in slot.idle.drain(..) {
+                if conn.last_used.elapsed() > idle_timeout && slot.open > self.min_size {
+                    slot.open -= 1;
+                    out.push(conn);
+                } else {
+                    keep.push(conn);
+                }
+            }
+            slot.idle = keep;
+        }
+        out
+    }
+
+    /// Closes every idle connection (RECONNECT, a backend gone).
+    pub fn drain_idle(&self) -> Vec<ServerConn> {
+        let mut slots = lock(&self.slots);
+        let mut out = Vec::new();
+        for slot in slots.values_mut() {
+            slot.open = slot.open.saturating_sub(slot.idle.len() as u32);
+            out.append(&mut slot.idle);
+        }
+        out
+    }
+
+    /// Per-backend numbers for SHOW POOLS / SHOW SERVERS.
+    pub fn view(&self) -> Vec<SlotView> {
+        lock(&self.slots)
+            .iter()
+            .map(|(addr, s)| SlotView {
+                addr: *addr,
+                idle: s.idle.len() as u32,
+                active: s.open.saturating_sub(s.idle.len() as u32 + s.connecting),
+                connecting: s.connecting,
+                waiting: s.waiters.len() as u32,
+                max_wait: s
+                    .waiters
+                    .front()
+                    .map(|(since, _)| since.elapsed())
+                    .unwrap_or_default(),
+                idle_servers: s
+                    .idle
+                    .iter()
+                    .map(|c| (c.id, c.pid, c.created, c.last_used))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+pub struct SlotView {
+    pub addr: SocketAddr,
+    pub idle: u32,
+    pub active: u32,
+    pub connecting: u32,
+    pub waiting: u32,
+    pub max_wait: Duration,
+    pub idle_servers: Vec<(u64, i32, Instant, Instant)>,
+}
+
+/// Whether an idle connection was closed by the server (restart, idle
+/// timeout, pg_terminate_backend) while it sat in the pool: any byte or EOF
+/// on an idle connection means it is not usable. TLS ones are checked by
+/// their first use instead.
+fn is_closed(conn: &mut ServerConn) -> bool {
+    if !conn.buf.is_empty() {
+        return true;
+    }
+    match &conn.stream {
+        super::stream::PgStream::Plain(tcp) => {
+            let mut byte = [0u8; 1];
+            !matches!(tcp.try_read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+        _ => false,
+    }
+}
+
+/// Every pool, created on first login.
+pub struct Pools {
+    map: Mutex<HashMap<(String, String), Arc<UserPool>>>,
+    pub queue: WaitQueueLimit,
+}
+
+impl Pools {
+    pub fn new(max_waiting: u32) -> Pools {
+        Pools {
+            map: Mutex::new(HashMap::new()),
+            queue: WaitQueueLimit {
+                waiting: AtomicU32::new(0),
+                max: max_waiting,
+            },
+        }
+    }
+
+    pub fn get_or_create(
+        &self,
+        database: &str,
+        user: &str,
+        make: impl FnOnce() -> UserPool,
+    ) -> Arc<UserPool> {
+        lock(&self.map)
+            .entry((database.to_string(), user.to_string()))
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
+    }
+
+    pub fn all(&self) -> Vec<Arc<UserPool>> {
+        let mut v: Vec<_> = lock(&self.map).values().cloned().collect();
+        v.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
+        v
+    }
+}

@@ -108,6 +108,8 @@ impl Reported {
 
 pub(super) const DURATION: &str = "a duration in quotes, like \"1s\", \"500ms\" or \"7d\"";
 pub(super) const PORT: &str = "a port number like 9000";
+const ROLES: &str = "a list of roles, like [\"web\", \"storage\"]";
+const ROLE: &str = "a role name in quotes, like \"web\"";
 
 pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
     let mut top = Fields::new(root, "the top level of the file", report);
@@ -204,7 +206,7 @@ fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
             "address",
             "an IP address with a prefix length in quotes, like \"192.0.2.11/24\"",
         ),
-        roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
+        roles: f.string_array("roles", ROLES, ROLE),
         admin_port: f.integer("admin_port", PORT),
         gossip_port: f.integer("gossip_port", PORT),
         sections: read_sections(&mut f),
@@ -219,7 +221,7 @@ fn read_pattern(t: Table<'_, '_>, report: &mut Report<'_>) -> RawPattern {
         span: t.span,
         reported: Reported::default(),
         glob: f.string("match", "a hostname pattern in quotes, like \"pi-*\""),
-        roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
+        roles: f.string_array("roles", ROLES, ROLE),
         sections: read_sections(&mut f),
     };
     pattern.reported = f.finish();
@@ -420,10 +422,13 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         }
     }
 
+    /// A list of strings; `each` says what one of them is, like "a role
+    /// name in quotes, like \"web\"".
     pub fn string_array(
         &mut self,
         key: &'static str,
         expected: &str,
+        each: &str,
     ) -> Option<Spanned<Vec<Spanned<String>>>> {
         let value = self.get(key)?;
         let DeValue::Array(items) = value.get_ref() else {
@@ -436,10 +441,8 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
                 DeValue::String(s) => strings.push(Spanned::new(item.span(), s.to_string())),
                 other => {
                     let found = type_name(other);
-                    self.report.error(
-                        item.span(),
-                        format!("expected a role name in quotes, like \"web\", found {found}"),
-                    );
+                    self.report
+                        .error(item.span(), format!("expected {each}, found {found}"));
                 }
             }
         }

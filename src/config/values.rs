@@ -331,7 +331,13 @@ pub fn algorithm(text: &str) -> Result<Algorithm, String> {
 /// `[2001:db8::50]:8080`. Names are refused: the balancer never resolves
 /// DNS, so a backend cannot vanish with a resolver.
 pub fn backend_address(text: &str) -> Result<SocketAddr, String> {
-    let expected = "expected an IP address and port, like \"192.0.2.50:8080\"";
+    socket_address(text, 8080)
+}
+
+/// An IP address and port; messages show `example_port` in their examples
+/// (8080 for a web backend, 5432 for a PostgreSQL server).
+pub fn socket_address(text: &str, example_port: u16) -> Result<SocketAddr, String> {
+    let expected = format!("expected an IP address and port, like \"192.0.2.50:{example_port}\"");
     if let Ok(addr) = text.trim().parse::<SocketAddr>() {
         if addr.port() == 0 {
             return Err(format!("{expected}: port 0 is not a port to connect to"));
@@ -339,7 +345,7 @@ pub fn backend_address(text: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     if let Ok(ip) = text.trim().parse::<IpAddr>() {
-        let example = SocketAddr::new(ip, 8080);
+        let example = SocketAddr::new(ip, example_port);
         return Err(format!(
             "{expected}: \"{text}\" has no port (e.g. \"{example}\")"
         ));

@@ -11,6 +11,7 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::{Diagnostic, Report, Span};
 use super::suggest::closest;
 
+pub use super::raw_postgres::*;
 pub use super::raw_sections::*;
 
 #[derive(Default)]
@@ -23,6 +24,8 @@ pub struct RawFile {
     pub membership: RawMembership,
     pub store: RawStore,
     pub metrics: RawMetrics,
+    /// `None` when the file has no `[postgres]`: built-in values.
+    pub postgres: Option<RawPostgres>,
     pub nodes: Vec<RawNode>,
     pub patterns: Vec<RawPattern>,
 }
@@ -133,6 +136,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         f.finish();
         m
     });
+    let postgres = top.table("postgres").map(|t| read_postgres(t, top.report));
     let nodes = top.array_of_tables("node");
     let nodes = nodes
         .into_iter()
@@ -150,6 +154,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         membership: membership.unwrap_or_default(),
         store: store.unwrap_or_default(),
         metrics: metrics.unwrap_or_default(),
+        postgres,
         nodes,
         patterns,
     }

@@ -192,6 +192,69 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
         "36-access-log-typo.toml",
         &[(13, "found \"jornal\" (did you mean \"journal\"?)")],
     ),
+    (
+        "37-postgres-unknown-key.toml",
+        &[(
+            23,
+            "unknown key `pool_sise` in [postgres]; did you mean `pool_size`?",
+        )],
+    ),
+    (
+        "38-postgres-bad-pool-mode.toml",
+        &[(
+            22,
+            "unknown pool mode \"transactions\"; valid ones are transaction, session (did you mean \"transaction\"?)",
+        )],
+    ),
+    (
+        "39-postgres-pool-size-zero.toml",
+        &[(22, "`pool_size` must be from 1 to 10000, found 0")],
+    ),
+    (
+        "40-postgres-min-pool-over-pool.toml",
+        &[(23, "`min_pool_size` (10) is larger than `pool_size` (5)")],
+    ),
+    (
+        "41-postgres-bad-secret.toml",
+        &[(23, "the `secret` of user \"app\" is not valid")],
+    ),
+    (
+        "42-postgres-bad-keys.toml",
+        &[(22, "the service `keys` are not valid: expected SCRAM keys")],
+    ),
+    (
+        "43-postgres-duplicate-user.toml",
+        &[(24, "user \"app\" is listed twice")],
+    ),
+    (
+        "44-postgres-auth-query-without-service.toml",
+        &[(
+            22,
+            "`auth_query` needs `service`: the pooler runs the query on the primary as its own login",
+        )],
+    ),
+    (
+        "45-postgres-auth-query-without-parameter.toml",
+        &[(23, "`auth_query` must contain $1")],
+    ),
+    (
+        "46-postgres-port-clash.toml",
+        &[(
+            22,
+            "node \"pi-1\" would listen on port 80 twice: `postgres.port` and `balancer.http_port`",
+        )],
+    ),
+    (
+        "47-postgres-bad-backend.toml",
+        &[(22, "\"192.0.2.50\" has no port (e.g. \"192.0.2.50:5432\")")],
+    ),
+    (
+        "48-postgres-probe-timeout-over-interval.toml",
+        &[(
+            22,
+            "the probe timeout (2s) is longer than its interval (1s)",
+        )],
+    ),
 ];
 
 fn root() -> PathBuf {

@@ -378,6 +378,10 @@ fn shipped_cluster_file_passes_and_shows_every_node() {
     assert!(!row("pi-4").contains("db"), "{stdout}");
     assert!(row("pi-*").contains("(joins by pattern)"), "{stdout}");
     assert!(stdout.contains("VIP 192.0.2.10/24"), "{stdout}");
+    assert!(
+        stdout.contains("\npostgres pooler: port 5432 (PostgreSQL 5433), transaction mode"),
+        "{stdout}"
+    );
 }
 
 #[test]

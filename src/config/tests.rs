@@ -1193,3 +1193,47 @@ fn plan_table_sums_up_the_pooler() {
         "{table}"
     );
 }
+
+/// The shipped file's `[postgres]` block shows the built-in values: with
+/// its `# key = value` lines uncommented, the settings are the same.
+#[test]
+fn shipped_postgres_comments_show_the_built_in_values() {
+    let start = SHIPPED.find("\n[postgres]\n").unwrap();
+    let end = start + SHIPPED[start..].find("\n# Who may log in").unwrap();
+    let block: Vec<String> = SHIPPED[start..end]
+        .lines()
+        .map(|line| {
+            let Some(rest) = line.strip_prefix("# ") else {
+                return line.to_string();
+            };
+            let key = rest.split(" = ").next().unwrap_or("");
+            let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if is_key && rest.contains(" = ") {
+                rest.to_string()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let uncommented = block
+        .iter()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    assert_eq!(uncommented, 1 + 18, "[postgres] and every key: {block:#?}");
+    let text = format!(
+        "{}{}{}",
+        &SHIPPED[..start],
+        block.join("\n"),
+        &SHIPPED[end..]
+    );
+    let mut pg = parse(&text, Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .postgres;
+    let example: Vec<String> = pg.backends.iter().map(|b| b.to_string()).collect();
+    assert_eq!(example, ["192.0.2.50:5432"]);
+    pg.backends.clear();
+    assert_eq!(
+        format!("{pg:?}"),
+        format!("{:?}", PostgresSettings::default())
+    );
+}

@@ -24,6 +24,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the cluster as a node's status API sees it.
     Status(StatusArgs),
+    /// Make the Postgres pooler's own login from a password read on stdin:
+    /// prints the ALTER ROLE statement for PostgreSQL and the `service` line
+    /// for the cluster file's [postgres] section.
+    PgSecret(PgSecretArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,4 +69,11 @@ pub struct StatusArgs {
     /// Print the API's JSON as it came instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PgSecretArgs {
+    /// The PostgreSQL role the pooler logs in as (1 to 63 bytes).
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
 }

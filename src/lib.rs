@@ -8,6 +8,7 @@ pub mod http1;
 pub mod membership;
 pub mod node;
 pub mod pg;
+pub mod pg_secret;
 pub mod status;
 pub mod store;
 pub mod web;

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Run(args) => report(piha::node::run(args)),
         Command::Status(args) => report(piha::status::client::run(&args)),
+        Command::PgSecret(args) => report(piha::pg_secret::run(&args)),
     }
 }
 

@@ -1,9 +1,13 @@
 //! `piha check` as a Pi owner runs it: every broken fixture must fail with
 //! the mistake's file:line and a message that names it; the shipped cluster
-//! file must pass and show every node's roles.
+//! file must pass and show every node's roles. Also `piha pg-secret`, whose
+//! output goes into that file.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+
+use piha::pg::auth::{ScramKeys, Secret};
 
 /// (fixture, the errors it must produce as (line, phrase of the message)).
 const BROKEN: &[(&str, &[(usize, &str)])] = &[
@@ -192,6 +196,69 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
         "36-access-log-typo.toml",
         &[(13, "found \"jornal\" (did you mean \"journal\"?)")],
     ),
+    (
+        "37-postgres-unknown-key.toml",
+        &[(
+            23,
+            "unknown key `pool_sise` in [postgres]; did you mean `pool_size`?",
+        )],
+    ),
+    (
+        "38-postgres-bad-pool-mode.toml",
+        &[(
+            22,
+            "unknown pool mode \"transactions\"; valid ones are transaction, session (did you mean \"transaction\"?)",
+        )],
+    ),
+    (
+        "39-postgres-pool-size-zero.toml",
+        &[(22, "`pool_size` must be from 1 to 10000, found 0")],
+    ),
+    (
+        "40-postgres-min-pool-over-pool.toml",
+        &[(23, "`min_pool_size` (10) is larger than `pool_size` (5)")],
+    ),
+    (
+        "41-postgres-bad-secret.toml",
+        &[(23, "the `secret` of user \"app\" is not valid")],
+    ),
+    (
+        "42-postgres-bad-keys.toml",
+        &[(22, "the service `keys` are not valid: expected SCRAM keys")],
+    ),
+    (
+        "43-postgres-duplicate-user.toml",
+        &[(24, "user \"app\" is listed twice")],
+    ),
+    (
+        "44-postgres-auth-query-without-service.toml",
+        &[(
+            22,
+            "`auth_query` needs `service`: the pooler runs the query on the primary as its own login",
+        )],
+    ),
+    (
+        "45-postgres-auth-query-without-parameter.toml",
+        &[(23, "`auth_query` must contain $1")],
+    ),
+    (
+        "46-postgres-port-clash.toml",
+        &[(
+            22,
+            "node \"pi-1\" would listen on port 80 twice: `postgres.port` and `balancer.http_port`",
+        )],
+    ),
+    (
+        "47-postgres-bad-backend.toml",
+        &[(22, "\"192.0.2.50\" has no port (e.g. \"192.0.2.50:5432\")")],
+    ),
+    (
+        "48-postgres-probe-timeout-over-interval.toml",
+        &[(
+            22,
+            "the probe timeout (2s) is longer than its interval (1s)",
+        )],
+    ),
 ];
 
 fn root() -> PathBuf {
@@ -311,6 +378,10 @@ fn shipped_cluster_file_passes_and_shows_every_node() {
     assert!(!row("pi-4").contains("db"), "{stdout}");
     assert!(row("pi-*").contains("(joins by pattern)"), "{stdout}");
     assert!(stdout.contains("VIP 192.0.2.10/24"), "{stdout}");
+    assert!(
+        stdout.contains("\npostgres pooler: port 5432 (PostgreSQL 5433), transaction mode"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -325,4 +396,95 @@ fn oversized_and_missing_files_are_refused() {
     let out = check(&dir.path().join("absent.toml"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+fn pg_secret(user: &str, stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_piha"))
+        .args(["pg-secret", "--user", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run piha");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait for piha")
+}
+
+/// The verifier of the ALTER ROLE line and the `service` table, parsed.
+fn pg_secret_output(out: &Output) -> (String, toml::Table) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[0].starts_with("-- ") && lines[2].starts_with("# "),
+        "{stdout}"
+    );
+    let verifier = lines[1]
+        .split_once(" PASSWORD '")
+        .and_then(|(_, rest)| rest.strip_suffix("';"))
+        .unwrap_or_else(|| panic!("no verifier in {:?}", lines[1]));
+    let service: toml::Table = toml::from_str(lines[3]).expect("the service line is TOML");
+    let service = service["service"].as_table().expect("a table").clone();
+    (verifier.to_string(), service)
+}
+
+#[test]
+fn pg_secret_prints_a_verifier_that_matches_its_keys() {
+    let user = "app \"ro\"";
+    let out = pg_secret(user, "s3cret pass\n");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("\nALTER ROLE \"app \"\"ro\"\"\" PASSWORD 'SCRAM-SHA-256$4096:"),
+        "{stdout}"
+    );
+    let (verifier, service) = pg_secret_output(&out);
+    assert_eq!(service["user"].as_str(), Some(user));
+    assert_eq!(service["database"].as_str(), Some("postgres"));
+    let keys_text = service["keys"].as_str().expect("keys");
+    let keys = ScramKeys::parse(keys_text).expect("the keys parse");
+    assert_eq!(keys.verifier().to_text(), verifier);
+    assert!(Secret::parse(&verifier).is_ok());
+    // From that password (its line ending dropped), with a 16-byte salt.
+    assert_eq!(keys.salt.len(), 16);
+    let again = ScramKeys::derive("s3cret pass", &keys.salt, keys.iterations);
+    assert_eq!(again.to_text(), keys_text);
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+
+    // The line goes into the cluster file as printed.
+    let file = format!(
+        "[cluster]\nname = \"t\"\n[postgres]\n{}\n[[node]]\nhostname = \"a\"\naddress = \"192.0.2.11/24\"\nroles = [\"web\"]\n",
+        stdout.lines().nth(3).unwrap_or_default()
+    );
+    let config = piha::config::parse(&file, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let login = config.postgres.service.expect("service");
+    assert_eq!(
+        (login.user.as_str(), login.keys.as_str()),
+        (user, keys_text)
+    );
+
+    // A new salt every time.
+    let (other, _) = pg_secret_output(&pg_secret(user, "s3cret pass\n"));
+    assert_ne!(other, verifier);
+}
+
+#[test]
+fn pg_secret_refuses_an_empty_password_or_name() {
+    for (user, input, why) in [
+        ("piha", "\n", "empty password"),
+        ("piha", "", "empty password"),
+        ("", "pw\n", "the user name must not be empty"),
+    ] {
+        let out = pg_secret(user, input);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{user:?} {input:?} accepted");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
 }

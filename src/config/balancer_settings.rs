@@ -11,8 +11,10 @@ use toml::Spanned;
 
 use super::diagnostic::{Report, Span};
 use super::model::*;
-use super::overlay::{count, duration, field, port, port_or_off, tls_files};
-use super::raw::{RawBackend, RawBalancer, RawHealth, RawLimits, RawTable, RawTcp, Section};
+use super::overlay::{
+    count, duration, field, port, port_or_off, required, timeout_within_interval, tls_files,
+};
+use super::raw::{RawBackend, RawBalancer, RawHealth, RawLimits, RawTcp, Section};
 use super::values;
 
 /// L4 connections are long-lived (a database session, a Redis client), and
@@ -123,28 +125,8 @@ fn timing(base: Timing, raw: &RawHealth, report: &mut Report<'_>) -> Timing {
         rise: count(&raw.rise, base.rise, ("rise", RISE_FALL), report),
         fall: count(&raw.fall, base.fall, ("fall", RISE_FALL), report),
     };
-    if t.timeout > t.interval {
-        // Blame a key written here and valid (a bad one is reported
-        // already); if neither was, the mismatch is inherited and was
-        // reported where it was made.
-        let written = |raw: &Option<Spanned<String>>| {
-            raw.as_ref()
-                .filter(|d| values::duration(d.get_ref()).is_ok())
-                .map(Spanned::span)
-        };
-        if let Some(span) = written(&raw.timeout).or_else(|| written(&raw.interval)) {
-            report
-                .error(
-                    span,
-                    format!(
-                        "the health check timeout ({}) is longer than its interval ({})",
-                        humantime::format_duration(t.timeout),
-                        humantime::format_duration(t.interval)
-                    ),
-                )
-                .help("a check must end before the next one starts: make `timeout` at most `interval`");
-        }
-    }
+    let durations = (&raw.interval, &raw.timeout);
+    timeout_within_interval("health check", (t.interval, t.timeout), durations, report);
     t
 }
 
@@ -297,22 +279,4 @@ fn tcp_backends(raw: &RawTcp, who: &str, report: &mut Report<'_>) -> Vec<StaticB
             .help(help);
     }
     backends(list, report)
-}
-
-/// A key a table cannot do without: missing is an error at the table,
-/// unless the key was written and reported already (a typo, a wrong type).
-fn required<'r, T, U>(
-    table: &RawTable<U>,
-    value: &'r Option<Spanned<T>>,
-    key: &'static str,
-    who: &str,
-    report: &mut Report<'_>,
-) -> Option<&'r Spanned<T>> {
-    if value.is_none() && !table.reported.contains(key) {
-        report.error(
-            table.span.clone(),
-            format!("{who} is missing the required key `{key}`"),
-        );
-    }
-    value.as_ref()
 }

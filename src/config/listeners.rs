@@ -1,6 +1,7 @@
 //! No two TCP listeners of one node on one port: the admin server, the web
 //! role's HTTP and HTTPS ports, the balancer's front ends and every tcp
-//! service. Otherwise the second one fails with "address in use" when the
+//! service, the Postgres pooler (on balancer nodes) and PostgreSQL itself
+//! (on db nodes). Otherwise the second one fails with "address in use" when the
 //! node starts. The gossip port is UDP and may share a number with any of
 //! them.
 
@@ -9,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use toml::Spanned;
 
 use super::diagnostic::{Report, Span};
-use super::model::{Defaults, RoleSettings};
-use super::raw::{OrOff, RawDefaults, RawSections, RawTcp};
+use super::model::{Defaults, PostgresSettings, RoleSettings};
+use super::raw::{OrOff, RawDefaults, RawPostgres, RawSections, RawTcp};
 use super::validate::{NodeFacts, PatternFacts};
 
 /// One listening port of a node and where its value comes from.
@@ -25,6 +26,8 @@ struct Listener {
 enum Origin {
     BuiltIn,
     Defaults(Span),
+    /// A cluster-wide section (`[postgres]`): as general as `[defaults]`.
+    Cluster(Span),
     Entry(Span),
 }
 
@@ -34,7 +37,7 @@ impl Origin {
     fn rank(&self) -> u8 {
         match self {
             Origin::BuiltIn => 0,
-            Origin::Defaults(_) => 1,
+            Origin::Defaults(_) | Origin::Cluster(_) => 1,
             Origin::Entry(_) => 2,
         }
     }
@@ -42,7 +45,7 @@ impl Origin {
     fn span(&self) -> Option<Span> {
         match self {
             Origin::BuiltIn => None,
-            Origin::Defaults(s) | Origin::Entry(s) => Some(s.clone()),
+            Origin::Defaults(s) | Origin::Cluster(s) | Origin::Entry(s) => Some(s.clone()),
         }
     }
 }
@@ -56,9 +59,18 @@ struct Entry<'a> {
     settings: &'a RoleSettings,
 }
 
+/// The `[postgres]` ports: the settings in effect and the section as
+/// written (`None` if the file has none).
+#[derive(Clone, Copy)]
+pub struct Pooler<'a> {
+    pub settings: &'a PostgresSettings,
+    pub raw: Option<&'a RawPostgres>,
+}
+
 pub fn no_shared_ports(
     raw: &RawDefaults,
     defaults: &Defaults,
+    pooler: Pooler<'_>,
     nodes: &[NodeFacts<'_>],
     patterns: &[PatternFacts<'_>],
     report: &mut Report<'_>,
@@ -83,7 +95,7 @@ pub fn no_shared_ports(
     // A clash set in [defaults] shows on every node; say it once.
     let mut told = HashSet::new();
     for entry in node_entries.chain(pattern_entries) {
-        let listeners = listeners(&entry, raw);
+        let listeners = listeners(&entry, raw, pooler);
         let mut first: HashMap<u16, &Listener> = HashMap::new();
         for listener in &listeners {
             match first.get(&listener.port) {
@@ -118,7 +130,7 @@ fn clash(
     }
     let where_other = match &other.origin {
         Origin::BuiltIn => format!("{} is {} unless set", other.key, other.port),
-        Origin::Defaults(s) | Origin::Entry(s) => {
+        Origin::Defaults(s) | Origin::Cluster(s) | Origin::Entry(s) => {
             format!("{} is set at line {}", other.key, report.line_of(s.start))
         }
     };
@@ -135,7 +147,7 @@ fn clash(
 }
 
 /// Every TCP listener the entry's roles open, in a fixed order.
-fn listeners(entry: &Entry<'_>, defaults: &RawDefaults) -> Vec<Listener> {
+fn listeners(entry: &Entry<'_>, defaults: &RawDefaults, pooler: Pooler<'_>) -> Vec<Listener> {
     let mut out = Vec::new();
     let admin = origin(
         entry.own_admin_port.map(written),
@@ -145,7 +157,29 @@ fn listeners(entry: &Entry<'_>, defaults: &RawDefaults) -> Vec<Listener> {
     push(&mut out, "`admin_port`", entry.admin_port, admin);
     web_listeners(entry, &defaults.sections, &mut out);
     balancer_listeners(entry, &defaults.sections, &mut out);
+    postgres_listeners(entry, pooler, &mut out);
     out
+}
+
+/// The pooler on every balancer node (node address and VIP), PostgreSQL on
+/// every db node (node address). Both ports are cluster-wide.
+fn postgres_listeners(entry: &Entry<'_>, pooler: Pooler<'_>, out: &mut Vec<Listener>) {
+    let pg = pooler.settings;
+    let at = |raw: fn(&RawPostgres) -> Option<&Spanned<i64>>, value: u16| {
+        let written = pooler.raw.and_then(raw).map(written);
+        match written {
+            None => Some(Origin::BuiltIn),
+            Some((span, port)) => (port == Some(i64::from(value))).then_some(Origin::Cluster(span)),
+        }
+    };
+    if entry.settings.balancer.is_some() {
+        let origin = at(|r| r.port.as_ref(), pg.port);
+        push(out, "`postgres.port`", pg.port, origin);
+    }
+    if entry.settings.db.is_some() {
+        let origin = at(|r| r.server_port.as_ref(), pg.server_port);
+        push(out, "`postgres.server_port`", pg.server_port, origin);
+    }
 }
 
 fn web_listeners(entry: &Entry<'_>, defaults: &RawSections, out: &mut Vec<Listener>) {

@@ -14,7 +14,9 @@ mod listeners;
 mod model;
 mod overlay;
 mod plan;
+mod postgres_settings;
 mod raw;
+mod raw_postgres;
 mod raw_sections;
 mod roles;
 mod search;
@@ -26,6 +28,7 @@ mod web_settings;
 pub use diagnostic::Diagnostic;
 pub use model::*;
 pub use search::{DEFAULT_PATHS, find_config, find_config_in};
+pub use values::pg_name;
 
 use std::fmt;
 use std::io::Read;

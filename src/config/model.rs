@@ -440,13 +440,17 @@ pub struct PostgresSettings {
     /// rather than an ever-growing queue.
     pub max_wait_clients: u32,
     /// How long a client waits for a server connection before 53300.
+    #[serde(with = "duration_ms")]
     pub wait_timeout: Duration,
     /// Idle server connections above `min_pool_size` are closed after this.
+    #[serde(with = "duration_ms")]
     pub server_idle_timeout: Duration,
     /// A server connection is closed at release once older than this, so a
     /// backend's memory bloat or a changed pg_hba.conf takes effect.
+    #[serde(with = "duration_ms")]
     pub server_lifetime: Duration,
     /// How long a new client has to finish its startup and authentication.
+    #[serde(with = "duration_ms")]
     pub login_timeout: Duration,
     /// Largest message accepted from a client or server, checked before any
     /// allocation. PostgreSQL allows 1 GiB; a Pi cannot hold that per client.
@@ -456,9 +460,8 @@ pub struct PostgresSettings {
     /// After a client's write, its reads go to the primary or to a standby
     /// whose replay LSN has passed that write.
     pub read_your_writes: bool,
-    /// Client-side TLS (answered on SSLRequest); without it clients get 'N'.
-    /// `Some` with no files means the node's own (self-signed) certificate.
-    pub tls: Option<TlsFiles>,
+    /// Client-side TLS, answered on SSLRequest.
+    pub tls: PgTls,
     /// Try TLS to PostgreSQL (`prefer`): use it when the server offers it.
     pub server_tls: bool,
     /// PostgreSQL servers to use besides the db-role nodes (host:port).
@@ -490,6 +493,22 @@ impl PoolMode {
             PoolMode::Transaction => "transaction",
         }
     }
+}
+
+/// `[postgres] tls`: whether the pooler accepts TLS from clients, and with
+/// which certificate.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgTls {
+    /// `tls = false`: an SSLRequest is answered 'N'; the client goes on in
+    /// plain text or gives up, as its sslmode says.
+    #[default]
+    Off,
+    /// `tls = true`: the node's own self-signed certificate, the one the web
+    /// and balancer roles use when they have no `tls` files.
+    NodeCert,
+    /// `tls = { cert = "...", key = "..." }`: these PEM files.
+    Files(TlsFiles),
 }
 
 /// The pooler's own PostgreSQL login. `keys` is a SCRAM client-key secret
@@ -526,7 +545,9 @@ pub struct PgDatabase {
 /// The background prober: every backend, every `interval`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PgProbe {
+    #[serde(with = "duration_ms")]
     pub interval: Duration,
+    #[serde(with = "duration_ms")]
     pub timeout: Duration,
     /// Failed probes in a row before a backend counts as down.
     pub fall: u32,
@@ -560,7 +581,7 @@ impl Default for PostgresSettings {
             max_message_bytes: 16 * 1024 * 1024,
             max_lag_bytes: 16 * 1024 * 1024,
             read_your_writes: false,
-            tls: None,
+            tls: PgTls::Off,
             server_tls: false,
             backends: Vec::new(),
             service: None,

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::diagnostic::Report;
 use super::model::TlsFiles;
-use super::raw::{OrOff, RawTls};
+use super::raw::{OrOff, RawTable, RawTls};
 use super::values;
 
 /// `base` unless `raw` was written; then `check`'s answer, or `base` with
@@ -102,4 +102,57 @@ pub fn tls_files(
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => base.clone(),
     }
+}
+
+/// A check must end before the next one starts: `timeout` at most
+/// `interval` (`what` is "health check", "probe"). The values are those in
+/// effect; `written` are the keys as written here.
+pub fn timeout_within_interval(
+    what: &str,
+    (interval, timeout): (Duration, Duration),
+    written: (&Option<Spanned<String>>, &Option<Spanned<String>>),
+    report: &mut Report<'_>,
+) {
+    if timeout <= interval {
+        return;
+    }
+    // Blame a key written here and valid (a bad one is reported already);
+    // if neither was, the mismatch is inherited and was reported where it
+    // was made.
+    let valid = |raw: &Option<Spanned<String>>| {
+        raw.as_ref()
+            .filter(|d| values::duration(d.get_ref()).is_ok())
+            .map(Spanned::span)
+    };
+    let (raw_interval, raw_timeout) = written;
+    if let Some(span) = valid(raw_timeout).or_else(|| valid(raw_interval)) {
+        report
+            .error(
+                span,
+                format!(
+                    "the {what} timeout ({}) is longer than its interval ({})",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            )
+            .help("a check must end before the next one starts: make `timeout` at most `interval`");
+    }
+}
+
+/// A key a table cannot do without: missing is an error at the table,
+/// unless the key was written and reported already (a typo, a wrong type).
+pub fn required<'r, T, U>(
+    table: &RawTable<U>,
+    value: &'r Option<Spanned<T>>,
+    key: &'static str,
+    who: &str,
+    report: &mut Report<'_>,
+) -> Option<&'r Spanned<T>> {
+    if value.is_none() && !table.reported.contains(key) {
+        report.error(
+            table.span.clone(),
+            format!("{who} is missing the required key `{key}`"),
+        );
+    }
+    value.as_ref()
 }

@@ -91,8 +91,33 @@ impl ClusterConfig {
         } else {
             "admin token: not set (admin endpoints that change something are refused)"
         };
-        let _ = writeln!(out, "\n{token}");
+        let _ = writeln!(out, "\n{}\n{token}", self.pooler_line());
         out
+    }
+
+    /// One line on the Postgres pooler, or why there is none.
+    fn pooler_line(&self) -> String {
+        let has_balancer =
+            |roles: &std::collections::BTreeSet<Role>| roles.contains(&Role::Balancer);
+        if !self.nodes.iter().any(|n| has_balancer(&n.roles))
+            && !self.patterns.iter().any(|p| has_balancer(&p.roles))
+        {
+            return "postgres pooler: none (no node has the balancer role)".to_string();
+        }
+        let pg = &self.postgres;
+        let auth_query = if pg.auth_query.is_some() { "on" } else { "off" };
+        let mut line = format!(
+            "postgres pooler: port {} (PostgreSQL {}), {} mode, pool {}, {}, auth_query {auth_query}",
+            pg.port,
+            pg.server_port,
+            pg.pool_mode.name(),
+            pg.pool_size,
+            count(pg.users.len(), "user"),
+        );
+        if pg.users.is_empty() && pg.auth_query.is_none() {
+            line.push_str(" (nobody can log in through it)");
+        }
+        line
     }
 }
 

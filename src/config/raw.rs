@@ -11,6 +11,7 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::{Diagnostic, Report, Span};
 use super::suggest::closest;
 
+pub use super::raw_postgres::*;
 pub use super::raw_sections::*;
 
 #[derive(Default)]
@@ -23,6 +24,8 @@ pub struct RawFile {
     pub membership: RawMembership,
     pub store: RawStore,
     pub metrics: RawMetrics,
+    /// `None` when the file has no `[postgres]`: built-in values.
+    pub postgres: Option<RawPostgres>,
     pub nodes: Vec<RawNode>,
     pub patterns: Vec<RawPattern>,
 }
@@ -108,6 +111,8 @@ impl Reported {
 
 pub(super) const DURATION: &str = "a duration in quotes, like \"1s\", \"500ms\" or \"7d\"";
 pub(super) const PORT: &str = "a port number like 9000";
+const ROLES: &str = "a list of roles, like [\"web\", \"storage\"]";
+const ROLE: &str = "a role name in quotes, like \"web\"";
 
 pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
     let mut top = Fields::new(root, "the top level of the file", report);
@@ -131,6 +136,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         f.finish();
         m
     });
+    let postgres = top.table("postgres").map(|t| read_postgres(t, top.report));
     let nodes = top.array_of_tables("node");
     let nodes = nodes
         .into_iter()
@@ -148,6 +154,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         membership: membership.unwrap_or_default(),
         store: store.unwrap_or_default(),
         metrics: metrics.unwrap_or_default(),
+        postgres,
         nodes,
         patterns,
     }
@@ -204,7 +211,7 @@ fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
             "address",
             "an IP address with a prefix length in quotes, like \"192.0.2.11/24\"",
         ),
-        roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
+        roles: f.string_array("roles", ROLES, ROLE),
         admin_port: f.integer("admin_port", PORT),
         gossip_port: f.integer("gossip_port", PORT),
         sections: read_sections(&mut f),
@@ -219,7 +226,7 @@ fn read_pattern(t: Table<'_, '_>, report: &mut Report<'_>) -> RawPattern {
         span: t.span,
         reported: Reported::default(),
         glob: f.string("match", "a hostname pattern in quotes, like \"pi-*\""),
-        roles: f.string_array("roles", "a list of roles, like [\"web\", \"storage\"]"),
+        roles: f.string_array("roles", ROLES, ROLE),
         sections: read_sections(&mut f),
     };
     pattern.reported = f.finish();
@@ -420,10 +427,13 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
         }
     }
 
+    /// A list of strings; `each` says what one of them is, like "a role
+    /// name in quotes, like \"web\"".
     pub fn string_array(
         &mut self,
         key: &'static str,
         expected: &str,
+        each: &str,
     ) -> Option<Spanned<Vec<Spanned<String>>>> {
         let value = self.get(key)?;
         let DeValue::Array(items) = value.get_ref() else {
@@ -436,10 +446,8 @@ impl<'t, 'i, 'r, 's> Fields<'t, 'i, 'r, 's> {
                 DeValue::String(s) => strings.push(Spanned::new(item.span(), s.to_string())),
                 other => {
                     let found = type_name(other);
-                    self.report.error(
-                        item.span(),
-                        format!("expected a role name in quotes, like \"web\", found {found}"),
-                    );
+                    self.report
+                        .error(item.span(), format!("expected {each}, found {found}"));
                 }
             }
         }

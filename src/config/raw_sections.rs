@@ -137,7 +137,8 @@ enum Proxy {
     Tcp,
 }
 
-const TLS_EXAMPLE: &str = "{ cert = \"/etc/piha/tls/cert.pem\", key = \"/etc/piha/tls/key.pem\" }";
+pub(super) const TLS_EXAMPLE: &str =
+    "{ cert = \"/etc/piha/tls/cert.pem\", key = \"/etc/piha/tls/key.pem\" }";
 const BACKEND_EXAMPLE: &str = "{ address = \"192.0.2.50:8080\", weight = 1 }";
 const TCP_EXAMPLE: &str = "{ name = \"redis\", port = 6379, backends = [...] }";
 const ALGORITHM: &str = "an algorithm name in quotes, like \"roundrobin\"";
@@ -188,7 +189,7 @@ fn section<T>(
 }
 
 /// Reads one nested table with `read`, then reports its unknown keys.
-fn nested<T>(
+pub(super) fn nested<T>(
     t: Table<'_, '_>,
     context: &'static str,
     report: &mut Report<'_>,
@@ -243,7 +244,7 @@ fn read_web(s: &mut Fields<'_, '_, '_, '_>) -> RawWeb {
     }
 }
 
-fn read_tls(t: Table<'_, '_>, context: &'static str, report: &mut Report<'_>) -> RawTls {
+pub(super) fn read_tls(t: Table<'_, '_>, context: &'static str, report: &mut Report<'_>) -> RawTls {
     let file = "a file path in quotes, like \"/etc/piha/tls/cert.pem\"";
     nested(t, context, report, |s| RawTlsFields {
         cert: s.string("cert", file),

@@ -316,7 +316,7 @@ limits = { maxconn = 8, queue = 16, queue_timeout = "6s", connect_timeout = "7s"
 
 [[defaults.balancer.tcp]]
 name = "pg"
-port = 5432
+port = 6432
 backends = [ { address = "192.0.2.61:5432" } ]
 
 [[node]]
@@ -396,7 +396,7 @@ fn tcp_services_from_header_tables_with_their_own_defaults() {
     let c = parse(EVERY_KEY, Path::new("t.toml")).unwrap();
     let tcp = c.plan_for("a").unwrap().settings.balancer.unwrap().tcp;
     let names: Vec<(&str, u16)> = tcp.iter().map(|t| (t.name.as_str(), t.port)).collect();
-    assert_eq!(names, [("redis", 6379), ("pg", 5432)]);
+    assert_eq!(names, [("redis", 6379), ("pg", 6432)]);
     let redis = &tcp[0];
     assert_eq!(redis.backends[0].address.to_string(), "192.0.2.60:6379");
     assert_eq!(redis.backends[0].weight, 2);
@@ -470,7 +470,7 @@ web = { tls_port = 9443 }
 hostname = "b"
 address = "192.0.2.12/24"
 roles = ["balancer"]
-balancer = { backends = [], tcp = [ { name = "pg", port = 5432, backends = [ { address = "192.0.2.61:5432" } ] } ] }
+balancer = { backends = [], tcp = [ { name = "pg", port = 6432, backends = [ { address = "192.0.2.61:5432" } ] } ] }
 "#;
     let c = parse(text, Path::new("t.toml")).unwrap();
     let a = c.plan_for("a").unwrap().settings;
@@ -544,7 +544,7 @@ fn plan_table_shows_ports_algorithm_and_services() {
     let row = table.lines().find(|l| l.starts_with("a ")).unwrap();
     assert!(
         row.ends_with(
-            "vrrp priority 120, http :8000/:4443 source, 2 static backends, tcp redis :6379, tcp pg :5432, web :8081 root /srv/site"
+            "vrrp priority 120, http :8000/:4443 source, 2 static backends, tcp redis :6379, tcp pg :6432, web :8081 root /srv/site"
         ),
         "{table}"
     );
@@ -704,12 +704,12 @@ port = 1883
 backends = [ { address = "192.0.2.70:1883" } ]
 [[node.balancer.tcp]]
 name = "pg"
-port = 5432
+port = 6432
 backends = [ { address = "192.0.2.61:5432" } ]
 algorithm = "fastest"
 [[node.balancer.tcp]]
 name = "pg"
-port = 5433
+port = 6433
 backends = [ { address = "192.0.2.61:5432" } ]
 "#
     );
@@ -837,4 +837,403 @@ roles = ["web"]
     // https_port = 0 was refused and falls back to 443: no clash is made up
     // from the stand-in value.
     assert_eq!(d.len(), 4);
+}
+
+/// A balancer and db node, for the `[postgres]` tests: line 9 is next.
+const PG_NODE: &str = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "db"]
+db = { initial_primary = true }
+"#;
+
+/// Keys as `piha pg-secret` makes them, and the verifier PostgreSQL keeps.
+fn scram(password: &str) -> (String, String) {
+    let keys = crate::pg::auth::ScramKeys::derive(password, b"0123456789abcdef", 4096);
+    (keys.to_text(), keys.verifier().to_text())
+}
+
+const MD5: &str = "md5a3556571e93b0d20722ba62be61e8c2d";
+
+#[test]
+fn postgres_section_sets_every_field() {
+    let (keys, verifier) = scram("service password");
+    let text = format!(
+        r#"{PG_NODE}[postgres]
+port = 6432
+server_port = 5434
+pool_mode = "session"
+pool_size = 30
+min_pool_size = 2
+max_client_conn = 500
+max_wait_clients = 100
+wait_timeout = "10s"
+server_idle_timeout = "5min"
+server_lifetime = "2h"
+login_timeout = "5s"
+max_message_size = "4MiB"
+max_lag = 1048576
+read_your_writes = true
+tls = {{ cert = "/etc/piha/tls/pg.pem", key = "/etc/piha/tls/pg.key" }}
+server_tls = true
+backends = ["192.0.2.50:5432", "[2001:db8::50]:5433"]
+service = {{ user = "piha", database = "ops", keys = "{keys}" }}
+auth_query = "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1"
+users = [ {{ name = "app", secret = "{verifier}", pool_mode = "transaction" }}, {{ name = "old", secret = "{MD5}" }} ]
+databases = [ {{ name = "app", pool_mode = "transaction", pool_size = 10 }}, {{ name = "reports" }} ]
+probe = {{ interval = "2s", timeout = "500ms", fall = 5 }}
+"#
+    );
+    let c = parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let pg = &c.postgres;
+    let secs = Duration::from_secs;
+    assert_eq!((pg.port, pg.server_port), (6432, 5434));
+    assert_eq!(pg.pool_mode, PoolMode::Session);
+    assert_eq!(
+        (
+            pg.pool_size,
+            pg.min_pool_size,
+            pg.max_client_conn,
+            pg.max_wait_clients
+        ),
+        (30, 2, 500, 100)
+    );
+    assert_eq!(
+        [
+            pg.wait_timeout,
+            pg.server_idle_timeout,
+            pg.server_lifetime,
+            pg.login_timeout
+        ],
+        [secs(10), secs(300), secs(7200), secs(5)]
+    );
+    assert_eq!((pg.max_message_bytes, pg.max_lag_bytes), (4 << 20, 1 << 20));
+    assert!(pg.read_your_writes && pg.server_tls);
+    match &pg.tls {
+        PgTls::Files(f) => {
+            assert_eq!(f.cert, Path::new("/etc/piha/tls/pg.pem"));
+            assert_eq!(f.key, Path::new("/etc/piha/tls/pg.key"));
+        }
+        other => panic!("expected files, got {other:?}"),
+    }
+    let backends: Vec<String> = pg.backends.iter().map(|b| b.to_string()).collect();
+    assert_eq!(backends, ["192.0.2.50:5432", "[2001:db8::50]:5433"]);
+    let service = pg.service.as_ref().unwrap();
+    assert_eq!(
+        (service.user.as_str(), service.database.as_str()),
+        ("piha", "ops")
+    );
+    assert_eq!(service.keys, keys);
+    assert_eq!(
+        pg.auth_query.as_deref(),
+        Some("SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1")
+    );
+    let users: Vec<(&str, &str, Option<PoolMode>)> = pg
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.secret.as_str(), u.pool_mode))
+        .collect();
+    assert_eq!(
+        users,
+        [
+            ("app", verifier.as_str(), Some(PoolMode::Transaction)),
+            ("old", MD5, None)
+        ]
+    );
+    let dbs: Vec<(&str, Option<PoolMode>, Option<u32>)> = pg
+        .databases
+        .iter()
+        .map(|d| (d.name.as_str(), d.pool_mode, d.pool_size))
+        .collect();
+    assert_eq!(
+        dbs,
+        [
+            ("app", Some(PoolMode::Transaction), Some(10)),
+            ("reports", None, None)
+        ]
+    );
+    let p = &pg.probe;
+    assert_eq!(
+        (p.interval, p.timeout, p.fall),
+        (secs(2), Duration::from_millis(500), 5)
+    );
+}
+
+#[test]
+fn postgres_defaults_apply_without_the_section_or_its_keys() {
+    let built_in = format!("{:?}", PostgresSettings::default());
+    let without = parse(PG_NODE, Path::new("t.toml")).unwrap();
+    assert_eq!(format!("{:?}", without.postgres), built_in);
+    let empty = parse(&format!("{PG_NODE}[postgres]\n"), Path::new("t.toml")).unwrap();
+    assert_eq!(format!("{:?}", empty.postgres), built_in);
+    let pg = PostgresSettings::default();
+    assert_eq!((pg.port, pg.server_port), (5432, 5433));
+    assert_eq!((pg.pool_mode, pg.pool_size), (PoolMode::Transaction, 20));
+    assert!(matches!(pg.tls, PgTls::Off));
+    assert!(pg.users.is_empty() && pg.service.is_none() && pg.auth_query.is_none());
+}
+
+/// Written keys replace the built-in values one by one; entries override
+/// the pool mode and size for their user or database only; the lists may
+/// be written as `[[postgres.users]]` sections.
+#[test]
+fn postgres_keys_override_one_by_one() {
+    let (_, verifier) = scram("pw");
+    let text = format!(
+        r#"{PG_NODE}[postgres]
+pool_mode = "session"
+tls = true
+auth_query = false
+min_pool_size = 20
+[[postgres.users]]
+name = "app"
+secret = "{verifier}"
+[[postgres.users]]
+name = "batch"
+secret = "{MD5}"
+pool_mode = "transaction"
+[[postgres.databases]]
+name = "big"
+pool_size = 50
+"#
+    );
+    let c = parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let pg = &c.postgres;
+    let built_in = PostgresSettings::default();
+    assert_eq!(pg.pool_mode, PoolMode::Session);
+    assert!(matches!(pg.tls, PgTls::NodeCert));
+    assert_eq!(pg.auth_query, None);
+    assert_eq!((pg.pool_size, pg.min_pool_size), (20, 20));
+    assert_eq!(
+        (pg.port, pg.max_client_conn, pg.wait_timeout),
+        (
+            built_in.port,
+            built_in.max_client_conn,
+            built_in.wait_timeout
+        )
+    );
+    assert_eq!(pg.probe.interval, built_in.probe.interval);
+    let modes: Vec<Option<PoolMode>> = pg.users.iter().map(|u| u.pool_mode).collect();
+    assert_eq!(modes, [None, Some(PoolMode::Transaction)]);
+    assert_eq!(pg.databases[0].pool_size, Some(50));
+    assert_eq!(pg.databases[0].pool_mode, None);
+}
+
+#[test]
+fn postgres_mistakes_point_at_the_value() {
+    let (keys, verifier) = scram("pw");
+    let text = format!(
+        r#"{PG_NODE}[postgres]
+pool_mode = "transactoin"
+max_client_conn = 10
+max_wait_clients = 20
+max_message_size = "2GiB"
+tls = "on"
+backends = ["192.0.2.50:5432", "192.0.2.50:5432", "192.0.2.11:5433", 5432]
+service = {{ user = "piha" }}
+auth_query = true
+users = [
+  {{ name = "app", secret = "hunter2hunter2" }},
+  {{ name = "{long}", secret = "{verifier}" }},
+  {{ secret = "{verifier}" }},
+  {{ name = "app", secret = "{MD5}", pool_mode = "statement" }},
+  {{ name = "nosecret" }},
+]
+databases = [ {{ name = "app", pool_size = 0 }}, {{ name = "app" }}, {{ name = "x", pool_size = 1 }} ]
+min_pool_size = 2
+probe = {{ interval = "1s", timeout = "2s", fal = 3 }}
+"#,
+        long = "u".repeat(64),
+    );
+    let got = found(&text);
+    assert_found(
+        &got,
+        &[
+            (
+                10,
+                "unknown pool mode \"transactoin\"; valid ones are transaction, session (did you mean \"transaction\"?)",
+            ),
+            (
+                12,
+                "`max_wait_clients` (20) is larger than `max_client_conn` (10)",
+            ),
+            (
+                13,
+                "`max_message_size` must be from 1KiB to 1GiB, found 2GiB",
+            ),
+            (
+                14,
+                "wrong type for `tls`: expected true (the node's own certificate), false, or a table",
+            ),
+            (15, "backend 192.0.2.50:5432 is listed twice"),
+            (
+                15,
+                "backend 192.0.2.11:5433 is the PostgreSQL of node \"a\", which the pooler uses already",
+            ),
+            (
+                15,
+                "expected an IP address and port in quotes, like \"192.0.2.50:5432\", found the number 5432",
+            ),
+            (16, "`postgres.service` is missing the required key `keys`"),
+            (17, "wrong type for `auth_query`"),
+            (
+                19,
+                "the `secret` of user \"app\" is not valid: expected a SCRAM-SHA-256 verifier",
+            ),
+            (20, "a user name must be at most 63 bytes long"),
+            (
+                21,
+                "a `postgres.users` entry is missing the required key `name`",
+            ),
+            (22, "user \"app\" is listed twice"),
+            (22, "unknown pool mode \"statement\""),
+            (23, "user \"nosecret\" is missing the required key `secret`"),
+            (25, "`pool_size` must be from 1 to 10000, found 0"),
+            (25, "database \"app\" is listed twice"),
+            (
+                25,
+                "this database's `pool_size` (1) is below `min_pool_size` (2)",
+            ),
+            (
+                27,
+                "the probe timeout (2s) is longer than its interval (1s)",
+            ),
+            (
+                27,
+                "unknown key `fal` in `postgres.probe`; did you mean `fall`?",
+            ),
+        ],
+    );
+    // Secrets are pointed at, never repeated.
+    assert!(
+        got.iter()
+            .all(|(_, _, m)| !m.contains("hunter2") && !m.contains(&keys)),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn auth_query_needs_a_service_login_and_a_parameter() {
+    let text = format!(
+        "{PG_NODE}[postgres]\nauth_query = \"SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = 'app'\"\n"
+    );
+    assert_found(
+        &found(&text),
+        &[
+            (10, "`auth_query` must contain $1"),
+            (10, "`auth_query` needs `service`"),
+        ],
+    );
+    // A misspelt `service` is one mistake: no "needs `service`" after it.
+    let (keys, _) = scram("pw");
+    let text = format!(
+        "{PG_NODE}[postgres]\nservise = {{ user = \"piha\", keys = \"{keys}\" }}\nauth_query = \"SELECT $1\"\n"
+    );
+    assert_found(&found(&text), &[(10, "did you mean `service`?")]);
+}
+
+#[test]
+fn pooler_and_postgresql_ports_are_listeners_of_their_nodes() {
+    let text = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[postgres]
+port = 9000
+server_port = 8080
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "db"]
+db = { initial_primary = true }
+[[node]]
+hostname = "b"
+address = "192.0.2.12/24"
+roles = ["web"]
+[[node]]
+hostname = "c"
+address = "192.0.2.13/24"
+roles = ["db", "web"]
+"#;
+    assert_found(
+        &found(text),
+        &[
+            // Told once, though it holds on "a" only; "b" has no pooler.
+            (
+                5,
+                "node \"a\" would listen on port 9000 twice: `postgres.port` and `admin_port`",
+            ),
+            // PostgreSQL on a db node that is also a web node.
+            (
+                6,
+                "node \"c\" would listen on port 8080 twice: `postgres.server_port` and `web.port`",
+            ),
+        ],
+    );
+    // The built-in pooler port against a node's own front end.
+    let text = format!("{PG_NODE}balancer = {{ http_port = 5432 }}\n");
+    assert_found(
+        &found(&text),
+        &[(
+            9,
+            "node \"a\" would listen on port 5432 twice: `balancer.http_port` and `postgres.port`",
+        )],
+    );
+}
+
+#[test]
+fn plan_table_sums_up_the_pooler() {
+    let table = shipped().plan_table();
+    assert!(
+        table.contains(
+            "postgres pooler: port 5432 (PostgreSQL 5433), transaction mode, pool 20, 0 users, auth_query off"
+        ),
+        "{table}"
+    );
+}
+
+/// The shipped file's `[postgres]` block shows the built-in values: with
+/// its `# key = value` lines uncommented, the settings are the same.
+#[test]
+fn shipped_postgres_comments_show_the_built_in_values() {
+    let start = SHIPPED.find("\n[postgres]\n").unwrap();
+    let end = start + SHIPPED[start..].find("\n# Who may log in").unwrap();
+    let block: Vec<String> = SHIPPED[start..end]
+        .lines()
+        .map(|line| {
+            let Some(rest) = line.strip_prefix("# ") else {
+                return line.to_string();
+            };
+            let key = rest.split(" = ").next().unwrap_or("");
+            let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if is_key && rest.contains(" = ") {
+                rest.to_string()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let uncommented = block
+        .iter()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    assert_eq!(uncommented, 1 + 18, "[postgres] and every key: {block:#?}");
+    let text = format!(
+        "{}{}{}",
+        &SHIPPED[..start],
+        block.join("\n"),
+        &SHIPPED[end..]
+    );
+    let mut pg = parse(&text, Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .postgres;
+    let example: Vec<String> = pg.backends.iter().map(|b| b.to_string()).collect();
+    assert_eq!(example, ["192.0.2.50:5432"]);
+    pg.backends.clear();
+    assert_eq!(
+        format!("{pg:?}"),
+        format!("{:?}", PostgresSettings::default())
+    );
 }

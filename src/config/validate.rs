@@ -15,6 +15,7 @@ use super::checks;
 use super::diagnostic::{Report, Span};
 use super::listeners;
 use super::model::*;
+use super::postgres_settings;
 use super::raw::*;
 use super::roles::{Owner, RoleDefaults, required_roles, role_settings};
 use super::values;
@@ -82,7 +83,12 @@ pub fn validate(
         checks::has_members(&cluster, &nodes, &patterns, report);
     }
     checks::across_nodes(&cluster, &nodes, &patterns, report);
-    listeners::no_shared_ports(&raw.defaults, &defaults, &nodes, &patterns, report);
+    let postgres = postgres_settings::postgres(raw.postgres.as_ref(), &nodes, report);
+    let pooler = listeners::Pooler {
+        settings: &postgres,
+        raw: raw.postgres.as_ref(),
+    };
+    listeners::no_shared_ports(&raw.defaults, &defaults, pooler, &nodes, &patterns, report);
 
     if report.has_errors() {
         return None;
@@ -95,8 +101,7 @@ pub fn validate(
         membership,
         store,
         metrics,
-        // Parsed from `[postgres]` by the config work of issue 4; defaults until then.
-        postgres: PostgresSettings::default(),
+        postgres,
         nodes: nodes
             .into_iter()
             .filter_map(NodeFacts::into_config)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::model::Algorithm;
+use super::model::{Algorithm, PoolMode};
 use super::raw::{OrOff, RawSize};
 use super::suggest::closest;
 
@@ -331,7 +331,13 @@ pub fn algorithm(text: &str) -> Result<Algorithm, String> {
 /// `[2001:db8::50]:8080`. Names are refused: the balancer never resolves
 /// DNS, so a backend cannot vanish with a resolver.
 pub fn backend_address(text: &str) -> Result<SocketAddr, String> {
-    let expected = "expected an IP address and port, like \"192.0.2.50:8080\"";
+    socket_address(text, 8080)
+}
+
+/// An IP address and port; messages show `example_port` in their examples
+/// (8080 for a web backend, 5432 for a PostgreSQL server).
+pub fn socket_address(text: &str, example_port: u16) -> Result<SocketAddr, String> {
+    let expected = format!("expected an IP address and port, like \"192.0.2.50:{example_port}\"");
     if let Ok(addr) = text.trim().parse::<SocketAddr>() {
         if addr.port() == 0 {
             return Err(format!("{expected}: port 0 is not a port to connect to"));
@@ -339,7 +345,7 @@ pub fn backend_address(text: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     if let Ok(ip) = text.trim().parse::<IpAddr>() {
-        let example = SocketAddr::new(ip, 8080);
+        let example = SocketAddr::new(ip, example_port);
         return Err(format!(
             "{expected}: \"{text}\" has no port (e.g. \"{example}\")"
         ));
@@ -353,6 +359,58 @@ pub fn backend_address(text: &str) -> Result<SocketAddr, String> {
     Err(format!(
         "{expected}: the port in \"{text}\" is not a number from 1 to 65535"
     ))
+}
+
+const POOL_MODES: [PoolMode; 2] = [PoolMode::Transaction, PoolMode::Session];
+
+/// `pool_mode = "transaction"`: unknown names list the valid ones.
+pub fn pool_mode(text: &str) -> Result<PoolMode, String> {
+    if let Some(m) = POOL_MODES.into_iter().find(|m| m.name() == text) {
+        return Ok(m);
+    }
+    let valid: Vec<&str> = POOL_MODES.iter().map(|m| m.name()).collect();
+    let mut message = format!(
+        "unknown pool mode \"{text}\"; valid ones are {}",
+        valid.join(", ")
+    );
+    if text == "statement" {
+        message.push_str(
+            " (statement pooling breaks multi-statement transactions; piha has no such mode)",
+        );
+    } else if let Some(s) = closest(text, &valid) {
+        message.push_str(&format!(" (did you mean \"{s}\"?)"));
+    }
+    Err(message)
+}
+
+/// A PostgreSQL role or database name (`what` is "a user name", ...): at
+/// most 63 bytes, as PostgreSQL truncates longer ones (NAMEDATALEN), and no
+/// NUL, which the wire protocol cannot carry.
+pub fn pg_name(name: &str, what: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if name.len() > 63 {
+        return Err(format!(
+            "{what} must be at most 63 bytes long (PostgreSQL cuts longer names), not {}",
+            name.len()
+        ));
+    }
+    if name.contains('\0') {
+        return Err(format!("{what} must not contain a NUL character"));
+    }
+    Ok(())
+}
+
+/// `auth_query`: the pooler runs it with the user name as its one parameter.
+pub fn auth_query(text: &str) -> Result<String, String> {
+    if !text.contains("$1") {
+        return Err(
+            "`auth_query` must contain $1, where the user name goes: the pooler passes it as a parameter"
+                .to_string(),
+        );
+    }
+    Ok(text.to_string())
 }
 
 /// A tcp service's name, shown in stats and used in metric labels.
@@ -451,6 +509,20 @@ mod tests {
         assert!(count(-1, "queue", 0..=5).is_err());
         assert!(health_path("/health ok").is_err());
         assert!(service_name("redis-2").is_ok() && service_name("").is_err());
+    }
+
+    #[test]
+    fn postgres_values() {
+        assert_eq!(pool_mode("session"), Ok(PoolMode::Session));
+        let e = pool_mode("sesion").unwrap_err();
+        assert!(e.ends_with("(did you mean \"session\"?)"), "{e}");
+        assert!(pg_name("app", "a user name").is_ok());
+        assert!(pg_name(&"é".repeat(31), "x").is_ok(), "62 bytes");
+        assert!(pg_name(&"é".repeat(32), "x").is_err(), "64 bytes");
+        assert!(pg_name("", "x").is_err() && pg_name("a\0b", "x").is_err());
+        assert!(auth_query("SELECT 1").is_err() && auth_query("SELECT $1").is_ok());
+        let e = socket_address("192.0.2.50", 5432).unwrap_err();
+        assert!(e.contains("(e.g. \"192.0.2.50:5432\")"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::server::Credentials;
 use super::settings::PoolerSettings;
 use super::shared::Pooler;
 use crate::balancer::listen::bind_front;
+use crate::config::PgTls;
 use crate::node::context::{NodeContext, Running};
 
 const COMPONENT: &str = "pooler";
@@ -53,11 +54,9 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         );
     }
     let tls = match &settings.pg.tls {
-        Some(files) => {
-            let files = (!files.cert.as_os_str().is_empty()).then_some(files);
-            Some(crate::web::tls::node_acceptor(&ctx, files, COMPONENT)?)
-        }
-        None => None,
+        PgTls::Off => None,
+        PgTls::NodeCert => Some(crate::web::tls::node_acceptor(&ctx, None, COMPONENT)?),
+        PgTls::Files(files) => Some(crate::web::tls::node_acceptor(&ctx, Some(files), COMPONENT)?),
     };
     let server_tls = settings.pg.server_tls.then(super::tls::prefer_config);
     let pooler = Arc::new(Pooler::new(settings, tls, server_tls));

@@ -9,7 +9,7 @@
 //! rule decline, never accept.
 
 use super::functions::SESSION_NEEDLES;
-use super::lex::{contains_ci, first_word, has_word, leading, single_statement};
+use super::lex::{contains_ci, first_word, leading, plain_select, single_statement};
 use super::{Classified, Target};
 
 /// The fast path alone: `Some` when the statement is decided without the
@@ -36,18 +36,18 @@ pub fn classify_fast(sql: &str) -> Option<Classified> {
 }
 
 fn shape(text: &str) -> Option<Classified> {
-    if !single_statement(text) {
-        return None;
-    }
     let word = first_word(text);
     let is = |keyword: &str| word.eq_ignore_ascii_case(keyword);
     if is("select") {
-        let plain = !text.contains('(') && !has_word(text, "into") && !has_word(text, "for");
-        plain.then_some(Classified {
+        return plain_select(text).then_some(Classified {
             target: Target::Standby,
             session_state: false,
-        })
-    } else if is("insert") || is("update") || is("delete") || is("merge") {
+        });
+    }
+    if !single_statement(text) {
+        return None;
+    }
+    if is("insert") || is("update") || is("delete") || is("merge") {
         let stateless =
             !text.contains('&') && !SESSION_NEEDLES.iter().any(|n| contains_ci(text, n));
         stateless.then_some(Classified {

@@ -95,19 +95,34 @@ pub(super) fn first_word(text: &str) -> &str {
     &text[..end]
 }
 
-/// Whether `word` appears in `text` as a whole word, ASCII
-/// case-insensitively. Inside literals and comments too (see module docs).
-pub(super) fn has_word(text: &str, word: &str) -> bool {
-    let hay = text.as_bytes();
-    let needle = word.as_bytes();
-    if needle.is_empty() || hay.len() < needle.len() {
-        return false;
+/// Whether `text` is one statement without brackets and without the words
+/// `INTO` and `FOR` (ASCII case-insensitive), inside literals and comments
+/// too (see module docs): the test the fast path puts a `SELECT` to, in one
+/// pass over the bytes.
+pub(super) fn plain_select(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut word_start = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if is_word_byte(b) {
+            word_start.get_or_insert(i);
+            continue;
+        }
+        if let Some(start) = word_start.take() {
+            if is_into_or_for(&bytes[start..i]) {
+                return false;
+            }
+        }
+        match b {
+            b'(' => return false,
+            b';' => return single_statement(&text[i..]),
+            _ => {}
+        }
     }
-    (0..=hay.len() - needle.len()).any(|i| {
-        hay[i..i + needle.len()].eq_ignore_ascii_case(needle)
-            && (i == 0 || !is_word_byte(hay[i - 1]))
-            && hay.get(i + needle.len()).is_none_or(|&b| !is_word_byte(b))
-    })
+    !word_start.is_some_and(|start| is_into_or_for(&bytes[start..]))
+}
+
+fn is_into_or_for(word: &[u8]) -> bool {
+    word.eq_ignore_ascii_case(b"into") || word.eq_ignore_ascii_case(b"for")
 }
 
 /// Whether `needle` appears anywhere in `text`, ASCII case-insensitively.
@@ -178,12 +193,20 @@ mod tests {
         assert_eq!(first_word("SELECT*FROM t"), "SELECT");
         assert_eq!(first_word("begin;"), "begin");
         assert_eq!(first_word("(SELECT 1)"), "");
-        assert!(has_word("SELECT a FROM t FOR UPDATE", "for"));
-        assert!(has_word("select a\nfor\tshare", "FOR"));
-        assert!(!has_word("SELECT format, before_x, fort FROM t", "for"));
-        assert!(has_word("SELECT éFOR", "for"));
-        assert!(has_word("INTO", "into"));
-        assert!(!has_word("", "into"));
+        assert!(plain_select("SELECT a FROM t WHERE b = $1;  \n"));
+        assert!(plain_select(
+            "SELECT format, before_x, fort, \"into_x\" FROM t"
+        ));
+        assert!(plain_select(""));
+        assert!(!plain_select("SELECT a FROM t FOR UPDATE"));
+        assert!(!plain_select("select a\nfor\tshare"));
+        assert!(!plain_select("SELECT a INTO b"));
+        assert!(!plain_select("SELECT a into"));
+        assert!(!plain_select("SELECT éFOR"));
+        assert!(!plain_select("SELECT \"for\""));
+        assert!(!plain_select("SELECT count(*) FROM t"));
+        assert!(!plain_select("SELECT 1; SELECT 2"));
+        assert!(!plain_select("SELECT ';' FROM t"));
         assert!(contains_ci("SELECT PG_CATALOG.SET_CONFIG", "set_config"));
         assert!(!contains_ci("abc", "abcd"));
     }

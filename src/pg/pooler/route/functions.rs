@@ -271,6 +271,7 @@ const SAFE_BUILTINS: &[&str] = &[
     "var_pop",
     "var_samp",
     "variance",
+    "version",
     "websearch_to_tsquery",
     "width_bucket",
 ];

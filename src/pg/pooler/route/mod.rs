@@ -30,6 +30,10 @@
 //!   primary; `/* piha:primary */` and `/* piha:standby */` hints let the
 //!   application override both ways.
 //!
+//! The classifier sees one query string and knows nothing of the client's
+//! transaction: inside an explicit transaction the pooler sends everything
+//! to the primary whatever [`classify`] says (it says primary for `BEGIN`).
+//!
 //! Classification must cost next to nothing on the hot path (pgbench `-S` is
 //! a single SELECT per transaction), so a byte scanner decides the common
 //! shapes without allocating ([`classify_fast`]) and only the rest goes to
@@ -79,7 +83,8 @@ pub struct Classified {
     pub session_state: bool,
 }
 
-/// Volatility of a function as `pg_proc.provolatile` says.
+/// Volatility of a function as `pg_proc.provolatile` says, ordered from
+/// least to most volatile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Volatility {
     Immutable,

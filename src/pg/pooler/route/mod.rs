@@ -37,8 +37,10 @@
 //! Classification must cost next to nothing on the hot path (pgbench `-S` is
 //! a single SELECT per transaction), so a byte scanner decides the common
 //! shapes without allocating ([`classify_fast`]) and only the rest goes to
-//! `sqlparser`. The pooler classifies a prepared statement once, at Parse,
-//! and keeps the answer with the statement; Bind/Execute never re-classify.
+//! `sqlparser` (about 100 ns against 40 µs on an x86 VM; see the `cost` test
+//! in `classify.rs`). The pooler classifies a prepared statement once, at
+//! Parse, and keeps the answer with the statement; Bind/Execute never
+//! re-classify.
 //!
 //! # What no classifier here can see
 //!

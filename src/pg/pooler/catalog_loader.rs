@@ -3,19 +3,14 @@
 //! is unknown, and a statement calling an unknown function goes to the
 //! primary: slower, never wrong.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::route::Volatility;
+use super::route::{CATALOG_QUERY, FunctionCache};
 use super::server::{ConnectParams, Credentials, connect};
-use super::shared::{Catalog, Pooler};
-
-/// Overloads share a name: the name counts as volatile if any is.
-const QUERY: &str = "SELECT n.nspname, p.proname, p.provolatile \
-     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+use super::shared::Pooler;
 
 pub async fn run(pooler: Arc<Pooler>, every: Duration, stop: CancellationToken) {
     // The prober needs a round to find the primary.
@@ -27,7 +22,7 @@ pub async fn run(pooler: Arc<Pooler>, every: Duration, stop: CancellationToken) 
         }
         wait = match load(&pooler).await {
             Ok(catalog) => {
-                pooler.catalog.store(Arc::new(catalog));
+                pooler.set_catalog(catalog);
                 every
             }
             Err(e) => {
@@ -38,7 +33,7 @@ pub async fn run(pooler: Arc<Pooler>, every: Duration, stop: CancellationToken) 
     }
 }
 
-async fn load(pooler: &Pooler) -> Result<Catalog, String> {
+async fn load(pooler: &Pooler) -> Result<FunctionCache, String> {
     let settings = pooler.settings.load();
     let primary = pooler.router().primary().cloned().ok_or("no primary yet")?;
     let mut conn = connect(ConnectParams {
@@ -56,36 +51,17 @@ async fn load(pooler: &Pooler) -> Result<Catalog, String> {
     .await
     .map_err(|e| e.to_string())?;
     let rows = conn
-        .simple_query(QUERY, Duration::from_secs(10))
+        .simple_query(CATALOG_QUERY, Duration::from_secs(10))
         .await
         .map_err(|e| e.to_string());
     conn.terminate().await;
-    let mut functions: HashMap<String, Volatility> = HashMap::new();
+    let mut cache = FunctionCache::empty();
     for row in rows? {
-        let (Some(Some(schema)), Some(Some(name)), Some(Some(v))) =
+        if let (Some(Some(schema)), Some(Some(name)), Some(Some(v))) =
             (row.first(), row.get(1), row.get(2))
-        else {
-            continue;
-        };
-        let v = match v.as_str() {
-            "i" => Volatility::Immutable,
-            "s" => Volatility::Stable,
-            _ => Volatility::Volatile,
-        };
-        for key in [name.clone(), format!("{schema}.{name}")] {
-            let slot = functions.entry(key).or_insert(v);
-            if rank(v) > rank(*slot) {
-                *slot = v;
-            }
+        {
+            cache.insert(schema, name, v.chars().next().unwrap_or('v'));
         }
     }
-    Ok(Catalog { functions })
-}
-
-fn rank(v: Volatility) -> u8 {
-    match v {
-        Volatility::Immutable => 0,
-        Volatility::Stable => 1,
-        Volatility::Volatile => 2,
-    }
+    Ok(cache)
 }

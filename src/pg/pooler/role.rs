@@ -56,7 +56,11 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     let tls = match &settings.pg.tls {
         PgTls::Off => None,
         PgTls::NodeCert => Some(crate::web::tls::node_acceptor(&ctx, None, COMPONENT)?),
-        PgTls::Files(files) => Some(crate::web::tls::node_acceptor(&ctx, Some(files), COMPONENT)?),
+        PgTls::Files(files) => Some(crate::web::tls::node_acceptor(
+            &ctx,
+            Some(files),
+            COMPONENT,
+        )?),
     };
     let server_tls = settings.pg.server_tls.then(super::tls::prefer_config);
     let pooler = Arc::new(Pooler::new(settings, tls, server_tls));

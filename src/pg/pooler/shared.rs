@@ -15,7 +15,7 @@ use super::backends::{Backend, Router};
 use super::cancel::CancelMap;
 use super::pool::{Pools, UserPool};
 use super::prepared::Registry;
-use super::route::{FunctionCatalog, Volatility};
+use super::route::{Classified, FunctionCache, classify, classify_fast};
 use super::settings::PoolerSettings;
 
 /// Distinct statements kept interned across all clients.
@@ -27,7 +27,11 @@ pub struct Pooler {
     pub backends: Arc<Vec<Arc<Backend>>>,
     pub cancels: CancelMap,
     pub statements: Registry,
-    pub catalog: ArcSwap<Catalog>,
+    /// Function volatility from the primary's pg_proc; empty until loaded,
+    /// and then every function call is "unknown", which routes to the
+    /// primary.
+    pub catalog: ArcSwap<FunctionCache>,
+    classified: Mutex<HashMap<String, Classified>>,
     /// Client connections open now (bounded by max_client_conn).
     pub clients: AtomicU32,
     pub clients_total: AtomicU64,
@@ -42,18 +46,10 @@ pub struct Pooler {
     pub started: Instant,
 }
 
-/// Function volatility from the primary's pg_proc; empty until loaded, and
-/// then every function call is "unknown", which routes to the primary.
-#[derive(Default)]
-pub struct Catalog {
-    pub functions: HashMap<String, Volatility>,
-}
-
-impl FunctionCatalog for Catalog {
-    fn volatility(&self, name: &str) -> Option<Volatility> {
-        self.functions.get(name).copied()
-    }
-}
+/// Parsed classifications kept per query text. The fast path needs no
+/// cache; a query that needs the parser costs tens of microseconds, and an
+/// application sends the same few texts over and over.
+const CLASSIFIED_BOUND: usize = 4096;
 
 /// What SHOW CLIENTS shows about one client.
 pub struct ClientInfo {
@@ -102,7 +98,8 @@ impl Pooler {
             backends,
             cancels: CancelMap::default(),
             statements: Registry::new(REGISTRY_BOUND),
-            catalog: ArcSwap::from_pointee(Catalog::default()),
+            catalog: ArcSwap::from_pointee(FunctionCache::empty()),
+            classified: Mutex::new(HashMap::new()),
             clients: AtomicU32::new(0),
             clients_total: AtomicU64::new(0),
             tls,
@@ -113,6 +110,34 @@ impl Pooler {
             next_client: AtomicU64::new(1),
             started: Instant::now(),
         }
+    }
+
+    /// Where a query may run, and whether it leaves session state.
+    pub fn classify(&self, sql: &str) -> Classified {
+        if let Some(c) = classify_fast(sql) {
+            return c;
+        }
+        let lock = || self.classified.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = lock().get(sql) {
+            return *c;
+        }
+        let catalog = self.catalog.load();
+        let c = classify(sql, &**catalog);
+        let mut cache = lock();
+        if cache.len() >= CLASSIFIED_BOUND {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), c);
+        c
+    }
+
+    /// A new function catalog: cached classifications may have changed.
+    pub fn set_catalog(&self, catalog: FunctionCache) {
+        self.catalog.store(Arc::new(catalog));
+        self.classified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn router(&self) -> Router<'_> {

@@ -18,7 +18,7 @@ use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::pool::{Checkout, Lease, UserPool};
 use crate::pg::pooler::prepared::{ClientStatements, MAX_PER_CLIENT};
 use crate::pg::pooler::relay::{Effects, Pending, Relay, Verdict};
-use crate::pg::pooler::route::{Classified, Target, classify};
+use crate::pg::pooler::route::{Classified, Target};
 use crate::pg::pooler::server::{ConnectParams, ServerConn, connect};
 use crate::pg::pooler::shared::{ClientInfo, Pooler};
 use crate::pg::pooler::stream::PgStream;
@@ -187,8 +187,7 @@ impl Session {
     /// length, where they must run, and whether a Terminate follows.
     fn scan_batch(&mut self) -> Result<Option<(usize, Target, bool)>, End> {
         loop {
-            let catalog = self.pooler.catalog.load();
-            let scanned = scan(&self.cbuf, self.max_message, &self.statements, &**catalog);
+            let scanned = scan(&self.cbuf, self.max_message, &self.statements, &self.pooler);
             match scanned {
                 Ok(Scan::More) => return Ok(None),
                 Ok(Scan::Batch(len, target, terminate)) => {
@@ -673,7 +672,7 @@ fn scan(
     buf: &[u8],
     max_message: usize,
     statements: &ClientStatements,
-    catalog: &dyn crate::pg::pooler::route::FunctionCatalog,
+    pooler: &Pooler,
 ) -> Result<Scan, WireError> {
     let mut at = 0;
     let mut target: Option<Target> = None;
@@ -695,7 +694,7 @@ fn scan(
         match frame.tag {
             fe::TERMINATE => return Ok(Scan::Batch(at, target.unwrap_or(Target::Primary), true)),
             fe::QUERY if at == 0 => {
-                let c = classify(fe::query_text(body)?, catalog);
+                let c = pooler.classify(fe::query_text(body)?);
                 return Ok(Scan::Batch(frame.len, c.target, false));
             }
             fe::FUNCTION_CALL if at == 0 => {
@@ -706,7 +705,7 @@ fn scan(
             fe::QUERY | fe::FUNCTION_CALL => return Ok(Scan::Batch(at, Target::Primary, false)),
             fe::PARSE => {
                 let p = fe::parse(body)?;
-                let c = classify(p.query, catalog);
+                let c = pooler.classify(p.query);
                 if p.name.is_empty() {
                     unnamed = Some(c);
                 }
@@ -760,8 +759,7 @@ struct Translator<'a> {
 
 impl Translator<'_> {
     fn classify(&self, sql: &str) -> Classified {
-        let catalog = self.pooler.catalog.load();
-        classify(sql, &**catalog)
+        self.pooler.classify(sql)
     }
 
     fn fatal(&mut self, code: &str, text: &str) -> End {
@@ -815,11 +813,10 @@ impl Translator<'_> {
                         format!("more than {MAX_PER_CLIENT} prepared statements on one connection");
                     return Err(self.fatal(sqlstate::PROGRAM_LIMIT_EXCEEDED, &text));
                 }
-                let catalog = self.pooler.catalog.load();
-                let stmt = self
-                    .pooler
+                let pooler = self.pooler;
+                let stmt = pooler
                     .statements
-                    .intern(p.query, p.rest, |q| classify(q, &**catalog));
+                    .intern(p.query, p.rest, |q| pooler.classify(q));
                 self.statements
                     .by_name
                     .insert(p.name.to_string(), stmt.clone());

@@ -73,7 +73,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `k=v` attributes of a SCRAM message, in order.
-fn attribute<'a>(msg: &'a str, key: char) -> Option<&'a str> {
+fn attribute(msg: &str, key: char) -> Option<&str> {
     msg.split(',').find_map(|part| {
         let mut chars = part.chars();
         (chars.next() == Some(key) && chars.next() == Some('=')).then(|| &part[2..])

@@ -4,3 +4,4 @@
 
 pub mod browser;
 pub mod node;
+pub mod pg;

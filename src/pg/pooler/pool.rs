@@ -139,7 +139,7 @@ impl UserPool {
             let mut slots = lock(&self.slots);
             let slot = slots.entry(c.addr).or_default();
             while let Some(mut conn) = slot.idle.pop() {
-                if conn.created.elapsed() > c.lifetime || is_closed(&mut conn) {
+                if conn.created.elapsed() > c.lifetime || is_closed(&mut conn, started) {
                     slot.open -= 1;
                     continue;
                 }
@@ -316,13 +316,21 @@ pub struct SlotView {
     pub idle_servers: Vec<(u64, i32, Instant, Instant)>,
 }
 
+/// A connection back within this long is not checked: the check costs a
+/// syscall per lease, and a server that died in the last second costs its
+/// client an error, as with PgBouncer's server_check_delay.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Whether an idle connection was closed by the server (restart, idle
 /// timeout, pg_terminate_backend) while it sat in the pool: any byte or EOF
 /// on an idle connection means it is not usable. TLS ones are checked by
 /// their first use instead.
-fn is_closed(conn: &mut ServerConn) -> bool {
+fn is_closed(conn: &mut ServerConn, now: Instant) -> bool {
     if !conn.buf.is_empty() {
         return true;
+    }
+    if now.saturating_duration_since(conn.last_used) < CHECK_AFTER_IDLE {
+        return false;
     }
     match &conn.stream {
         super::stream::PgStream::Plain(tcp) => {

@@ -404,8 +404,12 @@ impl Session {
             Ready::Client(Err(WireError::Closed)) => Err(End::Client),
             Ready::Client(Err(e)) => Err(End::Failed(e.to_string())),
             Ready::Server(Ok(_)) => {
-                self.relay_server()?;
-                self.flush_client().await
+                let direct = self.relay_server()?;
+                if direct > 0 {
+                    self.write_direct(direct).await
+                } else {
+                    self.flush_client().await
+                }
             }
             Ready::Server(Err(e)) => Err(self.server_lost(&e.to_string())),
         }
@@ -437,10 +441,12 @@ impl Session {
 
     /// Passes the server's complete frames to the client; frames the
     /// client must not see are dropped, owed ones added. Without either
-    /// (nearly always), the bytes go out without being copied.
-    fn relay_server(&mut self) -> Result<(), End> {
+    /// (nearly always), the bytes go out without being copied: the return
+    /// value is how many bytes at the start of the server buffer the caller
+    /// writes to the client as they are (0 when they were copied to `out`).
+    fn relay_server(&mut self) -> Result<usize, End> {
         let Some(lease) = self.lease.as_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         let max = self.max_message;
         let mut at = 0;
@@ -508,13 +514,20 @@ impl Session {
             .bytes_sent
             .fetch_add(at as u64, Ordering::Relaxed);
         if direct {
-            // Zero-copy: hand the server's bytes to the client as they are.
-            let chunk = lease.conn.buf.split_to(at);
-            self.out = chunk;
-        } else {
-            lease.conn.buf.advance(at);
+            return Ok(at);
         }
-        Ok(())
+        lease.conn.buf.advance(at);
+        Ok(0)
+    }
+
+    /// Writes the first `len` bytes of the server buffer to the client.
+    async fn write_direct(&mut self, len: usize) -> Result<(), End> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(());
+        };
+        let r = self.client.write_all(&lease.conn.buf[..len]).await;
+        lease.conn.buf.advance(len);
+        r.map_err(|e| End::Failed(e.to_string()))
     }
 
     fn may_release(&self) -> bool {

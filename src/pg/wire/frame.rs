@@ -54,9 +54,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         if let Some(frame) = peek(buf, max)? {
             return Ok(frame);
         }
-        // The announced size is known to be within `max`; grow towards it.
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(8192);
+        // The announced size is known to be within `max`; grow towards it
+        // a few KiB at a time (this reads logins and the pooler's own small
+        // answers; relaying uses `fill`).
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
         }
         if reader.read_buf(buf).await? == 0 {
             return Err(if buf.is_empty() {
@@ -68,13 +70,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// Reads more bytes into `buf`; `Closed` on EOF.
+/// Reads more bytes into `buf`, with room for at least `chunk`; `Closed`
+/// on EOF. The chunk is what an idle connection holds while it waits, so
+/// client sides use a small one (a thousand idle clients on a Pi).
 pub async fn fill<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
+    chunk: usize,
 ) -> Result<usize, WireError> {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
     }
     match reader.read_buf(buf).await? {
         0 => Err(WireError::Closed),

@@ -158,7 +158,7 @@ async fn negotiate(
         ));
     }
 
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = BytesMut::new();
     let secret = lookup_secret(pooler, &user).await;
     let keys = authenticate(stream, &mut buf, &user, secret).await?;
 

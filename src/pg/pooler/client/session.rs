@@ -33,6 +33,13 @@ const MAX_BATCH: usize = 1024 * 1024;
 /// A server statement name no client statement ever has: closing it is how
 /// a client's Close gets its CloseComplete in order from the server.
 const NO_STATEMENT: &str = "piha_closed";
+/// Read size on the client side: what an idle client's buffer holds.
+const CLIENT_CHUNK: usize = 2 * 1024;
+/// Read size on the server side, where result sets arrive.
+const SERVER_CHUNK: usize = 16 * 1024;
+/// Buffers that grew past this for one big message are let go afterwards,
+/// so one large COPY does not pin memory for the life of the connection.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// The server connection a client holds.
 struct Leased {
@@ -108,8 +115,8 @@ pub async fn run(pooler: Arc<Pooler>, c: LoggedIn) {
         pool: pool.clone(),
         client: stream,
         cbuf: buf,
-        out: BytesMut::with_capacity(16 * 1024),
-        sout: BytesMut::with_capacity(8 * 1024),
+        out: BytesMut::new(),
+        sout: BytesMut::new(),
         params,
         statements: ClientStatements::default(),
         lease: None,
@@ -200,7 +207,10 @@ impl Session {
     }
 
     async fn read_client(&mut self) -> Result<(), End> {
-        match fill(&mut self.client, &mut self.cbuf).await {
+        if self.cbuf.is_empty() && self.cbuf.capacity() > KEEP_BUFFER {
+            self.cbuf = BytesMut::new();
+        }
+        match fill(&mut self.client, &mut self.cbuf, CLIENT_CHUNK).await {
             Ok(_) => Ok(()),
             Err(WireError::Closed) => Err(End::Client),
             Err(e) => Err(End::Failed(e.to_string())),
@@ -393,8 +403,8 @@ impl Session {
             Server(Result<usize, WireError>),
         }
         let ready = tokio::select! {
-            r = fill(&mut self.client, &mut self.cbuf) => Ready::Client(r),
-            r = fill(&mut lease.conn.stream, &mut lease.conn.buf) => Ready::Server(r),
+            r = fill(&mut self.client, &mut self.cbuf, CLIENT_CHUNK) => Ready::Client(r),
+            r = fill(&mut lease.conn.stream, &mut lease.conn.buf, SERVER_CHUNK) => Ready::Server(r),
         };
         match ready {
             Ready::Client(Ok(_)) => {
@@ -637,6 +647,9 @@ impl Session {
         }
         let r = self.client.write_all(&self.out).await;
         self.out.clear();
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = BytesMut::new();
+        }
         r.map_err(|e| End::Failed(e.to_string()))
     }
 
@@ -654,6 +667,9 @@ impl Session {
             .fetch_add(self.sout.len() as u64, Ordering::Relaxed);
         let r = lease.conn.stream.write_all(&self.sout).await;
         self.sout.clear();
+        if self.sout.capacity() > KEEP_BUFFER {
+            self.sout = BytesMut::new();
+        }
         match r {
             Ok(()) => Ok(()),
             Err(e) => Err(self.server_lost(&e.to_string())),

@@ -48,9 +48,10 @@ impl ClientParams {
     }
 
     /// `SET` statements for the settings the server has otherwise, and
-    /// `RESET` for those a previous client changed that this one did not
-    /// ask for; `None` when the server matches already (the common case,
-    /// at no cost). `baseline` is what a fresh server of the pool reports.
+    /// `RESET` for those a previous client changed (or had SET, reported or
+    /// not) that this one did not ask for; `None` when the server matches
+    /// already (the common case, at no cost). `baseline` is what a fresh
+    /// server of the pool reports.
     pub fn sync_sql(
         &self,
         server: &HashMap<String, String>,
@@ -63,10 +64,7 @@ impl ClientParams {
             }
         }
         for (k, v) in server {
-            if settable(k)
-                && !self.values.contains_key(k)
-                && baseline.get(k).is_some_and(|b| b != v)
-            {
+            if settable(k) && !self.values.contains_key(k) && baseline.get(k) != Some(v) {
                 sql.push_str(&format!("RESET {};", quote_ident(k)));
             }
         }
@@ -79,6 +77,10 @@ impl ClientParams {
         server: &mut HashMap<String, String>,
         baseline: &HashMap<String, String>,
     ) {
+        // A setting the baseline does not know was SET for a client; RESET
+        // put it back to the server's default, which nothing tracks.
+        server
+            .retain(|k, _| !settable(k) || self.values.contains_key(k) || baseline.contains_key(k));
         for (k, v) in server.iter_mut() {
             if settable(k) && !self.values.contains_key(k) {
                 if let Some(b) = baseline.get(k) {
@@ -132,6 +134,28 @@ mod tests {
             c.sync_sql(&server, &baseline).as_deref(),
             Some("RESET \"timezone\";")
         );
+    }
+
+    #[test]
+    fn a_setting_only_a_previous_client_had_is_reset() {
+        // A JDBC client's startup extra_float_digits (not a reported
+        // parameter, so not in the baseline) was SET on the server.
+        let jdbc = ClientParams::from_startup(&[("extra_float_digits".into(), "3".into())]);
+        let baseline = HashMap::from([("datestyle".to_string(), "ISO, MDY".to_string())]);
+        let mut server = baseline.clone();
+        assert_eq!(
+            jdbc.sync_sql(&server, &baseline).as_deref(),
+            Some("SET \"extra_float_digits\" TO '3';")
+        );
+        jdbc.apply_to(&mut server, &baseline);
+        let psql = ClientParams::from_startup(&[]);
+        assert_eq!(
+            psql.sync_sql(&server, &baseline).as_deref(),
+            Some("RESET \"extra_float_digits\";")
+        );
+        psql.apply_to(&mut server, &baseline);
+        assert_eq!(server, baseline);
+        assert_eq!(psql.sync_sql(&server, &baseline), None);
     }
 
     #[test]

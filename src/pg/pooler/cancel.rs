@@ -42,7 +42,10 @@ pub struct CancelSlot {
 impl CancelSlot {
     /// The client got a server.
     pub async fn lease(&self, key: LeaseKey) {
-        *self.lease.lock().await = Some(key);
+        let mut lease = self.lease.lock().await;
+        *lease = Some(key);
+        // Under the lock: a cancel that finds this lease sets the flag
+        // after this, never before (it would be wiped, and the server reused).
         self.canceled.store(false, Ordering::Relaxed);
     }
 

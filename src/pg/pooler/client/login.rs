@@ -176,7 +176,7 @@ async fn negotiate(
     };
     let client_params = ClientParams::from_startup(&params);
     let server_params = match &pool {
-        Some(pool) => greeting_params(pooler, pool, &client_params).await?,
+        Some(pool) => greeting_params(pooler, pool).await?,
         None => vec![
             (
                 "server_version".to_string(),
@@ -333,11 +333,11 @@ async fn read_password(stream: &mut PgStream, buf: &mut BytesMut) -> Result<Vec<
 }
 
 /// The ParameterStatus values a client sees at login: those of a real
-/// server of its pool (learned once per pool).
+/// server of its pool (learned once per pool), opened like every other with
+/// none of a client's settings, so they are also the pool's baseline.
 async fn greeting_params(
     pooler: &Pooler,
     pool: &Arc<UserPool>,
-    client: &ClientParams,
 ) -> Result<Vec<(String, String)>, Refusal> {
     let known = pool
         .server_params
@@ -377,23 +377,19 @@ async fn greeting_params(
     let conn = match pool.checkout(&checkout).await.map_err(pool_err)? {
         Lease::Ready(conn) => conn,
         Lease::Open => {
-            let startup: Vec<(String, String)> = client.values.clone().into_iter().collect();
             match connect(ConnectParams {
                 addr: backend.addr,
                 user: &pool.user,
                 database: &pool.database,
-                startup: &startup,
+                startup: &[],
                 credentials: &pool.credentials(),
                 timeout: settings.pg.login_timeout,
                 tls: pooler.server_tls.as_ref(),
             })
             .await
             {
-                Ok(mut conn) => {
+                Ok(conn) => {
                     pool.opened(backend.addr);
-                    for (k, v) in startup {
-                        conn.params.entry(k).or_insert(v);
-                    }
                     conn
                 }
                 Err(e) => {

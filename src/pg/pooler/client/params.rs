@@ -12,6 +12,25 @@ const NOT_SETTINGS: &[&str] = &["user", "database"];
 /// to the pooler; `replication` asks for a walsender, which cannot be pooled.
 pub const REFUSED: &[&str] = &["options", "replication"];
 
+/// Reported parameters that describe the server or the login rather than
+/// the session's settings: no `SET` or `RESET` can change them, and they may
+/// differ between the servers of one pool (`in_hot_standby` is `on` on a
+/// standby, `off` on the primary the baseline was learned from). They are
+/// never synced; a client's copy (from a ParameterStatus during its lease)
+/// is ignored.
+const READ_ONLY: &[&str] = &[
+    "in_hot_standby",
+    "integer_datetimes",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+];
+
+fn settable(name: &str) -> bool {
+    !READ_ONLY.contains(&name)
+}
+
 /// The client's settings, by lower-case name.
 #[derive(Default, Clone)]
 pub struct ClientParams {
@@ -29,9 +48,10 @@ impl ClientParams {
     }
 
     /// `SET` statements for the settings the server has otherwise, and
-    /// `RESET` for those a previous client changed that this one did not
-    /// ask for; `None` when the server matches already (the common case,
-    /// at no cost). `baseline` is what a fresh server of the pool reports.
+    /// `RESET` for those a previous client changed (or had SET, reported or
+    /// not) that this one did not ask for; `None` when the server matches
+    /// already (the common case, at no cost). `baseline` is what a fresh
+    /// server of the pool reports.
     pub fn sync_sql(
         &self,
         server: &HashMap<String, String>,
@@ -39,12 +59,12 @@ impl ClientParams {
     ) -> Option<String> {
         let mut sql = String::new();
         for (k, v) in &self.values {
-            if server.get(k) != Some(v) {
+            if settable(k) && server.get(k) != Some(v) {
                 sql.push_str(&format!("SET {} TO {};", quote_ident(k), quote_literal(v)));
             }
         }
         for (k, v) in server {
-            if !self.values.contains_key(k) && baseline.get(k).is_some_and(|b| b != v) {
+            if settable(k) && !self.values.contains_key(k) && baseline.get(k) != Some(v) {
                 sql.push_str(&format!("RESET {};", quote_ident(k)));
             }
         }
@@ -57,15 +77,21 @@ impl ClientParams {
         server: &mut HashMap<String, String>,
         baseline: &HashMap<String, String>,
     ) {
+        // A setting the baseline does not know was SET for a client; RESET
+        // put it back to the server's default, which nothing tracks.
+        server
+            .retain(|k, _| !settable(k) || self.values.contains_key(k) || baseline.contains_key(k));
         for (k, v) in server.iter_mut() {
-            if !self.values.contains_key(k) {
+            if settable(k) && !self.values.contains_key(k) {
                 if let Some(b) = baseline.get(k) {
                     v.clone_from(b);
                 }
             }
         }
         for (k, v) in &self.values {
-            server.insert(k.clone(), v.clone());
+            if settable(k) {
+                server.insert(k.clone(), v.clone());
+            }
         }
     }
 }
@@ -108,5 +134,47 @@ mod tests {
             c.sync_sql(&server, &baseline).as_deref(),
             Some("RESET \"timezone\";")
         );
+    }
+
+    #[test]
+    fn a_setting_only_a_previous_client_had_is_reset() {
+        // A JDBC client's startup extra_float_digits (not a reported
+        // parameter, so not in the baseline) was SET on the server.
+        let jdbc = ClientParams::from_startup(&[("extra_float_digits".into(), "3".into())]);
+        let baseline = HashMap::from([("datestyle".to_string(), "ISO, MDY".to_string())]);
+        let mut server = baseline.clone();
+        assert_eq!(
+            jdbc.sync_sql(&server, &baseline).as_deref(),
+            Some("SET \"extra_float_digits\" TO '3';")
+        );
+        jdbc.apply_to(&mut server, &baseline);
+        let psql = ClientParams::from_startup(&[]);
+        assert_eq!(
+            psql.sync_sql(&server, &baseline).as_deref(),
+            Some("RESET \"extra_float_digits\";")
+        );
+        psql.apply_to(&mut server, &baseline);
+        assert_eq!(server, baseline);
+        assert_eq!(psql.sync_sql(&server, &baseline), None);
+    }
+
+    #[test]
+    fn what_describes_the_server_is_never_set_or_reset() {
+        // A client that was leased a standby when it was promoted heard
+        // in_hot_standby = off; the next server is a standby.
+        let mut c = ClientParams::from_startup(&[]);
+        c.values.insert("in_hot_standby".into(), "off".into());
+        c.values.insert("is_superuser".into(), "on".into());
+        let mut baseline = HashMap::new();
+        baseline.insert("in_hot_standby".to_string(), "off".to_string());
+        baseline.insert("server_version".to_string(), "15.4".to_string());
+        let mut standby = HashMap::new();
+        standby.insert("in_hot_standby".to_string(), "on".to_string());
+        standby.insert("server_version".to_string(), "15.5".to_string());
+        assert_eq!(c.sync_sql(&standby, &baseline), None);
+        c.apply_to(&mut standby, &baseline);
+        assert_eq!(standby["in_hot_standby"], "on");
+        assert_eq!(standby["server_version"], "15.5");
+        assert!(!standby.contains_key("is_superuser"));
     }
 }

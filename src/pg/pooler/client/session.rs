@@ -289,28 +289,22 @@ impl Session {
         match self.pool.checkout(&checkout).await? {
             Lease::Ready(conn) => Ok(conn),
             Lease::Open => {
-                let startup: Vec<(String, String)> = self
-                    .params
-                    .values
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                // None of the client's settings at startup: every server of
+                // the pool then goes back to the same values (the baseline)
+                // on RESET and DISCARD ALL; `acquire` SETs the client's.
                 let made = connect(ConnectParams {
                     addr: backend.addr,
                     user: &self.pool.user,
                     database: &self.pool.database,
-                    startup: &startup,
+                    startup: &[],
                     credentials: &self.pool.credentials(),
                     timeout: settings.pg.login_timeout,
                     tls: self.pooler.server_tls.as_ref(),
                 })
                 .await;
                 match made {
-                    Ok(mut conn) => {
+                    Ok(conn) => {
                         self.pool.opened(backend.addr);
-                        for (k, v) in startup {
-                            conn.params.entry(k).or_insert(v);
-                        }
                         Ok(conn)
                     }
                     Err(e) => {

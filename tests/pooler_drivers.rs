@@ -323,7 +323,48 @@ mod rust {
             .await
             .map_err(err("batch_execute"))?;
 
-        // Finally the sum through the statement prepared at the start.
+        // DEALLOCATE ALL inside a transaction, as the unnamed statement:
+        // the same text prepared again in that transaction must be prepared
+        // on the server again (it no longer has it).
+        let tx = client.transaction().await.map_err(err("begin"))?;
+        tx.query_typed("DEALLOCATE ALL", &[])
+            .await
+            .map_err(err("DEALLOCATE ALL (unnamed)"))?;
+        let ins = tx
+            .prepare("INSERT INTO items (worker, n, val) VALUES ($1, $2, $3) RETURNING id, val")
+            .await
+            .map_err(err("prepare after DEALLOCATE ALL"))?;
+        n += 1;
+        tx.query_one(&ins, &[&w, &n, &7i64])
+            .await
+            .map_err(err("insert after DEALLOCATE ALL"))?;
+        t.rows += 1;
+        t.sum += 7;
+        tx.commit().await.map_err(err("commit"))?;
+        // The client's old statements are gone, as on PostgreSQL.
+        match client.query_one(&get, &[&1i64]).await {
+            Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
+                t.deliberate_errors += 1
+            }
+            other => return Err(format!("a statement after DEALLOCATE ALL: {other:?}")),
+        }
+        // Again as a named statement (prepared, then bound).
+        client
+            .execute("DEALLOCATE ALL", &[])
+            .await
+            .map_err(err("DEALLOCATE ALL (named)"))?;
+        match client.query_one(&ins, &[&w, &0i32, &0i64]).await {
+            Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
+                t.deliberate_errors += 1
+            }
+            other => return Err(format!("a statement after DEALLOCATE ALL: {other:?}")),
+        }
+
+        // Finally the sum, prepared again.
+        let sum = client
+            .prepare("SELECT count(*), coalesce(sum(val), 0)::bigint FROM items WHERE worker = $1")
+            .await
+            .map_err(err("prepare sum again"))?;
         let row = client.query_one(&sum, &[&w]).await.map_err(err("sum"))?;
         check(
             row.get::<_, i64>(0) == t.rows && row.get::<_, i64>(1) == t.sum,
@@ -368,7 +409,7 @@ fn tokio_postgres_prepared_statements_in_transaction_mode() {
     let rows: i64 = tallies.iter().map(|t| t.rows).sum();
     let sum: i64 = tallies.iter().map(|t| t.sum).sum();
     let errors: u32 = tallies.iter().map(|t| t.deliberate_errors).sum();
-    assert_eq!(errors, 3 * CLIENTS as u32, "deliberate errors seen");
+    assert_eq!(errors, 5 * CLIENTS as u32, "deliberate errors seen");
     assert_eq!(
         rig.psql("SELECT count(*) || ' ' || sum(val) FROM items"),
         format!("{rows} {sum}")

@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::node::wait_until;
@@ -418,5 +420,90 @@ fn tokio_postgres_prepared_statements_in_transaction_mode() {
         "tokio-postgres: {CLIENTS} clients, {rows} rows, sum {sum}, {errors} deliberate errors, {:?}",
         started.elapsed()
     );
+    assert_clean_log(&rig);
+}
+
+// ---------------------------------------------------------------- scripts
+
+fn drivers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers")
+}
+
+/// Runs a workload script and returns its stdout; panics with both
+/// streams and the node log when it fails.
+fn run_workload(rig: &PoolerRig, what: &str, cmd: &mut Command) -> String {
+    let started = Instant::now();
+    let out = cmd
+        .env("PGPASSWORD", APP_PASSWORD)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the {what} workload: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the {what} workload failed ({}):\n{stdout}\n{stderr}\nnode log:\n{}",
+        out.status,
+        rig.node.log(0)
+    );
+    eprintln!("{} ({:?})", stdout.trim(), started.elapsed());
+    stdout
+}
+
+/// The "rows R sum S" a script reports matches the table.
+fn assert_totals(rig: &PoolerRig, summary: &str) {
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|i| words.get(i + 1))
+            .map(|s| s.trim_matches(','))
+            .unwrap_or_else(|| panic!("no {key} in {summary:?}"))
+            .to_string()
+    };
+    assert_eq!(
+        rig.psql("SELECT count(*) || ' ' || sum(val) FROM items"),
+        format!("{} {}", after("rows"), after("sum")),
+        "{summary}"
+    );
+}
+
+/// Debian's python3 (`/usr/bin/python3`, where python3-psycopg lives), not
+/// whatever `python3` comes first on PATH.
+fn python_with_psycopg() -> PathBuf {
+    let debian = PathBuf::from("/usr/bin/python3");
+    let python = if debian.exists() {
+        debian
+    } else {
+        PathBuf::from("python3")
+    };
+    let probe = Command::new(&python)
+        .args(["-c", "import psycopg; print(psycopg.__version__)"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        probe.status.success(),
+        "{} cannot import psycopg (scripts/install-deps installs python3-psycopg): {}",
+        python.display(),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    python
+}
+
+#[test]
+fn psycopg3_prepared_statements_in_transaction_mode() {
+    let rig = start_rig(41);
+    let python = python_with_psycopg();
+    let summary = run_workload(
+        &rig,
+        "psycopg",
+        Command::new(python)
+            .arg(drivers_dir().join("psycopg_workload.py"))
+            .arg(rig.addr.ip().to_string())
+            .arg(rig.addr.port().to_string())
+            .args([APP_USER, APP_DB])
+            .arg(CLIENTS.to_string()),
+    );
+    assert_totals(&rig, &summary);
     assert_clean_log(&rig);
 }

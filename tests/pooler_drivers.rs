@@ -12,6 +12,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::node::wait_until;
@@ -499,6 +500,66 @@ fn psycopg3_prepared_statements_in_transaction_mode() {
         "psycopg",
         Command::new(python)
             .arg(drivers_dir().join("psycopg_workload.py"))
+            .arg(rig.addr.ip().to_string())
+            .arg(rig.addr.port().to_string())
+            .args([APP_USER, APP_DB])
+            .arg(CLIENTS.to_string()),
+    );
+    assert_totals(&rig, &summary);
+    assert_clean_log(&rig);
+}
+
+/// `npm ci` in tests/drivers/node, once per test process, unless
+/// node_modules already holds the locked `pg`. npm must reach its registry:
+/// when it cannot, the test fails and says so.
+fn node_modules() -> Result<PathBuf, String> {
+    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let dir = drivers_dir().join("node");
+            let lock = std::fs::read_to_string(dir.join("package-lock.json"))
+                .map_err(|e| format!("package-lock.json: {e}"))?;
+            let lock: serde_json::Value =
+                serde_json::from_str(&lock).map_err(|e| format!("package-lock.json: {e}"))?;
+            let want = lock["packages"]["node_modules/pg"]["version"]
+                .as_str()
+                .ok_or("package-lock.json locks no pg")?
+                .to_string();
+            let installed = std::fs::read_to_string(dir.join("node_modules/pg/package.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["version"].as_str().map(str::to_string));
+            if installed.as_deref() == Some(want.as_str()) {
+                return Ok(dir);
+            }
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| format!("cannot run npm (scripts/install-deps installs it): {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "npm ci in {} failed ({}): is the npm registry reachable?\n{}\n{}",
+                    dir.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(dir)
+        })
+        .clone()
+}
+
+#[test]
+fn node_postgres_prepared_statements_in_transaction_mode() {
+    let dir = node_modules().unwrap_or_else(|e| panic!("node-postgres is not installed: {e}"));
+    let rig = start_rig(42);
+    let summary = run_workload(
+        &rig,
+        "node-postgres",
+        Command::new("node")
+            .arg(dir.join("workload.js"))
             .arg(rig.addr.ip().to_string())
             .arg(rig.addr.port().to_string())
             .args([APP_USER, APP_DB])

@@ -89,6 +89,76 @@ pub struct ClientStatements {
 /// Most named statements one client may hold at once.
 pub const MAX_PER_CLIENT: usize = 10_000;
 
+/// Whether `sql` runs `DEALLOCATE [PREPARE] ALL` or `DISCARD ALL`, which
+/// drop every prepared statement of the server session: the pooler's
+/// `piha_s<N>` on that server and, as PostgreSQL would, every name the
+/// client prepared. psycopg sends `DEALLOCATE ALL` after a ROLLBACK or a
+/// DROP, inside the transaction in the latter case. Other DEALLOCATE and
+/// DISCARD forms leave the pooler's statements alone: the server knows no
+/// client names, and DISCARD TEMP or PLANS keeps statements.
+///
+/// Looks at the first words of each `;`-separated part after leading
+/// whitespace and comments. A `;` inside a literal can only split off a
+/// part that is not such a statement.
+pub fn drops_all_statements(sql: &str) -> bool {
+    sql.split(';').any(|part| {
+        let mut words = skip_comments(part)
+            .split(|c: char| c.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        let is = |w: Option<&str>, k: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(k));
+        match words.next() {
+            Some(w) if w.eq_ignore_ascii_case("deallocate") => {
+                let next = words.next();
+                if is(next, "prepare") {
+                    is(words.next(), "all")
+                } else {
+                    is(next, "all")
+                }
+            }
+            Some(w) if w.eq_ignore_ascii_case("discard") => is(words.next(), "all"),
+            _ => false,
+        }
+    })
+}
+
+/// `sql` after its leading whitespace and comments (`--` lines, nested
+/// `/* */` blocks).
+fn skip_comments(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(line) = rest.strip_prefix("--") {
+            rest = line.find(['\n', '\r']).map_or("", |i| &line[i..]);
+        } else if rest.starts_with("/*") {
+            let mut depth = 0usize;
+            let mut end = None;
+            let bytes = rest.as_bytes();
+            let mut i = 0;
+            while i + 1 < bytes.len() {
+                match &bytes[i..i + 2] {
+                    b"/*" => {
+                        depth += 1;
+                        i += 2;
+                    }
+                    b"*/" => {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            end = Some(i);
+                            break;
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            let Some(end) = end else { return "" };
+            rest = &rest[end..];
+        } else {
+            return rest;
+        }
+        rest = rest.trim_start();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +181,32 @@ mod tests {
         drop(b);
         let _c = r.intern("SELECT 2", b"\0\0", read);
         assert!(r.len() <= 2);
+    }
+
+    #[test]
+    fn what_drops_every_statement() {
+        for sql in [
+            "DEALLOCATE ALL",
+            "deallocate prepare all",
+            "  DISCARD   ALL ;",
+            "SELECT 1; DEALLOCATE ALL",
+            "/* psycopg */ -- maintenance\n DEALLOCATE\tALL",
+            "/* a /* nested */ comment */ discard all",
+        ] {
+            assert!(drops_all_statements(sql), "{sql}");
+        }
+        for sql in [
+            "DEALLOCATE _pg3_0",
+            "DEALLOCATE PREPARE s1",
+            "DEALLOCATE \"all\"",
+            "DISCARD TEMP",
+            "DISCARD PLANS",
+            "SELECT 'DEALLOCATE ALL'",
+            "-- DEALLOCATE ALL",
+            "/* DISCARD ALL",
+            "SELECT 1",
+        ] {
+            assert!(!drops_all_statements(sql), "{sql}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::pg::pooler::backends::{Backend, parse_lsn};
 use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
 use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::pool::{Checkout, Lease, UserPool};
-use crate::pg::pooler::prepared::{ClientStatements, MAX_PER_CLIENT};
+use crate::pg::pooler::prepared::{ClientStatements, MAX_PER_CLIENT, drops_all_statements};
 use crate::pg::pooler::relay::{Effects, Pending, Relay, Verdict};
 use crate::pg::pooler::route::{Classified, Target};
 use crate::pg::pooler::server::{ConnectParams, ServerConn, connect};
@@ -790,6 +790,16 @@ impl Translator<'_> {
         End::Failed(text.to_string())
     }
 
+    /// The client runs DEALLOCATE ALL or DISCARD ALL: from here on the
+    /// server has none of the pooler's statements (the next use prepares
+    /// again) and the client none of its names, as PostgreSQL would have it.
+    /// Done as the message goes out, so that what the client sends after it
+    /// is translated against the server's state after it.
+    fn forget_statements(&mut self) {
+        self.lease.conn.prepared.clear();
+        self.statements.by_name.clear();
+    }
+
     fn translate(&mut self, frame: Frame, msg: &[u8]) -> Result<(), End> {
         let body = &msg[5..];
         let stats = &self.pool.stats;
@@ -797,12 +807,10 @@ impl Translator<'_> {
         match frame.tag {
             fe::QUERY => {
                 let sql = fe::query_text(body).map_err(pe)?;
-                let c = self.classify(sql);
-                let conn = &mut self.lease.conn;
-                if c.session_state {
-                    conn.dirty = true;
-                    if mentions_dropping_statements(sql) {
-                        conn.prepared.clear();
+                if self.classify(sql).session_state {
+                    self.lease.conn.dirty = true;
+                    if drops_all_statements(sql) {
+                        self.forget_statements();
                     }
                 }
                 stats.query_count.fetch_add(1, Ordering::Relaxed);
@@ -820,6 +828,10 @@ impl Translator<'_> {
                 if p.name.is_empty() {
                     if self.classify(p.query).session_state {
                         self.lease.conn.dirty = true;
+                        // Its Bind and Execute follow in this batch.
+                        if drops_all_statements(p.query) {
+                            self.forget_statements();
+                        }
                     }
                     self.sout.extend_from_slice(msg);
                     let parse = Pending::Parse {
@@ -855,6 +867,7 @@ impl Translator<'_> {
                 stats.query_count.fetch_add(1, Ordering::Relaxed);
                 let b = fe::bind(body).map_err(pe)?;
                 let lease = &mut *self.lease;
+                let mut drops_all = false;
                 match (
                     b.statement.is_empty(),
                     self.statements.by_name.get(b.statement),
@@ -862,6 +875,7 @@ impl Translator<'_> {
                     (false, Some(stmt)) => {
                         if stmt.classified.session_state {
                             lease.conn.dirty = true;
+                            drops_all = drops_all_statements(&stmt.query);
                         }
                         if !lease.conn.has_prepared(stmt.id) {
                             prepare(self.sout, lease, stmt, false, &mut self.fx);
@@ -873,6 +887,9 @@ impl Translator<'_> {
                     _ => self.sout.extend_from_slice(msg),
                 }
                 lease.relay.push(Pending::Bind, &mut self.fx);
+                if drops_all {
+                    self.forget_statements();
+                }
             }
             fe::DESCRIBE => {
                 self.lease.open_batch = true;
@@ -958,10 +975,4 @@ fn ends_with_sync(frames: &[u8]) -> bool {
         at += f.len;
     }
     last == fe::SYNC || last == fe::QUERY || last == fe::FUNCTION_CALL
-}
-
-/// DISCARD ALL / DEALLOCATE (ALL) drop the statements the pooler prepared.
-fn mentions_dropping_statements(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    lower.contains("deallocate") || lower.contains("discard")
 }

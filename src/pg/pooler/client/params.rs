@@ -11,6 +11,23 @@ const NOT_SETTINGS: &[&str] = &["user", "database"];
 /// Startup parameters piha refuses: `options` can set anything, invisibly
 /// to the pooler; `replication` asks for a walsender, which cannot be pooled.
 pub const REFUSED: &[&str] = &["options", "replication"];
+/// Parameters PostgreSQL reports (ParameterStatus) but nobody can set: they
+/// describe the server. They differ between servers (`in_hot_standby` is
+/// `on` on a standby, `off` on the primary), and `SET`/`RESET` of one, or
+/// passing one at login, is refused ("parameter \"in_hot_standby\" cannot
+/// be changed"). So they never follow a client from server to server.
+const SERVER_ONLY: &[&str] = &[
+    "in_hot_standby",
+    "integer_datetimes",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+];
+
+/// Whether `name` (lower case) describes the server rather than the session.
+pub fn is_server_only(name: &str) -> bool {
+    SERVER_ONLY.contains(&name)
+}
 
 /// The client's settings, by lower-case name.
 #[derive(Default, Clone)]
@@ -39,12 +56,15 @@ impl ClientParams {
     ) -> Option<String> {
         let mut sql = String::new();
         for (k, v) in &self.values {
-            if server.get(k) != Some(v) {
+            if server.get(k) != Some(v) && !is_server_only(k) {
                 sql.push_str(&format!("SET {} TO {};", quote_ident(k), quote_literal(v)));
             }
         }
         for (k, v) in server {
-            if !self.values.contains_key(k) && baseline.get(k).is_some_and(|b| b != v) {
+            if !self.values.contains_key(k)
+                && !is_server_only(k)
+                && baseline.get(k).is_some_and(|b| b != v)
+            {
                 sql.push_str(&format!("RESET {};", quote_ident(k)));
             }
         }
@@ -58,13 +78,13 @@ impl ClientParams {
         baseline: &HashMap<String, String>,
     ) {
         for (k, v) in server.iter_mut() {
-            if !self.values.contains_key(k) {
+            if !self.values.contains_key(k) && !is_server_only(k) {
                 if let Some(b) = baseline.get(k) {
                     v.clone_from(b);
                 }
             }
         }
-        for (k, v) in &self.values {
+        for (k, v) in self.values.iter().filter(|(k, _)| !is_server_only(k)) {
             server.insert(k.clone(), v.clone());
         }
     }
@@ -108,5 +128,24 @@ mod tests {
             c.sync_sql(&server, &baseline).as_deref(),
             Some("RESET \"timezone\";")
         );
+    }
+
+    #[test]
+    fn what_describes_the_server_is_never_set() {
+        // The pool's first server was the primary; this one is a standby.
+        let mut baseline = HashMap::new();
+        baseline.insert("in_hot_standby".to_string(), "off".to_string());
+        baseline.insert("server_version".to_string(), "15.8".to_string());
+        let mut standby = baseline.clone();
+        standby.insert("in_hot_standby".to_string(), "on".to_string());
+        standby.insert("server_version".to_string(), "15.9".to_string());
+        let mut c = ClientParams::default();
+        assert_eq!(c.sync_sql(&standby, &baseline), None);
+        // Reported by a server during a lease (a promotion), then leased
+        // elsewhere.
+        c.values.insert("in_hot_standby".into(), "off".into());
+        assert_eq!(c.sync_sql(&standby, &baseline), None);
+        c.apply_to(&mut standby, &baseline);
+        assert_eq!(standby["in_hot_standby"], "on");
     }
 }

@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::login::LoggedIn;
-use super::params::ClientParams;
+use super::params::{ClientParams, is_server_only};
 use crate::config::PoolMode;
 use crate::pg::pooler::backends::{Backend, parse_lsn};
 use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
@@ -474,9 +474,12 @@ impl Session {
                     let body = body.to_vec();
                     let mut f = crate::pg::wire::frame::Fields::new(&body);
                     if let (Ok(k), Ok(v)) = (f.cstr(), f.cstr()) {
-                        self.params
-                            .values
-                            .insert(k.to_ascii_lowercase(), v.to_string());
+                        let k = k.to_ascii_lowercase();
+                        // A promotion reports in_hot_standby = off: news
+                        // about this server, not a setting of the client's.
+                        if !is_server_only(&k) {
+                            self.params.values.insert(k, v.to_string());
+                        }
                     }
                     lease.conn.note_parameter(&body);
                 }

@@ -113,22 +113,45 @@ impl Router<'_> {
     /// read-your-writes, which has replayed past `min_lsn`; else the primary.
     pub fn pick(&self, target: Target, min_lsn: u64) -> Option<&std::sync::Arc<Backend>> {
         if target == Target::Standby {
-            let best = self
+            let eligible = |b: &&std::sync::Arc<Backend>| {
+                let p = lock(&b.probed);
+                p.role == Some(PgRole::Standby)
+                    && p.lsn >= min_lsn
+                    && b.lag_bytes.load(Ordering::Relaxed) <= self.max_lag_bytes
+            };
+            let busy = |b: &&std::sync::Arc<Backend>| b.outstanding.load(Ordering::Relaxed);
+            if let Some(least) = self
                 .backends
                 .iter()
-                .filter(|b| {
-                    let p = lock(&b.probed);
-                    p.role == Some(PgRole::Standby)
-                        && p.lsn >= min_lsn
-                        && b.lag_bytes.load(Ordering::Relaxed) <= self.max_lag_bytes
-                })
-                .min_by_key(|b| {
-                    // Ties go to a different standby each time, not always the first.
-                    let jitter = (b.routed.load(Ordering::Relaxed) & 1) as u32;
-                    (b.outstanding.load(Ordering::Relaxed), jitter)
-                });
-            if best.is_some() {
-                return best;
+                .filter(eligible)
+                .map(|b| busy(&b))
+                .min()
+            {
+                // Ties take turns: every pick adds one to some backend's
+                // `routed`, so their sum moves on by one per statement and
+                // one client's reads, one after the other, go round the
+                // standbys instead of always to the first.
+                let tied = || {
+                    self.backends
+                        .iter()
+                        .filter(eligible)
+                        .filter(move |b| busy(b) == least)
+                };
+                let turn: u64 = self
+                    .backends
+                    .iter()
+                    .map(|b| b.routed.load(Ordering::Relaxed))
+                    .sum();
+                let n = tied().count().max(1) as u64;
+                // Another client may have changed a count between the two
+                // passes: then any tie will do.
+                let best = tied()
+                    .nth((turn % n) as usize)
+                    .or_else(|| tied().next())
+                    .or_else(|| self.backends.iter().find(eligible));
+                if best.is_some() {
+                    return best;
+                }
             }
         }
         self.primary()
@@ -211,6 +234,32 @@ mod tests {
         assert_eq!(
             r.pick(Target::Standby, 0).map(|b| b.name.as_str()),
             Some("s2")
+        );
+    }
+
+    #[test]
+    fn reads_one_after_another_take_turns_over_the_standbys() {
+        let all = vec![
+            backend("p", Some(PgRole::Primary), 1000),
+            backend("s1", Some(PgRole::Standby), 1000),
+            backend("s2", Some(PgRole::Standby), 1000),
+            backend("s3", Some(PgRole::Standby), 1000),
+        ];
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: 0,
+        };
+        r.update_lag();
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..30 {
+            let b = r.pick(Target::Standby, 0).expect("a standby");
+            // What the session does with the pick.
+            b.routed.fetch_add(1, Ordering::Relaxed);
+            *seen.entry(b.name.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            [("s1".into(), 10), ("s2".into(), 10), ("s3".into(), 10)]
         );
     }
 

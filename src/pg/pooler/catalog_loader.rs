@@ -1,45 +1,68 @@
-//! Reads function volatility from the primary's pg_proc, at start and then
-//! periodically, as the service user. Until the first load every function
-//! is unknown, and a statement calling an unknown function goes to the
-//! primary: slower, never wrong.
+//! Reads function volatility from the primary's pg_proc, as the service
+//! user, for every database clients use: functions (and extensions) belong
+//! to one database, so each gets its own catalog, loaded soon after its
+//! first client and then periodically. Until its first load every function
+//! outside the built-in list is unknown in that database, and a statement
+//! calling an unknown function goes to the primary: slower, never wrong.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::route::{CATALOG_QUERY, FunctionCache};
 use super::server::{ConnectParams, Credentials, connect};
 use super::shared::Pooler;
 
+/// How often new databases (pools) are looked for.
+const TICK: Duration = Duration::from_secs(1);
+/// The next try after a failed load (no primary yet, a database that does
+/// not exist or that the service user may not connect to).
+const RETRY: Duration = Duration::from_secs(10);
+
 pub async fn run(pooler: Arc<Pooler>, every: Duration, stop: CancellationToken) {
-    // The prober needs a round to find the primary.
-    let mut wait = Duration::from_secs(1);
+    let mut due: HashMap<String, Instant> = HashMap::new();
     loop {
+        // The first tick also gives the prober a round to find the primary.
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(TICK) => {}
         }
-        wait = match load(&pooler).await {
-            Ok(catalog) => {
-                pooler.set_catalog(catalog);
-                every
+        let mut databases: Vec<String> = pooler
+            .pools
+            .all()
+            .iter()
+            .map(|p| p.database.clone())
+            .collect();
+        databases.dedup();
+        for database in databases {
+            if due.get(&database).is_some_and(|at| Instant::now() < *at) {
+                continue;
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "function catalog not loaded");
-                Duration::from_secs(2)
-            }
-        };
+            let next = match load(&pooler, &database).await {
+                Ok(catalog) => {
+                    pooler.set_catalog(&database, catalog);
+                    every
+                }
+                Err(e) => {
+                    tracing::debug!(%database, error = %e, "function catalog not loaded");
+                    RETRY
+                }
+            };
+            due.insert(database, Instant::now() + next);
+        }
     }
 }
 
-async fn load(pooler: &Pooler) -> Result<FunctionCache, String> {
+async fn load(pooler: &Pooler, database: &str) -> Result<FunctionCache, String> {
     let settings = pooler.settings.load();
     let primary = pooler.router().primary().cloned().ok_or("no primary yet")?;
     let mut conn = connect(ConnectParams {
         addr: primary.addr,
         user: &settings.service_user,
-        database: &settings.service_database,
+        database,
         startup: &[("application_name".to_string(), "piha-catalog".to_string())],
         credentials: &Credentials {
             scram: settings.service_keys.clone(),

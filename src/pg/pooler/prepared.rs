@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use super::route::Classified;
 
-/// A Parse's query text and parameter type list.
-type StatementKey = (String, Vec<u8>);
+/// The database, and a Parse's query text and parameter type list. The
+/// database is part of it because a text's classification depends on the
+/// functions of the database it runs in.
+type StatementKey = (String, String, Vec<u8>);
 
 pub struct Statement {
     pub id: u64,
@@ -45,12 +47,14 @@ impl Registry {
 
     pub fn intern(
         &self,
+        database: &str,
         query: &str,
         types: &[u8],
         classify: impl FnOnce(&str) -> Classified,
     ) -> Arc<Statement> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = map.get(&(query.to_string(), types.to_vec())) {
+        let key = (database.to_string(), query.to_string(), types.to_vec());
+        if let Some(s) = map.get(&key) {
             return s.clone();
         }
         if map.len() >= self.bound {
@@ -65,7 +69,7 @@ impl Registry {
             classified: classify(query),
         });
         if map.len() < self.bound {
-            map.insert((query.to_string(), types.to_vec()), stmt.clone());
+            map.insert(key, stmt.clone());
         }
         stmt
     }
@@ -174,12 +178,16 @@ mod tests {
     #[test]
     fn same_text_same_statement_and_the_bound_holds() {
         let r = Registry::new(2);
-        let a = r.intern("SELECT 1", b"\0\0", read);
-        let b = r.intern("SELECT 1", b"\0\0", read);
+        let a = r.intern("app", "SELECT 1", b"\0\0", read);
+        let b = r.intern("app", "SELECT 1", b"\0\0", read);
         assert_eq!(a.id, b.id);
-        assert_ne!(r.intern("SELECT 1", b"\0\x01\0\0\0\x17", read).id, a.id);
+        assert_ne!(
+            r.intern("app", "SELECT 1", b"\0\x01\0\0\0\x17", read).id,
+            a.id
+        );
+        assert_ne!(r.intern("other", "SELECT 1", b"\0\0", read).id, a.id);
         drop(b);
-        let _c = r.intern("SELECT 2", b"\0\0", read);
+        let _c = r.intern("app", "SELECT 2", b"\0\0", read);
         assert!(r.len() <= 2);
     }
 

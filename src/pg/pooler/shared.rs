@@ -27,11 +27,14 @@ pub struct Pooler {
     pub backends: Arc<Vec<Arc<Backend>>>,
     pub cancels: CancelMap,
     pub statements: Registry,
-    /// Function volatility from the primary's pg_proc; empty until loaded,
-    /// and then every function call is "unknown", which routes to the
-    /// primary.
-    pub catalog: ArcSwap<FunctionCache>,
-    classified: Mutex<HashMap<String, Classified>>,
+    /// Function volatility from the primary's pg_proc, per database: each
+    /// database has its own functions (and extensions), so a name is only
+    /// ever looked up in the catalog of the client's database. A database
+    /// not loaded yet has none: every call of a function the built-in list
+    /// does not know is then "unknown", which routes to the primary.
+    pub catalogs: ArcSwap<HashMap<String, Arc<FunctionCache>>>,
+    /// Parsed classifications, per database, per query text.
+    classified: Mutex<HashMap<String, HashMap<String, Classified>>>,
     /// Client connections open now (bounded by max_client_conn).
     pub clients: AtomicU32,
     pub clients_total: AtomicU64,
@@ -98,7 +101,7 @@ impl Pooler {
             backends,
             cancels: CancelMap::default(),
             statements: Registry::new(REGISTRY_BOUND),
-            catalog: ArcSwap::from_pointee(FunctionCache::empty()),
+            catalogs: ArcSwap::from_pointee(HashMap::new()),
             classified: Mutex::new(HashMap::new()),
             clients: AtomicU32::new(0),
             clients_total: AtomicU64::new(0),
@@ -112,32 +115,45 @@ impl Pooler {
         }
     }
 
-    /// Where a query may run, and whether it leaves session state.
-    pub fn classify(&self, sql: &str) -> Classified {
+    /// Where a query sent to `database` may run, and whether it leaves
+    /// session state.
+    pub fn classify(&self, database: &str, sql: &str) -> Classified {
         if let Some(c) = classify_fast(sql) {
             return c;
         }
         let lock = || self.classified.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = lock().get(sql) {
+        if let Some(c) = lock().get(database).and_then(|texts| texts.get(sql)) {
             return *c;
         }
-        let catalog = self.catalog.load();
-        let c = classify(sql, &**catalog);
+        let catalogs = self.catalogs.load();
+        let c = match catalogs.get(database) {
+            Some(catalog) => classify(sql, &**catalog),
+            None => classify(sql, &FunctionCache::empty()),
+        };
         let mut cache = lock();
-        if cache.len() >= CLASSIFIED_BOUND {
+        if cache.values().map(HashMap::len).sum::<usize>() >= CLASSIFIED_BOUND {
             cache.clear();
         }
-        cache.insert(sql.to_string(), c);
+        cache
+            .entry(database.to_string())
+            .or_default()
+            .insert(sql.to_string(), c);
         c
     }
 
-    /// A new function catalog: cached classifications may have changed.
-    pub fn set_catalog(&self, catalog: FunctionCache) {
-        self.catalog.store(Arc::new(catalog));
+    /// A new function catalog for `database`: its cached classifications
+    /// may have changed.
+    pub fn set_catalog(&self, database: &str, catalog: FunctionCache) {
+        let catalog = Arc::new(catalog);
+        self.catalogs.rcu(|all| {
+            let mut all = HashMap::clone(all);
+            all.insert(database.to_string(), catalog.clone());
+            all
+        });
         self.classified
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clear();
+            .remove(database);
     }
 
     pub fn router(&self) -> Router<'_> {

@@ -11,7 +11,6 @@ const NOT_SETTINGS: &[&str] = &["user", "database"];
 /// Startup parameters piha refuses: `options` can set anything, invisibly
 /// to the pooler; `replication` asks for a walsender, which cannot be pooled.
 pub const REFUSED: &[&str] = &["options", "replication"];
-
 /// Reported parameters that describe the server or the login rather than
 /// the session's settings: no `SET` or `RESET` can change them, and they may
 /// differ between the servers of one pool (`in_hot_standby` is `on` on a
@@ -29,6 +28,12 @@ const READ_ONLY: &[&str] = &[
 
 fn settable(name: &str) -> bool {
     !READ_ONLY.contains(&name)
+}
+
+/// Whether `name` (lower case) describes the server or the login rather
+/// than the session: never SET, RESET or passed at login.
+pub fn is_server_only(name: &str) -> bool {
+    !settable(name)
 }
 
 /// The client's settings, by lower-case name.

@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::login::LoggedIn;
-use super::params::ClientParams;
+use super::params::{ClientParams, is_server_only};
 use crate::config::PoolMode;
 use crate::pg::pooler::backends::{Backend, parse_lsn};
 use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
@@ -194,7 +194,13 @@ impl Session {
     /// length, where they must run, and whether a Terminate follows.
     fn scan_batch(&mut self) -> Result<Option<(usize, Target, bool)>, End> {
         loop {
-            let scanned = scan(&self.cbuf, self.max_message, &self.statements, &self.pooler);
+            let scanned = scan(
+                &self.cbuf,
+                self.max_message,
+                &self.statements,
+                &self.pooler,
+                &self.pool.database,
+            );
             match scanned {
                 Ok(Scan::More) => return Ok(None),
                 Ok(Scan::Batch(len, target, terminate)) => {
@@ -484,9 +490,12 @@ impl Session {
                     let body = body.to_vec();
                     let mut f = crate::pg::wire::frame::Fields::new(&body);
                     if let (Ok(k), Ok(v)) = (f.cstr(), f.cstr()) {
-                        self.params
-                            .values
-                            .insert(k.to_ascii_lowercase(), v.to_string());
+                        let k = k.to_ascii_lowercase();
+                        // A promotion reports in_hot_standby = off: news
+                        // about this server, not a setting of the client's.
+                        if !is_server_only(&k) {
+                            self.params.values.insert(k, v.to_string());
+                        }
                     }
                     lease.conn.note_parameter(&body);
                 }
@@ -696,6 +705,7 @@ fn scan(
     max_message: usize,
     statements: &ClientStatements,
     pooler: &Pooler,
+    database: &str,
 ) -> Result<Scan, WireError> {
     let mut at = 0;
     let mut target: Option<Target> = None;
@@ -717,7 +727,7 @@ fn scan(
         match frame.tag {
             fe::TERMINATE => return Ok(Scan::Batch(at, target.unwrap_or(Target::Primary), true)),
             fe::QUERY if at == 0 => {
-                let c = pooler.classify(fe::query_text(body)?);
+                let c = pooler.classify(database, fe::query_text(body)?);
                 return Ok(Scan::Batch(frame.len, c.target, false));
             }
             fe::FUNCTION_CALL if at == 0 => {
@@ -728,7 +738,7 @@ fn scan(
             fe::QUERY | fe::FUNCTION_CALL => return Ok(Scan::Batch(at, Target::Primary, false)),
             fe::PARSE => {
                 let p = fe::parse(body)?;
-                let c = pooler.classify(p.query);
+                let c = pooler.classify(database, p.query);
                 if p.name.is_empty() {
                     unnamed = Some(c);
                 }
@@ -782,7 +792,7 @@ struct Translator<'a> {
 
 impl Translator<'_> {
     fn classify(&self, sql: &str) -> Classified {
-        self.pooler.classify(sql)
+        self.pooler.classify(&self.pool.database, sql)
     }
 
     fn fatal(&mut self, code: &str, text: &str) -> End {
@@ -849,9 +859,10 @@ impl Translator<'_> {
                     return Err(self.fatal(sqlstate::PROGRAM_LIMIT_EXCEEDED, &text));
                 }
                 let pooler = self.pooler;
+                let database = &self.pool.database;
                 let stmt = pooler
                     .statements
-                    .intern(p.query, p.rest, |q| pooler.classify(q));
+                    .intern(database, p.query, p.rest, |q| pooler.classify(database, q));
                 self.statements
                     .by_name
                     .insert(p.name.to_string(), stmt.clone());

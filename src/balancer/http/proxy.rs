@@ -24,6 +24,7 @@ use std::time::Instant;
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,8 @@ use crate::balancer::shared::Lease;
 pub struct RequestCtx {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The forwarding headers' view of `peer`, formatted once.
+    pub client: headers::Client,
     pub conn: Arc<ConnState>,
     pub handle: Arc<Handle>,
     pub shutdown: CancellationToken,
@@ -76,12 +79,12 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
     let upgrade = http1 && headers::wants_upgrade(req.headers());
     let on_client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let head = match Head::new(&parts, cx, upgrade) {
+    let idempotent = is_idempotent(&parts.method);
+    let mut head = match Head::new(parts, cx, upgrade) {
         Ok(head) => head,
         Err(why) => return local(Local::BadRequest(why)),
     };
     let slot = BodySlot::new(body);
-    let idempotent = is_idempotent(&parts.method);
     let mut exclude = None;
     let mut failed: Option<Failure> = None;
     loop {
@@ -104,7 +107,7 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.rate.record(h.stats.second());
         let body = RequestBody::new(slot.clone(), limits.max_body_bytes, counters.clone());
-        let Some(request) = head.request(addr, body) else {
+        let Some(request) = head.request(addr, body, failed.is_some()) else {
             return local(Local::BadRequest("unusable request target"));
         };
         let sent = Instant::now();
@@ -149,7 +152,7 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
         }
         tracing::debug!(
             "retrying {} away from {addr}: {}",
-            parts.uri,
+            head.path,
             failure.detail
         );
         counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -197,17 +200,23 @@ fn respond(
 /// The request head as every attempt sends it; only the backend differs.
 struct Head {
     method: Method,
-    path: String,
+    /// Origin-form: what the backend sees as the request target.
+    path: PathAndQuery,
     headers: HeaderMap,
 }
 
 impl Head {
-    fn new(parts: &Parts, cx: &RequestCtx, upgrade: bool) -> Result<Head, &'static str> {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        if !path.starts_with('/') {
+    /// Takes the client's head apart (no copy of its headers) and rewrites
+    /// it for the backends.
+    fn new(parts: Parts, cx: &RequestCtx, upgrade: bool) -> Result<Head, &'static str> {
+        let path = match parts.uri.path_and_query() {
+            Some(p) => p.clone(),
+            None => PathAndQuery::from_static("/"),
+        };
+        if !path.as_str().starts_with('/') {
             return Err("the request target must be a path");
         }
-        let mut headers = parts.headers.clone();
+        let mut headers = parts.headers;
         headers::strip_hop_by_hop(&mut headers, upgrade);
         // hyper already answered any 100-continue to the client, when the
         // body was first asked for; the backend need not send another.
@@ -222,30 +231,45 @@ impl Head {
                 }
             }
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let host = headers.get(header::HOST).cloned();
         let origin = Origin {
-            client: cx.peer.ip(),
+            client: &cx.client,
             proto: if cx.tls { "https" } else { "http" },
-            host: host.as_deref(),
+            host: host.as_ref(),
         };
         headers::add_forwarding(&mut headers, &origin);
         Ok(Head {
-            method: parts.method.clone(),
-            path: path.to_owned(),
+            method: parts.method,
+            path,
             headers,
         })
     }
 
-    fn request(&self, addr: SocketAddr, body: RequestBody) -> Option<Request<RequestBody>> {
+    /// The request for one attempt. `last`: no attempt can follow, so the
+    /// headers move instead of being copied.
+    fn request(
+        &mut self,
+        addr: SocketAddr,
+        body: RequestBody,
+        last: bool,
+    ) -> Option<Request<RequestBody>> {
         let uri: Uri = format!("http://{addr}{}", self.path).parse().ok()?;
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = if last {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
+        // A client without Host (HTTP/1.0) gets the backend's, as an
+        // absolute-form request to it would have.
+        if !req.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&addr.to_string()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
         Some(req)
     }
 }

@@ -1,6 +1,7 @@
 //! One request through the balancer: admit it, take a backend lease (maybe
-//! waiting in the queue), rewrite the head, forward it with the shared
-//! keep-alive client, and stream the answer back, or answer locally.
+//! waiting in the queue), rewrite the head, forward it on a backend
+//! keep-alive connection (`upstream`), and stream the answer back, or answer
+//! locally.
 //!
 //! Retries follow nginx's `proxy_next_upstream error` with the safety rule of
 //! the research notes: a request moves to another backend at most once, and
@@ -35,6 +36,7 @@ use super::headers::{self, Origin};
 use super::reply::Local;
 use super::stats::BackendCounters;
 use super::upgrade;
+use super::upstream::{self, Checkin};
 use crate::balancer::shared::Lease;
 
 /// What a request's handling needs from its connection.
@@ -107,16 +109,26 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.rate.record(h.stats.second());
         let body = RequestBody::new(slot.clone(), limits.max_body_bytes, counters.clone());
-        let Some(request) = head.request(addr, body, failed.is_some()) else {
-            return local(Local::BadRequest("unusable request target"));
-        };
+        // A connect failure is retried before the request is built, so only
+        // an idempotent request can need its head again.
+        let last = failed.is_some() || !idempotent;
+        let request = head.request(addr, body, last);
         let sent = Instant::now();
-        let outcome = tokio::time::timeout(limits.server_timeout, h.client.request(request)).await;
+        let outcome =
+            tokio::time::timeout(limits.server_timeout, h.upstream.send(addr, request)).await;
         let error = match outcome {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, checkin))) => {
                 counters.latency.record(sent.elapsed());
                 counters.responses.record(resp.status().as_u16());
-                return respond(resp, lease, counters, on_client_upgrade, cx, &local);
+                return respond(
+                    resp,
+                    lease,
+                    checkin,
+                    counters,
+                    on_client_upgrade,
+                    cx,
+                    &local,
+                );
             }
             Err(_elapsed) => {
                 counters.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -165,9 +177,11 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
 
 /// The backend's answer on its way to the client: hop-by-hop headers
 /// dropped, or for a 101 the tunnel started.
+#[allow(clippy::too_many_arguments)]
 fn respond(
     mut resp: Response<Incoming>,
     lease: Lease,
+    checkin: Checkin,
     counters: Arc<BackendCounters>,
     on_client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     cx: &RequestCtx,
@@ -176,7 +190,7 @@ fn respond(
     *resp.version_mut() = Version::HTTP_11;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(resp.headers_mut(), false);
-        return resp.map(|body| ResponseBody::proxied(body, lease, counters));
+        return resp.map(|body| ResponseBody::proxied(body, lease, checkin, counters));
     }
     let Some(on_client) = on_client_upgrade else {
         return local(Local::BadGateway(
@@ -247,16 +261,10 @@ impl Head {
 
     /// The request for one attempt. `last`: no attempt can follow, so the
     /// headers move instead of being copied.
-    fn request(
-        &mut self,
-        addr: SocketAddr,
-        body: RequestBody,
-        last: bool,
-    ) -> Option<Request<RequestBody>> {
-        let uri: Uri = format!("http://{addr}{}", self.path).parse().ok()?;
+    fn request(&mut self, addr: SocketAddr, body: RequestBody, last: bool) -> Request<RequestBody> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri;
+        *req.uri_mut() = Uri::from(self.path.clone());
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = if last {
             std::mem::take(&mut self.headers)
@@ -270,7 +278,7 @@ impl Head {
                 req.headers_mut().insert(header::HOST, v);
             }
         }
-        Some(req)
+        req
     }
 }
 
@@ -308,9 +316,9 @@ impl Failure {
     }
 }
 
-/// Reads the client error's cause chain: hyper-util marks connect errors;
-/// the rest is told by hyper's own error kinds and the IO error beneath.
-fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
+/// Reads the error's cause chain: `upstream` marks connect errors; the rest
+/// is told by hyper's own error kinds and the IO error beneath.
+fn classify(e: &upstream::Error) -> Failure {
     let io_kind = io_kind(e);
     if e.is_connect() {
         let detail = match io_kind {

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -131,23 +131,36 @@ pub fn add_forwarding(headers: &mut HeaderMap, origin: &Origin<'_>) {
 }
 
 /// Joins every existing value of a list header and `item` into one line;
-/// with none, `item` goes in as it is (no copy: most requests).
+/// with none, `item` goes in as it is (no copy: most requests). One lookup
+/// of the name either way.
 fn append_list(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
-    let existing: Vec<&str> = headers
-        .get_all(&name)
+    let mut present = match headers.entry(name) {
+        Entry::Vacant(v) => {
+            v.insert(item);
+            return;
+        }
+        Entry::Occupied(o) => o,
+    };
+    let existing: Vec<&str> = present
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
-    if existing.is_empty() {
-        headers.insert(name, item);
-        return;
-    }
-    let Ok(item) = item.to_str() else { return };
-    let joined = format!("{}, {item}", existing.join(", "));
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
+    let joined = match (existing.is_empty(), item.to_str()) {
+        (true, _) => None,
+        (false, Ok(item)) => Some(format!("{}, {item}", existing.join(", "))),
+        (false, Err(_)) => return,
+    };
+    match joined {
+        None => {
+            present.insert(item);
+        }
+        Some(joined) => {
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                present.insert(v);
+            }
+        }
     }
 }
 

@@ -102,7 +102,9 @@ impl Upstream {
         loop {
             let (mut tx, reused) = match self.checkout(addr) {
                 Some(tx) => (tx, true),
-                None => (self.connect(addr).await?, false),
+                // Boxed: the connect future is large and rarely needed;
+                // inline, every request's future would carry (and move) it.
+                None => (Box::pin(self.connect(addr)).await?, false),
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {

@@ -121,6 +121,8 @@ pub struct Pool {
     /// Smooth round-robin state, parallel to `backends`.
     rr: Vec<i64>,
     cursor: usize,
+    /// `pick`'s working list, kept between calls.
+    scratch: Vec<Candidate>,
 }
 
 impl Pool {
@@ -130,6 +132,7 @@ impl Pool {
             backends: Vec::new(),
             rr: Vec::new(),
             cursor: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -209,48 +212,51 @@ impl Pool {
     /// a retry is moving away from).
     pub fn pick(&mut self, client: IpAddr, now: Instant, exclude: Option<SocketAddr>) -> Pick {
         let maxconn = self.settings.maxconn.max(1);
-        let eligible: Vec<usize> = (0..self.backends.len())
-            .filter(|&i| {
-                let b = &self.backends[i];
-                b.health.health == Health::Up
-                    && b.admin == Admin::Ready
-                    && !b.leaving
-                    && Some(b.addr) != exclude
-            })
-            .collect();
-        if eligible.is_empty() {
-            return Pick::NoBackend;
-        }
-        let candidates: Vec<Candidate> = eligible
-            .into_iter()
-            .filter(|&i| self.backends[i].active < maxconn)
-            .map(|i| {
-                let b = &self.backends[i];
-                Candidate {
+        // Every request picks: the candidate list reuses one allocation.
+        let mut candidates = std::mem::take(&mut self.scratch);
+        candidates.clear();
+        let mut eligible = 0;
+        for (i, b) in self.backends.iter().enumerate() {
+            let takes_traffic = b.health.health == Health::Up
+                && b.admin == Admin::Ready
+                && !b.leaving
+                && Some(b.addr) != exclude;
+            if !takes_traffic {
+                continue;
+            }
+            eligible += 1;
+            if b.active < maxconn {
+                candidates.push(Candidate {
                     index: i,
                     weight: self.effective_weight(b, now),
                     load: u64::from(b.active),
                     key: b.key,
-                }
-            })
-            .collect();
-        if candidates.is_empty() {
-            return Pick::AllBusy;
-        }
-        let client_ip = client;
-        let chosen = pick::pick(
-            self.settings.algorithm,
-            &candidates,
-            client_ip,
-            &mut self.rr,
-            &mut self.cursor,
-        );
-        match chosen.and_then(|i| self.backends.get_mut(i)) {
-            Some(b) => {
-                b.active += 1;
-                Pick::Chosen(b.addr)
+                });
             }
-            None => Pick::NoBackend,
+        }
+        let chosen = if eligible == 0 {
+            Err(Pick::NoBackend)
+        } else if candidates.is_empty() {
+            Err(Pick::AllBusy)
+        } else {
+            Ok(pick::pick(
+                self.settings.algorithm,
+                &candidates,
+                client,
+                &mut self.rr,
+                &mut self.cursor,
+            ))
+        };
+        self.scratch = candidates;
+        match chosen {
+            Err(none) => none,
+            Ok(chosen) => match chosen.and_then(|i| self.backends.get_mut(i)) {
+                Some(b) => {
+                    b.active += 1;
+                    Pick::Chosen(b.addr)
+                }
+                None => Pick::NoBackend,
+            },
         }
     }
 

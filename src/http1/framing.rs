@@ -117,7 +117,7 @@ impl Framing {
         while at < data.len() {
             let step = match self.state {
                 State::Done => return Verdict::Pass,
-                State::Head => self.head_byte(data[at]),
+                State::Head => self.head_line(&data[at..]),
                 State::Fixed(left) => {
                     let take = left.min((data.len() - at) as u64);
                     self.state = State::Fixed(left - take);
@@ -148,17 +148,32 @@ impl Framing {
         Verdict::Pass
     }
 
-    fn head_byte(&mut self, b: u8) -> Step {
+    /// Takes head bytes up to and including the next LF (a whole line at a
+    /// time: the head is only looked at when a line ends), or as many as
+    /// fit under `max_head`.
+    fn head_line(&mut self, data: &[u8]) -> Step {
         // Empty lines before a request line are skipped, as httparse does.
-        if self.head.is_empty() && (b == b'\r' || b == b'\n') {
+        if self.head.is_empty() && (data[0] == b'\r' || data[0] == b'\n') {
             return Step::Took(1);
         }
         if self.head.len() >= self.max_head {
             return Step::Reject("request head too large");
         }
-        self.head.push(b);
-        if b != b'\n' || !(self.head.ends_with(b"\n\n") || self.head.ends_with(b"\n\r\n")) {
-            return Step::Took(1);
+        let line = data
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |i| i + 1);
+        let n = line.min(self.max_head - self.head.len());
+        self.head.extend_from_slice(&data[..n]);
+        if data[n - 1] != b'\n' || !(self.head.ends_with(b"\n\n") || self.head.ends_with(b"\n\r\n"))
+        {
+            return Step::Took(n);
+        }
+        if n > 1 {
+            // The head ends here: its last byte goes alone, so a refusal
+            // keeps everything before it (hyper never sees a whole bad head).
+            self.head.pop();
+            return Step::Took(n - 1);
         }
         let parsed = parse_head(&self.head, self.first);
         self.head.clear();
@@ -167,11 +182,11 @@ impl Framing {
             Err(reason) => Step::Reject(reason),
             Ok(Next::H2) => {
                 self.state = State::Done;
-                Step::Took(1)
+                Step::Took(n)
             }
             Ok(Next::Body(body)) => {
                 self.start_body(body);
-                Step::Took(1)
+                Step::Took(n)
             }
         }
     }

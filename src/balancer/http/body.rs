@@ -10,6 +10,8 @@
 //! `ResponseBody` carries a backend's answer (or a local one) to the client,
 //! holding the backend lease and the connection's in-flight mark until the
 //! last byte: a request counts against `maxconn` for as long as it streams.
+//! It also holds the backend connection, given back to the idle pool only
+//! when the answer ended cleanly (a body cut short closes it).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -20,6 +22,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 
 use super::conn::InFlight;
 use super::stats::BackendCounters;
+use super::upstream::Checkin;
 use crate::balancer::shared::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -178,6 +181,8 @@ pub struct ResponseBody {
     /// Released at the end of the stream, not when hyper gets round to
     /// dropping the body.
     lease: Option<Lease>,
+    /// The backend connection, until the answer ends.
+    checkin: Option<Checkin>,
     in_flight: Option<InFlight>,
     counters: Option<Arc<BackendCounters>>,
 }
@@ -188,10 +193,16 @@ enum Kind {
 }
 
 impl ResponseBody {
-    pub fn proxied(body: Incoming, lease: Lease, counters: Arc<BackendCounters>) -> ResponseBody {
+    pub fn proxied(
+        body: Incoming,
+        lease: Lease,
+        checkin: Checkin,
+        counters: Arc<BackendCounters>,
+    ) -> ResponseBody {
         ResponseBody {
             kind: Kind::Proxied(body),
             lease: Some(lease),
+            checkin: Some(checkin),
             in_flight: None,
             counters: Some(counters),
         }
@@ -202,6 +213,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
             lease: None,
+            checkin: None,
             in_flight: None,
             counters: None,
         }
@@ -217,9 +229,30 @@ impl ResponseBody {
         self.in_flight = Some(in_flight);
     }
 
-    fn finish(&mut self) {
+    /// `clean`: the backend's answer was read to its end, so its
+    /// connection can serve another request. The connection goes back
+    /// before the lease, so a request the lease release wakes finds it.
+    fn finish(&mut self, clean: bool) {
+        if let Some(checkin) = self.checkin.take() {
+            if clean {
+                checkin.give_back();
+            }
+        }
         self.lease = None;
         self.in_flight = None;
+    }
+}
+
+impl Drop for ResponseBody {
+    /// hyper does not poll a body that says it is at its end (a HEAD, a
+    /// 204 or 304, the last frame of a sized body): dropped then, it ended
+    /// cleanly.
+    fn drop(&mut self) {
+        let clean = match &self.kind {
+            Kind::Proxied(body) => body.is_end_stream(),
+            Kind::Local(_) => false,
+        };
+        self.finish(clean);
     }
 }
 
@@ -245,8 +278,10 @@ impl Body for ResponseBody {
                 None => None,
             },
         };
-        if !matches!(next, Some(Ok(_))) {
-            this.finish();
+        match next {
+            None => this.finish(true),
+            Some(Err(_)) => this.finish(false),
+            Some(Ok(_)) => {}
         }
         Poll::Ready(next)
     }

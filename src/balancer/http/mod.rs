@@ -9,7 +9,8 @@
 //! - `desired`: which backends there should be (pure);
 //! - `serve` / `conn`: accept loop, connection cap, timeouts, the stream
 //!   wrapper (the request smuggling guard itself is `crate::http1`);
-//! - `proxy`: one request (lease, retry rules, forwarding); `headers`,
+//! - `proxy`: one request (lease, retry rules, forwarding); `upstream`:
+//!   backend connections and their idle pool; `headers`,
 //!   `body`, `reply`, `upgrade`: its parts;
 //! - `check`: active health checks; `stats`: counters;
 //! - the pool itself (health, algorithms, drain) is `balancer::pool`, shared
@@ -29,14 +30,12 @@ mod run;
 mod serve;
 mod stats;
 mod upgrade;
+mod upstream;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use crate::balancer::listen::bind_listener as bind;
@@ -50,8 +49,8 @@ use crate::balancer::health::CheckResult;
 use crate::balancer::pool::{Admin, Desired, PoolEvent, PoolSettings};
 use crate::balancer::shared::SharedPool;
 use crate::config::BalancerSettings;
-use body::RequestBody;
 use stats::Stats;
+use upstream::Upstream;
 
 /// Idle keep-alive connections to backends are closed after this: below
 /// the idle timeouts of common servers (Apache's `KeepAliveTimeout` is 5 s,
@@ -70,7 +69,8 @@ const MAX_PENDING_EVENTS: usize = 1024;
 pub struct Handle {
     pub(crate) pool: Arc<SharedPool>,
     pub(crate) stats: Arc<Stats>,
-    pub(crate) client: Client<HttpConnector, RequestBody>,
+    /// Keep-alive connections to the backends.
+    pub(crate) upstream: Arc<Upstream>,
     /// Fixed for the life of the handle: a change restarts the role (except
     /// `backends`, which `sync` follows).
     pub(crate) settings: BalancerSettings,
@@ -111,20 +111,16 @@ impl Handle {
             },
             limits.queue,
         );
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(limits.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(BACKEND_IDLE)
-            .pool_max_idle_per_host(limits.maxconn as usize)
-            .build(connector);
+        let upstream = Upstream::new(
+            limits.connect_timeout,
+            BACKEND_IDLE,
+            limits.maxconn as usize,
+        );
         let cap = cap.max(1);
         Arc::new(Handle {
             pool,
             stats: Arc::new(Stats::default()),
-            client,
+            upstream,
             settings: settings.clone(),
             slots: Arc::new(Semaphore::new(cap)),
             slot_count: cap,
@@ -139,6 +135,8 @@ impl Handle {
     pub fn sync(&self, desired: &[Desired]) {
         let events = self.pool.sync(desired);
         self.push_events(events);
+        let addrs: Vec<SocketAddr> = desired.iter().map(|d| d.addr).collect();
+        self.upstream.retain(&addrs);
         self.targets.send_modify(|g| *g = g.wrapping_add(1));
     }
 

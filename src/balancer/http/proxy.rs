@@ -1,6 +1,7 @@
 //! One request through the balancer: admit it, take a backend lease (maybe
-//! waiting in the queue), rewrite the head, forward it with the shared
-//! keep-alive client, and stream the answer back, or answer locally.
+//! waiting in the queue), rewrite the head, forward it on a backend
+//! keep-alive connection (`upstream`), and stream the answer back, or answer
+//! locally.
 //!
 //! Retries follow nginx's `proxy_next_upstream error` with the safety rule of
 //! the research notes: a request moves to another backend at most once, and
@@ -24,6 +25,7 @@ use std::time::Instant;
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use tokio_util::sync::CancellationToken;
 
@@ -34,12 +36,15 @@ use super::headers::{self, Origin};
 use super::reply::Local;
 use super::stats::BackendCounters;
 use super::upgrade;
+use super::upstream::{self, Checkin};
 use crate::balancer::shared::Lease;
 
 /// What a request's handling needs from its connection.
 pub struct RequestCtx {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The forwarding headers' view of `peer`, formatted once.
+    pub client: headers::Client,
     pub conn: Arc<ConnState>,
     pub handle: Arc<Handle>,
     pub shutdown: CancellationToken,
@@ -76,12 +81,12 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
     let upgrade = http1 && headers::wants_upgrade(req.headers());
     let on_client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let head = match Head::new(&parts, cx, upgrade) {
+    let idempotent = is_idempotent(&parts.method);
+    let mut head = match Head::new(parts, cx, upgrade) {
         Ok(head) => head,
         Err(why) => return local(Local::BadRequest(why)),
     };
     let slot = BodySlot::new(body);
-    let idempotent = is_idempotent(&parts.method);
     let mut exclude = None;
     let mut failed: Option<Failure> = None;
     loop {
@@ -104,16 +109,26 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.rate.record(h.stats.second());
         let body = RequestBody::new(slot.clone(), limits.max_body_bytes, counters.clone());
-        let Some(request) = head.request(addr, body) else {
-            return local(Local::BadRequest("unusable request target"));
-        };
+        // A connect failure is retried before the request is built, so only
+        // an idempotent request can need its head again.
+        let last = failed.is_some() || !idempotent;
+        let request = head.request(addr, body, last);
         let sent = Instant::now();
-        let outcome = tokio::time::timeout(limits.server_timeout, h.client.request(request)).await;
+        let outcome =
+            tokio::time::timeout(limits.server_timeout, h.upstream.send(addr, request)).await;
         let error = match outcome {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, checkin))) => {
                 counters.latency.record(sent.elapsed());
                 counters.responses.record(resp.status().as_u16());
-                return respond(resp, lease, counters, on_client_upgrade, cx, &local);
+                return respond(
+                    resp,
+                    lease,
+                    checkin,
+                    counters,
+                    on_client_upgrade,
+                    cx,
+                    &local,
+                );
             }
             Err(_elapsed) => {
                 counters.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -149,7 +164,7 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
         }
         tracing::debug!(
             "retrying {} away from {addr}: {}",
-            parts.uri,
+            head.path,
             failure.detail
         );
         counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -162,9 +177,11 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
 
 /// The backend's answer on its way to the client: hop-by-hop headers
 /// dropped, or for a 101 the tunnel started.
+#[allow(clippy::too_many_arguments)]
 fn respond(
     mut resp: Response<Incoming>,
     lease: Lease,
+    checkin: Checkin,
     counters: Arc<BackendCounters>,
     on_client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     cx: &RequestCtx,
@@ -173,7 +190,7 @@ fn respond(
     *resp.version_mut() = Version::HTTP_11;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(resp.headers_mut(), false);
-        return resp.map(|body| ResponseBody::proxied(body, lease, counters));
+        return resp.map(|body| ResponseBody::proxied(body, lease, checkin, counters));
     }
     let Some(on_client) = on_client_upgrade else {
         return local(Local::BadGateway(
@@ -197,17 +214,23 @@ fn respond(
 /// The request head as every attempt sends it; only the backend differs.
 struct Head {
     method: Method,
-    path: String,
+    /// Origin-form: what the backend sees as the request target.
+    path: PathAndQuery,
     headers: HeaderMap,
 }
 
 impl Head {
-    fn new(parts: &Parts, cx: &RequestCtx, upgrade: bool) -> Result<Head, &'static str> {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        if !path.starts_with('/') {
+    /// Takes the client's head apart (no copy of its headers) and rewrites
+    /// it for the backends.
+    fn new(parts: Parts, cx: &RequestCtx, upgrade: bool) -> Result<Head, &'static str> {
+        let path = match parts.uri.path_and_query() {
+            Some(p) => p.clone(),
+            None => PathAndQuery::from_static("/"),
+        };
+        if !path.as_str().starts_with('/') {
             return Err("the request target must be a path");
         }
-        let mut headers = parts.headers.clone();
+        let mut headers = parts.headers;
         headers::strip_hop_by_hop(&mut headers, upgrade);
         // hyper already answered any 100-continue to the client, when the
         // body was first asked for; the backend need not send another.
@@ -222,31 +245,40 @@ impl Head {
                 }
             }
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let host = headers.get(header::HOST).cloned();
         let origin = Origin {
-            client: cx.peer.ip(),
+            client: &cx.client,
             proto: if cx.tls { "https" } else { "http" },
-            host: host.as_deref(),
+            host: host.as_ref(),
         };
         headers::add_forwarding(&mut headers, &origin);
         Ok(Head {
-            method: parts.method.clone(),
-            path: path.to_owned(),
+            method: parts.method,
+            path,
             headers,
         })
     }
 
-    fn request(&self, addr: SocketAddr, body: RequestBody) -> Option<Request<RequestBody>> {
-        let uri: Uri = format!("http://{addr}{}", self.path).parse().ok()?;
+    /// The request for one attempt. `last`: no attempt can follow, so the
+    /// headers move instead of being copied.
+    fn request(&mut self, addr: SocketAddr, body: RequestBody, last: bool) -> Request<RequestBody> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri;
+        *req.uri_mut() = Uri::from(self.path.clone());
         *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = self.headers.clone();
-        Some(req)
+        *req.headers_mut() = if last {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
+        // A client without Host (HTTP/1.0) gets the backend's, as an
+        // absolute-form request to it would have.
+        if !req.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&addr.to_string()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        req
     }
 }
 
@@ -284,9 +316,9 @@ impl Failure {
     }
 }
 
-/// Reads the client error's cause chain: hyper-util marks connect errors;
-/// the rest is told by hyper's own error kinds and the IO error beneath.
-fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
+/// Reads the error's cause chain: `upstream` marks connect errors; the rest
+/// is told by hyper's own error kinds and the IO error beneath.
+fn classify(e: &upstream::Error) -> Failure {
     let io_kind = io_kind(e);
     if e.is_connect() {
         let detail = match io_kind {

@@ -155,6 +155,7 @@ impl Front {
         let cx = Arc::new(RequestCtx {
             peer,
             tls,
+            client: super::headers::Client::new(peer.ip()),
             conn: state.clone(),
             handle: self.handle.clone(),
             shutdown: self.shutdown.clone(),

@@ -10,8 +10,9 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -389,7 +390,17 @@ fn tokio_postgres_prepared_statements_in_transaction_mode() {
     let started = Instant::now();
     let results = rt.block_on(async {
         let tasks: Vec<_> = (1..=CLIENTS as i32)
-            .map(|w| tokio::spawn(rust::worker(conninfo.clone(), w)))
+            .map(|w| {
+                let run = rust::worker(conninfo.clone(), w);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(WORKLOAD_LIMIT, run).await {
+                        Ok(r) => r,
+                        Err(_) => Err(format!(
+                            "worker {w}: still running after {WORKLOAD_LIMIT:?}"
+                        )),
+                    }
+                })
+            })
             .collect();
         let mut out = Vec::new();
         for t in tasks {
@@ -430,22 +441,55 @@ fn drivers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers")
 }
 
+/// Longest a workload may run: a pooler that loses track of a reply leaves
+/// its client waiting forever, and that must fail, not hang the suite.
+const WORKLOAD_LIMIT: Duration = Duration::from_secs(180);
+
 /// Runs a workload script and returns its stdout; panics with both
-/// streams and the node log when it fails.
+/// streams and the node log when it fails or outlives [`WORKLOAD_LIMIT`].
 fn run_workload(rig: &PoolerRig, what: &str, cmd: &mut Command) -> String {
     let started = Instant::now();
-    let out = cmd
+    let mut child = cmd
         .env("PGPASSWORD", APP_PASSWORD)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run the {what} workload: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the {what} workload failed ({}):\n{stdout}\n{stderr}\nnode log:\n{}",
-        out.status,
-        rig.node.log(0)
-    );
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the workload") {
+            break Some(status);
+        }
+        if started.elapsed() > WORKLOAD_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let outcome = match status {
+        Some(s) if s.success() => None,
+        Some(s) => Some(s.to_string()),
+        None => Some(format!("killed after {WORKLOAD_LIMIT:?}")),
+    };
+    if let Some(outcome) = outcome {
+        panic!(
+            "the {what} workload failed ({outcome}):\n{stdout}\n{stderr}\nnode log:\n{}",
+            rig.node.log(0)
+        );
+    }
     eprintln!("{} ({:?})", stdout.trim(), started.elapsed());
     stdout
 }

@@ -194,6 +194,43 @@ class Worker:
                 cur.execute(DIV, (10,))
                 check(cur.fetchone() == (10,), "100 / 10 after a failed pipeline")
 
+        # More statements than prepared_max: psycopg evicts the least
+        # recently used with "DEALLOCATE _pg3_<n>" (libpq < 17; with 17 it
+        # sends a protocol Close) and keeps going.
+        with self.connect(autocommit=True) as conn:
+            conn.prepared_max = 3
+            for round in range(3):
+                for i in range(8):
+                    got = conn.execute(f"SELECT {i} + %s::int", (round,)).fetchone()
+                    self.executions += 1
+                    check(got == (i + round,), f"evicting: {i} + {round} = {got}")
+            # DEALLOCATE of a name psycopg uses, by a simple Query (PQexec),
+            # outside and inside a transaction: the name is gone, as on
+            # PostgreSQL.
+            for in_tx in (False, True):
+                query = f"SELECT {10 + in_tx} + %s::int"
+                check(conn.execute(query, (1,)).fetchone() == (11 + in_tx,), "before")
+                text = query.replace("%s", "$1").encode()
+                key, name = next(i for i in conn._prepared._names.items() if i[0][0] == text)
+                if in_tx:
+                    conn.execute("BEGIN")
+                res = conn.pgconn.exec_(b"DEALLOCATE " + name)
+                check(
+                    res.status == psycopg.pq.ExecStatus.COMMAND_OK,
+                    f"DEALLOCATE {name}: {res.error_message}",
+                )
+                try:
+                    conn.execute(query, (1,))
+                    raise Failed(f"{name} still exists after DEALLOCATE")
+                except errors.InvalidSqlStatementName:
+                    self.deliberate += 1
+                if in_tx:
+                    conn.execute("ROLLBACK")
+                # psycopg keeps using the name until told to forget it (the
+                # ROLLBACK did); then it prepares the text under a new one.
+                conn._prepared._names.pop(key, None)
+                check(conn.execute(query, (2,)).fetchone() == (12 + in_tx,), "after")
+
         # A connection that is not autocommit: psycopg opens transactions.
         with self.connect(autocommit=False) as conn:
             cur = conn.cursor()

@@ -125,6 +125,56 @@ pub fn drops_all_statements(sql: &str) -> bool {
     })
 }
 
+/// The statement name of `sql` when it is exactly one
+/// `DEALLOCATE [PREPARE] name` (not ALL), folded as PostgreSQL folds
+/// identifiers: unquoted lower-cased (ASCII), quoted kept. psycopg with a
+/// libpq older than 17 sends this for its own names when it evicts one of
+/// more than `prepared_max` statements; the server knows only the pooler's
+/// names, so the session answers it itself (see LIFECYCLE.md).
+pub fn deallocate_target(sql: &str) -> Option<String> {
+    let rest = skip_comments(sql);
+    let (word, rest) = rest.split_at(rest.find(|c: char| c.is_ascii_whitespace())?);
+    if !word.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let mut rest = rest.trim_start();
+    if let Some(i) = rest.find(|c: char| c.is_ascii_whitespace()) {
+        if rest[..i].eq_ignore_ascii_case("prepare") {
+            rest = rest[i..].trim_start();
+        }
+    }
+    let (name, after) = if let Some(quoted) = rest.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices();
+        loop {
+            let (i, c) = chars.next()?;
+            if c != '"' {
+                name.push(c);
+            } else if quoted[i + 1..].starts_with('"') {
+                name.push('"');
+                chars.next();
+            } else {
+                break (name, &quoted[i + 1..]);
+            }
+        }
+    } else {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        if name.is_empty()
+            || name.starts_with(|c: char| c.is_ascii_digit() || c == '$')
+            || name.eq_ignore_ascii_case("all")
+        {
+            return None;
+        }
+        (name.to_ascii_lowercase(), &rest[end..])
+    };
+    let after = after.trim_start();
+    let after = after.strip_prefix(';').unwrap_or(after);
+    (!name.is_empty() && skip_comments(after).is_empty()).then_some(name)
+}
+
 /// `sql` after its leading whitespace and comments (`--` lines, nested
 /// `/* */` blocks).
 fn skip_comments(sql: &str) -> &str {
@@ -189,6 +239,32 @@ mod tests {
         drop(b);
         let _c = r.intern("app", "SELECT 2", b"\0\0", read);
         assert!(r.len() <= 2);
+    }
+
+    #[test]
+    fn a_client_deallocate_names_one_statement() {
+        for (sql, name) in [
+            ("DEALLOCATE _pg3_0", "_pg3_0"),
+            ("deallocate prepare S1 ;", "s1"),
+            ("/* evict */ DEALLOCATE \"Mixed\"\"Case\"", "Mixed\"Case"),
+            ("DEALLOCATE \"all\"", "all"),
+            ("DEALLOCATE prepare", "prepare"),
+        ] {
+            assert_eq!(deallocate_target(sql).as_deref(), Some(name), "{sql}");
+        }
+        for sql in [
+            "DEALLOCATE ALL",
+            "DEALLOCATE PREPARE ALL",
+            "DEALLOCATE",
+            "DEALLOCATE s1; SELECT 1",
+            "DEALLOCATE s1 s2",
+            "DEALLOCATE \"unclosed",
+            "DEALLOCATE \"\"",
+            "SELECT 1",
+            "DISCARD ALL",
+        ] {
+            assert_eq!(deallocate_target(sql), None, "{sql}");
+        }
     }
 
     #[test]

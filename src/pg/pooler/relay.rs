@@ -292,6 +292,33 @@ mod tests {
     }
 
     #[test]
+    fn a_placeholder_parse_before_a_query_is_hidden() {
+        // A client's "DEALLOCATE s1" as a Query: Parse piha_dealloc<N>,
+        // then the Query deallocating it.
+        let mut r = Relay::default();
+        let mut fx = Effects::default();
+        let hidden = Pending::Parse {
+            statement: None,
+            to_client: false,
+        };
+        r.push(hidden, &mut fx);
+        r.push(Pending::Query, &mut fx);
+        let (v, fx) = run(&mut r, b"1CZ");
+        assert_eq!(v, [Verdict::Drop, Verdict::Forward, Verdict::Forward]);
+        assert!(fx.unprepared.is_empty());
+        assert!(r.is_idle());
+        // Its Parse failing (a failed transaction) would leave the Query
+        // unanswered; the session never sends it then, and the relay says
+        // it still waits.
+        let mut r = Relay::default();
+        let mut fx = Effects::default();
+        r.push(hidden, &mut fx);
+        r.push(Pending::Query, &mut fx);
+        run(&mut r, b"E");
+        assert!(!r.is_idle());
+    }
+
+    #[test]
     fn a_reply_nobody_asked_for_is_a_desync() {
         let mut r = Relay::default();
         let mut fx = Effects::default();

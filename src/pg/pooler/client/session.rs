@@ -3,7 +3,7 @@
 //! client) ends, give the server back clean. See ../LIFECYCLE.md.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
@@ -16,7 +16,9 @@ use crate::pg::pooler::backends::{Backend, parse_lsn};
 use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
 use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::pool::{Checkout, Lease, UserPool};
-use crate::pg::pooler::prepared::{ClientStatements, MAX_PER_CLIENT, drops_all_statements};
+use crate::pg::pooler::prepared::{
+    ClientStatements, MAX_PER_CLIENT, deallocate_target, drops_all_statements,
+};
 use crate::pg::pooler::relay::{Effects, Pending, Relay, Verdict};
 use crate::pg::pooler::route::{Classified, Target};
 use crate::pg::pooler::server::{ConnectParams, ServerConn, connect};
@@ -810,6 +812,31 @@ impl Translator<'_> {
         self.statements.by_name.clear();
     }
 
+    /// `DEALLOCATE name` of one of the client's names: the name goes (the
+    /// pooler's statement stays for others). The server knows only
+    /// `piha_s<N>` and would answer that the client's name does not exist,
+    /// so the statement is turned into the DEALLOCATE of a placeholder.
+    fn forget_client_statement(&mut self, sql: &str) -> bool {
+        match deallocate_target(sql) {
+            Some(name) => self.statements.by_name.remove(&name).is_some(),
+            None => false,
+        }
+    }
+
+    /// Prepares an empty statement under a name used once, for a client's
+    /// `DEALLOCATE name` to drop instead: same reply, nothing left behind.
+    fn placeholder_statement(&mut self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let name = format!("piha_dealloc{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        fe::write_parse(self.sout, &name, "", &[0, 0]);
+        let parse = Pending::Parse {
+            statement: None,
+            to_client: false,
+        };
+        self.lease.relay.push(parse, &mut self.fx);
+        name
+    }
+
     fn translate(&mut self, frame: Frame, msg: &[u8]) -> Result<(), End> {
         let body = &msg[5..];
         let stats = &self.pool.stats;
@@ -817,13 +844,24 @@ impl Translator<'_> {
         match frame.tag {
             fe::QUERY => {
                 let sql = fe::query_text(body).map_err(pe)?;
+                stats.query_count.fetch_add(1, Ordering::Relaxed);
+                // Only on a quiet server not in a failed transaction: the
+                // injected Parse must not fail, or the server would skip
+                // the Query while waiting for a Sync that never comes.
+                let quiet = self.lease.relay.is_idle() && self.lease.conn.tx_status != b'E';
+                if quiet && self.forget_client_statement(sql) {
+                    let dummy = self.placeholder_statement();
+                    let sql = format!("DEALLOCATE {dummy}");
+                    let _ = postgres_protocol::message::frontend::query(&sql, self.sout);
+                    self.lease.relay.push(Pending::Query, &mut self.fx);
+                    return Ok(());
+                }
                 if self.classify(sql).session_state {
                     self.lease.conn.dirty = true;
                     if drops_all_statements(sql) {
                         self.forget_statements();
                     }
                 }
-                stats.query_count.fetch_add(1, Ordering::Relaxed);
                 self.sout.extend_from_slice(msg);
                 self.lease.relay.push(Pending::Query, &mut self.fx);
             }
@@ -836,6 +874,19 @@ impl Translator<'_> {
                 self.lease.open_batch = true;
                 let p = fe::parse(body).map_err(pe)?;
                 if p.name.is_empty() {
+                    if self.forget_client_statement(p.query) {
+                        // An error before it (a failed transaction) skips
+                        // both Parses, as PostgreSQL would the client's.
+                        let dummy = self.placeholder_statement();
+                        let sql = format!("DEALLOCATE {dummy}");
+                        fe::write_parse(self.sout, "", &sql, p.rest);
+                        let parse = Pending::Parse {
+                            statement: None,
+                            to_client: true,
+                        };
+                        self.lease.relay.push(parse, &mut self.fx);
+                        return Ok(());
+                    }
                     if self.classify(p.query).session_state {
                         self.lease.conn.dirty = true;
                         // Its Bind and Execute follow in this batch.

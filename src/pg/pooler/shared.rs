@@ -394,3 +394,74 @@ pub struct ClientInfoInit {
     pub pid: i32,
     pub local: Option<SocketAddr>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PostgresSettings;
+
+    fn pooler() -> Pooler {
+        Pooler::new(
+            PoolerSettings {
+                pg: PostgresSettings::default(),
+                users: HashMap::new(),
+                service_keys: None,
+                service_user: "piha".into(),
+                service_database: "postgres".into(),
+                backends: Vec::new(),
+            },
+            None,
+            None,
+        )
+    }
+
+    #[test]
+    fn pause_and_resume_everything_or_one_database() {
+        let p = pooler();
+        assert!(!p.is_paused("app"));
+        p.pause(None).expect("pause");
+        assert!(p.is_paused("app") && p.is_paused("other"));
+        assert_eq!(p.pause(None), Err("already paused".into()));
+        assert_eq!(p.pause(Some("app")), Err("already paused".into()));
+        p.resume(None).expect("resume");
+        assert!(!p.is_paused("app"));
+        assert!(p.resume(None).is_err(), "not paused");
+
+        p.pause(Some("app")).expect("pause app");
+        assert!(p.is_paused("app") && !p.is_paused("other"));
+        assert!(p.resume(Some("other")).is_err());
+        p.resume(Some("app")).expect("resume app");
+        assert!(
+            !p.paused.load(Ordering::SeqCst),
+            "the fast flag is down again"
+        );
+    }
+
+    #[test]
+    fn a_lease_in_flight_keeps_pause_waiting() {
+        let p = pooler();
+        let app = p.pool("app", "app");
+        let _other = p.pool("other", "app");
+        assert_eq!(p.busy_servers(None), 0);
+        app.leasing.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(p.busy_servers(None), 1);
+        assert_eq!(p.busy_servers(Some("app")), 1);
+        assert_eq!(p.busy_servers(Some("other")), 0);
+        app.leasing.fetch_sub(1, Ordering::SeqCst);
+        assert_eq!(p.busy_servers(Some("app")), 0);
+    }
+
+    #[test]
+    fn averages_are_rates_and_means_over_the_period() {
+        let p = pooler();
+        let app = p.pool("app", "app");
+        p.rotate_stats();
+        app.stats.query_count.store(10, Ordering::Relaxed);
+        app.stats.query_time_us.store(5_000, Ordering::Relaxed);
+        let now = p.totals_by_database()["app"];
+        let a = p.averages("app", &now);
+        assert_eq!(a.query_time_us, 500, "mean per query");
+        assert!(a.query_count >= 10, "per second over under a second");
+        assert_eq!(a.wait_time_us, 0, "no assignments, no mean");
+    }
+}

@@ -267,7 +267,8 @@ impl View {
 
     /// Wall-clock text of an instant in the past.
     fn at(&self, then: Instant) -> String {
-        timestamp(self.wall - self.now.saturating_duration_since(then))
+        let ago = self.now.saturating_duration_since(then);
+        timestamp(self.wall.checked_sub(ago).unwrap_or(self.wall))
     }
 
     fn wait_us(&self, c: &ClientInfo) -> u64 {

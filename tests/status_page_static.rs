@@ -190,6 +190,7 @@ const PHONE_CHECK: &str = r#"<!doctype html>
     out.dataset.width = width;
     out.dataset.cards = doc.querySelectorAll('[data-testid=member]').length;
     out.dataset.backends = doc.querySelectorAll('[data-testid=backend]').length;
+    out.dataset.pgrows = doc.querySelectorAll('[data-testid=pg-server], [data-testid=pg-pool]').length;
     out.dataset.offenders = offenders.length;
     out.textContent = offenders.slice(0, 20).join('\n');
     document.body.append(out);
@@ -500,6 +501,11 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         "balancer rendered in the phone frame: {result}"
     );
     assert_eq!(
+        attr(tag, "data-pgrows").as_deref(),
+        Some("5"),
+        "postgres rendered in the phone frame: {result}"
+    );
+    assert_eq!(
         attr(tag, "data-offenders").as_deref(),
         Some("0"),
         "elements wider than a phone:\n{result}"
@@ -536,11 +542,22 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
             1900,
             &["--force-dark-mode"],
         ),
+        // The Postgres section on its own.
+        ("status-postgres-desktop.png", 1280, 1000, &[]),
+        (
+            "status-postgres-desktop-dark.png",
+            1280,
+            1000,
+            &["--force-dark-mode"],
+        ),
+        ("status-postgres-phone.png", 390, 2200, &[]),
     ];
     for (name, w, h, flags) in shots {
         let path = dir.join(name);
         let url = if name.starts_with("status-balancer") {
             format!("http://{addr}/focus.html?id=balancer")
+        } else if name.starts_with("status-postgres") {
+            format!("http://{addr}/focus.html?id=postgres")
         } else {
             url.clone()
         };
@@ -937,4 +954,177 @@ fn status_page_hides_the_balancer_without_the_role() {
     );
     assert!(dom.contains("no front end is configured"));
     assert!(start_tags(&dom, r#"data-testid="backend""#).is_empty());
+}
+
+/// The `<tr>` of a row of the Postgres section.
+fn pg_row<'a>(dom: &'a str, testid: &str, key: &str, value: &str) -> &'a str {
+    element(
+        dom,
+        &format!(r#"data-testid="{testid}" data-{key}="{value}""#),
+        "tr",
+    )
+}
+
+#[test]
+fn status_page_shows_the_postgres_pooler() {
+    if no_browser() {
+        return;
+    }
+    let sample: serde_json::Value = serde_json::from_str(&sample_json()).expect("sample is JSON");
+    let pooler = &sample["pooler"];
+    let addr = serve(Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+
+    let section = start_tags(&dom, r#"id="postgres""#);
+    assert_eq!(section.len(), 1, "one postgres section");
+    assert!(
+        !section[0].contains(" hidden"),
+        "postgres section shown: {}",
+        section[0]
+    );
+    // After the balancer, before "System".
+    let at = |id: &str| dom.find(&format!(r#"id="{id}""#)).unwrap();
+    assert!(at("balancer") < at("postgres") && at("postgres") < at("system"));
+
+    // One row per server, in the API's order, with its role.
+    let want: Vec<(String, String)> = pooler["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().to_string(),
+                b["role"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let seen: Vec<(String, String)> = start_tags(&dom, r#"data-testid="pg-server""#)
+        .iter()
+        .map(|t| (attr(t, "data-name").unwrap(), attr(t, "data-role").unwrap()))
+        .collect();
+    assert_eq!(seen, want, "server rows");
+    for (name, role) in &seen {
+        let row = pg_row(&dom, "pg-server", "name", name);
+        let badge = start_tags(row, r#"class="badge""#);
+        assert_eq!(badge.len(), 1, "{name}: one role badge");
+        assert_eq!(attr(badge[0], "data-pg").as_deref(), Some(role.as_str()));
+        assert!(row.contains(&format!(">{role}<")), "{name}: role named");
+    }
+    let primary = pg_row(&dom, "pg-server", "name", "pi-2");
+    assert!(primary.contains("16/B374D848"), "LSN shown: {primary}");
+    assert!(primary.contains("192.0.2.12:5433"), "address shown");
+    // Running queries in full; a count past a million shortened.
+    assert!(cell_text(primary).contains("|3|"), "{primary}");
+    assert!(cell_text(primary).contains("|120M|"), "{primary}");
+    let standby = pg_row(&dom, "pg-server", "name", "pi-3");
+    assert!(
+        standby.contains("KiB") && cell_text(standby).contains("|480KiB|"),
+        "lag in binary units: {standby}"
+    );
+    let down = pg_row(&dom, "pg-server", "name", "pi-4");
+    assert!(
+        down.contains(r#"data-ok="failed""#) && down.contains("connect: connection refused"),
+        "a down server says why: {down}"
+    );
+    assert!(down.contains(r#"data-lb="down""#), "row marked down");
+
+    // The pooler's header: port, pool mode, clients, health.
+    let servers = element(&dom, r#"data-testid="pg-servers""#, "article");
+    let head = element(servers, r#"class="fe-head""#, "header");
+    assert!(
+        head.contains("port 5432") && head.contains("transaction pooling"),
+        "{head}"
+    );
+    assert!(head.contains("2 of 3 up"), "{head}");
+    assert!(!head.contains("PAUSED"), "not paused: {head}");
+    let stats = cell_text(element(servers, r#"class="fe-stats""#, "dl"));
+    assert!(stats.contains("|23|") && stats.contains("|18|"), "{stats}");
+
+    // Pools: one row each, waiting clients highlighted.
+    let pools: Vec<(String, String)> = start_tags(&dom, r#"data-testid="pg-pool""#)
+        .iter()
+        .map(|t| {
+            (
+                attr(t, "data-database").unwrap(),
+                attr(t, "data-user").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pools,
+        [
+            ("app".to_string(), "app".to_string()),
+            ("reports".to_string(), "analyst".to_string())
+        ]
+    );
+    let app = pg_row(&dom, "pg-pool", "database", "app");
+    let app_text = cell_text(app);
+    for n in ["20", "3", "9", "1", "21", "339M", "340M"] {
+        assert!(
+            app_text.contains(&format!("|{n}|")),
+            "app shows {n}: {app_text}"
+        );
+    }
+    assert!(
+        app.contains(r#"data-level="warn""#),
+        "waiting clients stand out"
+    );
+    assert!(app.contains(">transaction<") && app.contains("user app"));
+    let reports = pg_row(&dom, "pg-pool", "database", "reports");
+    assert!(reports.contains(">session<"), "{reports}");
+    assert!(!reports.contains(r#"data-level="warn""#), "{reports}");
+
+    let note = element(&dom, r#"id="postgres-note""#, "p");
+    assert!(
+        note.contains("3 servers")
+            && note.contains("1 primary")
+            && note.contains("1 standby")
+            && note.contains("1 down")
+            && note.contains("23 clients"),
+        "{note}"
+    );
+}
+
+#[test]
+fn status_page_hides_postgres_without_a_pooler_and_shows_a_pause() {
+    if no_browser() {
+        return;
+    }
+    let mut status: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    status["pooler"] = serde_json::Value::Null;
+    let addr = serve_json(status.to_string(), Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+    let section = start_tags(&dom, r#"id="postgres""#);
+    assert_eq!(section.len(), 1);
+    assert!(section[0].contains(" hidden"), "hidden: {}", section[0]);
+    assert!(start_tags(&dom, r#"data-testid="pg-server""#).is_empty());
+    assert_eq!(
+        start_tags(&dom, r#"data-testid="member""#).len(),
+        4,
+        "rest of the page drawn"
+    );
+
+    // Paused, with hostile names: shown, escaped, nothing injected.
+    let mut status: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    status["pooler"]["paused"] = true.into();
+    status["pooler"]["backends"][0]["name"] = "<img src=x onerror=alert(1)>".into();
+    status["pooler"]["backends"][0]["role"] = "constructor".into();
+    status["pooler"]["pools"][0]["database"] = "<b>db</b>".into();
+    let addr = serve_json(status.to_string(), Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+    let servers = element(&dom, r#"data-testid="pg-servers""#, "article");
+    assert!(servers.contains("PAUSED"), "pause shown: {servers}");
+    assert!(
+        !dom.contains("<img src=x") && !dom.contains("<b>db</b>"),
+        "names are text, not markup"
+    );
+    assert!(dom.contains(&html_text("<img src=x onerror=alert(1)>")));
+    let odd = start_tags(&dom, r#"data-testid="pg-server""#);
+    assert_eq!(
+        attr(odd[0], "data-role").as_deref(),
+        Some("down"),
+        "an unknown role is shown as down"
+    );
+    let note = element(&dom, r#"id="postgres-note""#, "p");
+    assert!(note.contains("paused"), "{note}");
 }

@@ -28,6 +28,10 @@ pub struct StatusDoc {
     /// The balancer role's front ends and backends; null without the role.
     #[serde(default)]
     pub balancer: Option<serde_json::Value>,
+    /// The Postgres pooler's backends and pools; null when this node runs
+    /// no pooler.
+    #[serde(default)]
+    pub pooler: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +163,7 @@ pub fn build(ctx: &NodeContext) -> StatusDoc {
         events: ctx.store.recent_events(RECENT_EVENTS),
         members,
         balancer: super::balancer::section(ctx),
+        pooler: super::pooler::section(ctx),
     }
 }
 

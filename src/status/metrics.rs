@@ -18,6 +18,8 @@ use crate::node::health::{HealthSnapshot, ServiceState};
 use crate::node::system_metrics::SystemView;
 use crate::store::StoreStats;
 
+use super::pooler::PoolerView;
+
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub fn render(ctx: &NodeContext) -> Result<String, std::fmt::Error> {
@@ -40,6 +42,7 @@ pub fn render(ctx: &NodeContext) -> Result<String, std::fmt::Error> {
             .iter()
             .map(|h| h.stats())
             .collect(),
+        pooler: super::pooler::running(ctx).map(|p| super::pooler::view(&p)),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
@@ -61,6 +64,7 @@ struct Snapshot {
     rss_bytes: Option<u64>,
     http: Option<HttpStats>,
     tcp: Vec<TcpStats>,
+    pooler: Option<PoolerView>,
 }
 
 /// Small helpers so each metric below is one line, not six.
@@ -98,12 +102,15 @@ impl Out<'_> {
         Ok(())
     }
 
-    fn counters(
+    fn counters<N>(
         &mut self,
         name: &str,
         help: &str,
-        series: &[(Vec<(&str, String)>, u64)],
-    ) -> Result<(), std::fmt::Error> {
+        series: &[(Vec<(&str, String)>, N)],
+    ) -> Result<(), std::fmt::Error>
+    where
+        N: prometheus_client::encoding::EncodeCounterValue + Copy,
+    {
         let mut family = self
             .0
             .encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -122,7 +129,11 @@ impl Collector for Snapshot {
         self.services(&mut out)?;
         self.system(&mut out)?;
         self.store(&mut out)?;
-        self.balancer(&mut out)
+        self.balancer(&mut out)?;
+        match &self.pooler {
+            Some(p) => pooler(p, &mut out),
+            None => Ok(()),
+        }
     }
 }
 
@@ -523,6 +534,119 @@ impl Snapshot {
     }
 }
 
+/// The Postgres pooler: backends as the prober sees them, pools with their
+/// connections and counters.
+fn pooler(p: &PoolerView, out: &mut Out) -> Result<(), std::fmt::Error> {
+    type Series = Vec<(Vec<(&'static str, String)>, f64)>;
+    let backend = |b: &super::pooler::BackendRow| vec![("backend", b.name.clone())];
+    let up: Series = p
+        .backends
+        .iter()
+        .map(|b| {
+            let mut l = backend(b);
+            l.push(("role", b.role.to_owned()));
+            (l, f64::from(u8::from(b.role != "down")))
+        })
+        .collect();
+    out.gauges(
+        "piha_pg_backend_up",
+        "1 if the prober reaches the PostgreSQL server; role is primary, standby or down",
+        &up,
+    )?;
+    let lag: Series = p
+        .backends
+        .iter()
+        .filter_map(|b| b.lag_bytes.map(|l| (backend(b), l as f64)))
+        .collect();
+    out.gauges(
+        "piha_pg_backend_lag_bytes",
+        "Replay lag behind the primary (absent while unknown)",
+        &lag,
+    )?;
+    let outstanding: Series = p
+        .backends
+        .iter()
+        .map(|b| (backend(b), f64::from(b.outstanding)))
+        .collect();
+    out.gauges(
+        "piha_pg_backend_outstanding",
+        "Requests running on the server through the pooler",
+        &outstanding,
+    )?;
+    let routed: Vec<_> = p
+        .backends
+        .iter()
+        .map(|b| (backend(b), b.routed_total))
+        .collect();
+    out.counters(
+        "piha_pg_backend_routed",
+        "Requests the pooler routed to the server",
+        &routed,
+    )?;
+    let pool = |r: &super::pooler::PoolRow| {
+        vec![("database", r.database.clone()), ("user", r.user.clone())]
+    };
+    let mut servers: Series = Vec::new();
+    for r in &p.pools {
+        for (state, n) in [
+            ("active", r.active),
+            ("idle", r.idle),
+            ("connecting", r.connecting),
+        ] {
+            let mut l = pool(r);
+            l.push(("state", state.to_owned()));
+            servers.push((l, f64::from(n)));
+        }
+    }
+    out.gauges(
+        "piha_pg_pool_server_connections",
+        "Server connections by pool and state",
+        &servers,
+    )?;
+    let c = &p.clients;
+    let clients: Series = [
+        ("active", c.active),
+        ("waiting", c.waiting),
+        ("idle", c.idle),
+    ]
+    .iter()
+    .map(|(state, n)| (vec![("state", (*state).to_owned())], f64::from(*n)))
+    .collect();
+    out.gauges(
+        "piha_pg_pool_clients",
+        "Logged-in client connections: active (holding a server), waiting (for one), idle",
+        &clients,
+    )?;
+    let per_pool = |f: fn(&super::pooler::PoolRow) -> u64| -> Vec<_> {
+        p.pools.iter().map(|r| (pool(r), f(r))).collect()
+    };
+    out.counters(
+        "piha_pg_pool_transactions",
+        "Transactions run through the pool",
+        &per_pool(|r| r.transactions_total),
+    )?;
+    out.counters(
+        "piha_pg_pool_queries",
+        "Queries run through the pool",
+        &per_pool(|r| r.queries_total),
+    )?;
+    let wait: Vec<_> = p
+        .pools
+        .iter()
+        .map(|r| (pool(r), r.wait_seconds_total))
+        .collect();
+    out.counters(
+        "piha_pg_pool_wait_seconds",
+        "Time clients spent waiting for a server connection",
+        &wait,
+    )?;
+    out.gauge(
+        "piha_pg_pooler_paused",
+        "1 while PAUSE (of everything) is in effect",
+        f64::from(u8::from(p.paused)),
+    )
+}
+
 /// From /proc/self/statm (pages); `None` where there is no procfs.
 fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -538,4 +662,56 @@ pub fn find_value(text: &str, metric_with_labels: &str) -> Option<f64> {
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the pooler's families, from a view built by hand.
+    #[derive(Debug)]
+    struct OnlyPooler(PoolerView);
+
+    impl Collector for OnlyPooler {
+        fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            pooler(&self.0, &mut Out(encoder))
+        }
+    }
+
+    #[test]
+    fn pooler_series_are_named_and_labelled_as_documented() {
+        let view = super::super::pooler::tests::sample_view();
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(OnlyPooler(view)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for (series, value) in [
+            (r#"piha_pg_backend_up{backend="pg-1",role="primary"}"#, 1.0),
+            (r#"piha_pg_backend_up{backend="pg-2",role="down"}"#, 0.0),
+            (r#"piha_pg_backend_lag_bytes{backend="pg-1"}"#, 0.0),
+            (r#"piha_pg_backend_routed_total{backend="pg-1"}"#, 7.0),
+            (
+                r#"piha_pg_pool_server_connections{database="app",user="app",state="idle"}"#,
+                2.0,
+            ),
+            (r#"piha_pg_pool_clients{state="waiting"}"#, 1.0),
+            (
+                r#"piha_pg_pool_transactions_total{database="app",user="app"}"#,
+                5.0,
+            ),
+            (
+                r#"piha_pg_pool_queries_total{database="app",user="app"}"#,
+                9.0,
+            ),
+            (
+                r#"piha_pg_pool_wait_seconds_total{database="app",user="app"}"#,
+                1.5,
+            ),
+            ("piha_pg_pooler_paused", 0.0),
+        ] {
+            assert_eq!(find_value(&text, series), Some(value), "{series}\n{text}");
+        }
+        // A lag nobody knows is left out rather than made up.
+        assert!(!text.contains(r#"piha_pg_backend_lag_bytes{backend="pg-2"}"#));
+    }
 }

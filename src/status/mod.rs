@@ -8,4 +8,5 @@ mod balancer_http;
 pub mod client;
 pub mod metrics;
 mod page;
+pub mod pooler;
 pub mod server;

@@ -53,6 +53,73 @@ pub struct PoolStats {
     pub wait_time_us: AtomicU64,
     pub wait_count: AtomicU64,
     pub server_connects: AtomicU64,
+    /// Times a server connection was leased to a client.
+    pub server_assignments: AtomicU64,
+}
+
+/// `PoolStats` read at one moment, for totals and averages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub xact_count: u64,
+    pub query_count: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub xact_time_us: u64,
+    pub query_time_us: u64,
+    pub wait_time_us: u64,
+    pub wait_count: u64,
+    pub server_connects: u64,
+    pub server_assignments: u64,
+}
+
+impl PoolStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            xact_count: r(&self.xact_count),
+            query_count: r(&self.query_count),
+            bytes_received: r(&self.bytes_received),
+            bytes_sent: r(&self.bytes_sent),
+            xact_time_us: r(&self.xact_time_us),
+            query_time_us: r(&self.query_time_us),
+            wait_time_us: r(&self.wait_time_us),
+            wait_count: r(&self.wait_count),
+            server_connects: r(&self.server_connects),
+            server_assignments: r(&self.server_assignments),
+        }
+    }
+}
+
+impl StatsSnapshot {
+    /// Field by field sum (a database's pools together).
+    pub fn add(&mut self, o: &StatsSnapshot) {
+        self.xact_count += o.xact_count;
+        self.query_count += o.query_count;
+        self.bytes_received += o.bytes_received;
+        self.bytes_sent += o.bytes_sent;
+        self.xact_time_us += o.xact_time_us;
+        self.query_time_us += o.query_time_us;
+        self.wait_time_us += o.wait_time_us;
+        self.wait_count += o.wait_count;
+        self.server_connects += o.server_connects;
+        self.server_assignments += o.server_assignments;
+    }
+
+    /// Field by field difference, never below zero.
+    pub fn since(&self, o: &StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            xact_count: self.xact_count.saturating_sub(o.xact_count),
+            query_count: self.query_count.saturating_sub(o.query_count),
+            bytes_received: self.bytes_received.saturating_sub(o.bytes_received),
+            bytes_sent: self.bytes_sent.saturating_sub(o.bytes_sent),
+            xact_time_us: self.xact_time_us.saturating_sub(o.xact_time_us),
+            query_time_us: self.query_time_us.saturating_sub(o.query_time_us),
+            wait_time_us: self.wait_time_us.saturating_sub(o.wait_time_us),
+            wait_count: self.wait_count.saturating_sub(o.wait_count),
+            server_connects: self.server_connects.saturating_sub(o.server_connects),
+            server_assignments: self.server_assignments.saturating_sub(o.server_assignments),
+        }
+    }
 }
 
 pub struct UserPool {
@@ -74,6 +141,9 @@ pub struct UserPool {
     pub clients: AtomicU32,
     /// Clients waiting for a server connection now.
     pub waiting: AtomicU32,
+    /// Clients between the PAUSE check and holding a counted lease: PAUSE
+    /// waits for these too, so no lease slips past it.
+    pub leasing: AtomicU32,
     pub stats: PoolStats,
 }
 
@@ -120,6 +190,7 @@ impl UserPool {
             slots: Mutex::new(HashMap::new()),
             clients: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
+            leasing: AtomicU32::new(0),
             stats: PoolStats::default(),
         }
     }
@@ -296,13 +367,19 @@ impl UserPool {
                     .front()
                     .map(|(since, _)| since.elapsed())
                     .unwrap_or_default(),
-                idle_servers: s
-                    .idle
-                    .iter()
-                    .map(|c| (c.id, c.pid, c.created, c.last_used))
-                    .collect(),
+                idle_servers: s.idle.iter().map(ServerView::of).collect(),
             })
             .collect()
+    }
+
+    /// Server connections in use or being opened, plus clients about to
+    /// hold one: what PAUSE waits to see reach zero.
+    pub fn busy(&self) -> u32 {
+        let servers: u32 = lock(&self.slots)
+            .values()
+            .map(|s| s.open.saturating_sub(s.idle.len() as u32))
+            .sum();
+        servers + self.leasing.load(Ordering::SeqCst)
     }
 }
 
@@ -313,7 +390,36 @@ pub struct SlotView {
     pub connecting: u32,
     pub waiting: u32,
     pub max_wait: Duration,
-    pub idle_servers: Vec<(u64, i32, Instant, Instant)>,
+    pub idle_servers: Vec<ServerView>,
+}
+
+/// One server connection as SHOW SERVERS lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerView {
+    pub id: u64,
+    pub pid: i32,
+    pub addr: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub tls: bool,
+    pub created: Instant,
+    pub last_used: Instant,
+    /// Statements the pooler has prepared on it.
+    pub prepared: u32,
+}
+
+impl ServerView {
+    pub fn of(c: &ServerConn) -> ServerView {
+        ServerView {
+            id: c.id,
+            pid: c.pid,
+            addr: c.addr,
+            local: c.local,
+            tls: c.tls,
+            created: c.created,
+            last_used: c.last_used,
+            prepared: c.prepared.len() as u32,
+        }
+    }
 }
 
 /// A connection back within this long is not checked: the check costs a

@@ -27,6 +27,9 @@ const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How often function volatility is read again from the primary (new
 /// functions are routed to the primary until then, which is safe).
 const CATALOG_EVERY: Duration = Duration::from_secs(60);
+/// SHOW STATS' averages cover the last one to two of these (PgBouncer's
+/// `stats_period`).
+pub const STATS_PERIOD: Duration = Duration::from_secs(15);
 
 pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     let running = ctx.running();
@@ -63,7 +66,10 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         )?),
     };
     let server_tls = settings.pg.server_tls.then(super::tls::prefer_config);
-    let pooler = Arc::new(Pooler::new(settings, tls, server_tls));
+    let mut pooler = Pooler::new(settings, tls, server_tls);
+    // RELOAD on the admin console re-reads the cluster file, as SIGHUP does.
+    pooler.reload = Some(ctx.reload.clone());
+    let pooler = Arc::new(pooler);
     ctx.roles.pooler.send_replace(Some(pooler.clone()));
     let stop = CancellationToken::new();
     let tasks = start(pooler.clone(), front.listeners, events(&ctx), stop.clone());
@@ -112,6 +118,7 @@ pub fn start(
         stop.clone(),
     ));
     tasks.spawn(reaper(pooler.clone(), stop.clone()));
+    tasks.spawn(stats_periods(pooler.clone(), stop.clone()));
     tasks.spawn(super::catalog_loader::run(
         pooler.clone(),
         CATALOG_EVERY,
@@ -164,6 +171,16 @@ async fn reaper(pooler: Arc<Pooler>, stop: CancellationToken) {
                 tokio::spawn(conn.terminate());
             }
         }
+    }
+}
+
+async fn stats_periods(pooler: Arc<Pooler>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(STATS_PERIOD) => {}
+        }
+        pooler.rotate_stats();
     }
 }
 

@@ -23,6 +23,16 @@ impl PgStream {
     pub fn is_tls(&self) -> bool {
         matches!(self, PgStream::ServerTls(_) | PgStream::ClientTls(_))
     }
+
+    /// This end's address (SHOW CLIENTS/SERVERS' local_addr).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            PgStream::Plain(s) => s.local_addr().ok(),
+            PgStream::ServerTls(s) => s.get_ref().0.local_addr().ok(),
+            PgStream::ClientTls(s) => s.get_ref().0.local_addr().ok(),
+            PgStream::Closed => None,
+        }
+    }
 }
 
 impl AsyncRead for PgStream {

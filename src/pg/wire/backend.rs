@@ -17,6 +17,9 @@ pub mod sqlstate {
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const SYNTAX_ERROR: &str = "42601";
     pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    pub const CONFIG_FILE_ERROR: &str = "F0000";
 }
 
 /// Writes the type byte and a length placeholder, runs `body`, then fills
@@ -48,7 +51,23 @@ pub fn notice(out: &mut BytesMut, text: &str) {
     fields(out, b'N', "NOTICE", "00000", text);
 }
 
+/// A NoticeResponse with a DETAIL (psql prints it on its own lines).
+pub fn notice_detail(out: &mut BytesMut, text: &str, detail: &str) {
+    with_detail(out, b'N', "NOTICE", "00000", text, Some(detail));
+}
+
 fn fields(out: &mut BytesMut, tag: u8, severity: &str, code: &str, text: &str) {
+    with_detail(out, tag, severity, code, text, None);
+}
+
+fn with_detail(
+    out: &mut BytesMut,
+    tag: u8,
+    severity: &str,
+    code: &str,
+    text: &str,
+    detail: Option<&str>,
+) {
     message(out, tag, |b| {
         b.put_u8(b'S');
         cstr(b, severity);
@@ -58,6 +77,10 @@ fn fields(out: &mut BytesMut, tag: u8, severity: &str, code: &str, text: &str) {
         cstr(b, code);
         b.put_u8(b'M');
         cstr(b, text);
+        if let Some(detail) = detail {
+            b.put_u8(b'D');
+            cstr(b, detail);
+        }
         b.put_u8(0);
     });
 }

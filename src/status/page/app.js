@@ -522,11 +522,18 @@
   }
 
   function backendTable(frontend, cols, backends, links) {
-    // Header: single columns span both rows; grouped ones share a top cell.
-    const top = [el('th', { scope: 'col', rowspan: 2, class: 'be-name' }, 'Backend'), el('th', { scope: 'col', rowspan: 2, class: 'be-state' }, 'State')];
+    const thead = tableHead([['Backend', 'be-name'], ['State', 'be-state']], cols);
+    const rows = backends.map((be) => backendRow(frontend, cols, be, links));
+    return el('table', { class: 'lb-table' }, thead, el('tbody', null, rows));
+  }
+
+  // Header: the `lead` cells ([text, class]) and single columns span both
+  // rows; grouped columns share a top cell.
+  function tableHead(lead, cols) {
+    const top = lead.map(([text, cls]) => el('th', { scope: 'col', rowspan: 2, class: cls }, text));
     const sub = [];
     cols.forEach((c, i) => {
-      if (!c.group) top.push(el('th', { scope: 'col', rowspan: 2, class: colClass(cols, i) }, c.head));
+      if (!c.group) top.push(el('th', { scope: 'col', rowspan: 2, class: colClass(cols, i), title: c.title || null }, c.head));
       else {
         if (!cols[i - 1] || cols[i - 1].group !== c.group) {
           const span = cols.slice(i).findIndex((o) => o.group !== c.group);
@@ -535,9 +542,7 @@
         sub.push(el('th', { scope: 'col', class: colClass(cols, i), title: c.title || null }, c.head));
       }
     });
-    const thead = el('thead', null, el('tr', null, top), sub.length ? el('tr', { class: 'sub' }, sub) : null);
-    const rows = backends.map((be) => backendRow(frontend, cols, be, links));
-    return el('table', { class: 'lb-table' }, thead, el('tbody', null, rows));
+    return el('thead', null, el('tr', null, top), sub.length ? el('tr', { class: 'sub' }, sub) : null);
   }
 
   function backendRow(frontend, cols, be, links) {
@@ -595,6 +600,156 @@
     return el('span', { class: 'check', data: { ok }, title: ok === 'unknown' ? null : 'last check ' + (ok === 'ok' ? 'passed' : 'failed') },
       el('span', { class: 'check-icon', 'aria-hidden': 'true', text: ok === 'ok' ? '✓' : ok === 'failed' ? '✕' : '?' }),
       el('span', { class: 'check-text', text: str(be.last_check) }));
+  }
+
+  // -------------------------------------------------------------- postgres
+  //
+  // The pooler on this node: its PostgreSQL servers as the prober sees them
+  // (role, WAL position, lag) and its pools, in the balancer's table style
+  // (the same phone layout: rows become blocks of labelled values).
+
+  const PG_ROLE = { primary: 'primary', standby: 'standby', down: 'down' };
+  const pgRole = (r) => own(PG_ROLE, r) || 'down';
+
+  function renderPostgres(d) {
+    const p = isObj(d.pooler) ? d.pooler : null;
+    if (!changed('postgres', [p])) return;
+    $('postgres').hidden = !p;
+    if (!p) {
+      $('pg-panels').replaceChildren();
+      $('postgres-note').textContent = '';
+      return;
+    }
+    const backends = arr(p.backends).filter(isObj);
+    const pools = arr(p.pools).filter(isObj);
+    $('pg-panels').replaceChildren(pgServersPanel(p, backends), pgPoolsPanel(p, pools));
+
+    // "2 servers · 1 primary · 1 standby · 7 clients · paused"
+    const counts = {};
+    for (const be of backends) { const r = pgRole(be.role); counts[r] = (counts[r] || 0) + 1; }
+    const c = isObj(p.clients) ? p.clients : {};
+    const clients = isNum(c.total) ? fmtCount(c.total) + (c.total === 1 ? ' client' : ' clients') : null;
+    const paused = p.paused === true ? 'paused' : arr(p.paused_databases).length ? 'paused: ' + arr(p.paused_databases).map((x) => str(x)).join(', ') : null;
+    $('postgres-note').textContent = [backends.length + (backends.length === 1 ? ' server' : ' servers'),
+      ...['primary', 'standby', 'down'].filter((k) => counts[k]).map((k) => counts[k] + ' ' + k),
+      clients, paused].filter(Boolean).join(' · ');
+  }
+
+  function pgServersPanel(p, backends) {
+    const primaries = backends.filter((be) => be.role === 'primary').length;
+    const up = backends.filter((be) => be.role === 'primary' || be.role === 'standby').length;
+    const health = primaries === 0 ? 'bad' : up < backends.length ? 'warn' : 'ok';
+    const c = isObj(p.clients) ? p.clients : {};
+    const paused = p.paused === true;
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' },
+        el('h3', { class: 'fe-name', text: 'Pooler' }),
+        isNum(p.port) ? el('span', { class: 'fe-kind', text: 'port ' + p.port }) : null,
+        p.pool_mode ? el('span', { class: 'chip', title: 'default pool mode', text: str(p.pool_mode) + ' pooling' }) : null,
+        paused ? badge('pg', 'paused', 'PAUSED') : null),
+      el('span', { class: 'fe-health', data: { level: health } },
+        primaries === 0 ? 'no primary' : up + ' of ' + backends.length + ' up'));
+    const waiting = isNum(c.waiting) ? c.waiting : null;
+    const stats = el('dl', { class: 'fe-stats' }, [
+      ['Clients', fmtCount(c.total), null, isNum(c.max) ? 'at most ' + fmtNum(c.max, 0) : null],
+      ['Active', fmtCount(c.active)],
+      ['Waiting', fmtCount(waiting), waiting > 0 ? 'warn' : null],
+      ['Idle', fmtCount(c.idle)],
+    ].map(([label, value, level, title]) =>
+      el('div', { class: 'fe-stat', data: level ? { level } : null, title },
+        el('dt', { text: label }), el('dd', null, value))));
+    const body = backends.length
+      ? el('div', { class: 'lb-scroll' }, el('table', { class: 'lb-table' },
+        tableHead([['Server', 'be-name'], ['Role', 'be-state']], PG_SERVER_COLUMNS),
+        el('tbody', null, backends.map(pgServerRow))))
+      : el('p', { class: 'placeholder', text: 'No PostgreSQL servers.' });
+    return el('article', { class: 'panel frontend', data: { testid: 'pg-servers' } }, head, stats, body);
+  }
+
+  const PG_SERVER_COLUMNS = [
+    { head: 'WAL position', label: 'LSN', title: 'current WAL LSN (primary) or replayed LSN (standby)', cls: 'lsn', cell: (be) => el('span', { class: 'mono', text: str(be.lsn, '–') }) },
+    { head: 'Lag', title: 'replay lag behind the primary', cls: 'num', cell: lagCell },
+    { head: 'Running', title: 'queries running on it through the pooler', cls: 'num', cell: (be) => countCell(be.outstanding) },
+    { head: 'Routed', title: 'requests routed to it since start', cls: 'num', cell: (be) => countCell(be.routed_total) },
+    { head: 'Last probe', cls: 'check-cell', cell: probeCell },
+  ];
+
+  function pgServerRow(be) {
+    const name = str(be.name, '?');
+    const role = pgRole(be.role);
+    const address = str(be.address);
+    const nameCell = el('th', { scope: 'row', class: 'be-name' },
+      el('span', { class: 'be-line' }, el('span', { class: 'be-title', text: name })),
+      address && address !== name ? el('span', { class: 'be-addr mono', text: address }) : null);
+    const cells = PG_SERVER_COLUMNS.map((c, i) => el('td', { class: colClass(PG_SERVER_COLUMNS, i), 'data-label': c.label || c.head }, c.cell(be)));
+    return el('tr', { class: 'backend', data: { testid: 'pg-server', name, role, lb: role === 'down' ? 'down' : 'up' } },
+      nameCell, el('td', { class: 'be-state' }, badge('pg', role, role)), cells);
+  }
+
+  function lagCell(be) {
+    if (be.role === 'primary') return el('span', { class: 'n', data: { level: 'zero' }, title: 'the primary', text: '–' });
+    if (!isNum(be.lag_bytes)) return el('span', { class: 'n', data: { level: 'none' }, title: 'unknown', text: '–' });
+    return el('span', { class: 'n', data: be.lag_bytes === 0 ? { level: 'zero' } : null, title: fmtNum(be.lag_bytes, 0) + ' bytes' }, fmtBytes(be.lag_bytes));
+  }
+
+  function probeCell(be) {
+    const failed = be.role === 'down' && be.last_error;
+    if (failed) {
+      return el('span', { class: 'check', data: { ok: 'failed' } },
+        el('span', { class: 'check-icon', 'aria-hidden': 'true', text: '✕' }),
+        el('span', { class: 'check-text', text: str(be.last_error) }));
+    }
+    if (!isNum(be.last_ok_ms)) return el('span', { class: 'check', data: { ok: 'unknown' }, text: 'not probed yet' });
+    return el('span', { class: 'check', data: { ok: 'ok' }, title: 'last answer ' + fmtDateTime(be.last_ok_ms) },
+      el('span', { class: 'check-icon', 'aria-hidden': 'true', text: '✓' }),
+      el('span', { class: 'check-text', text: 'answered in ' + fmtMs(be.probe_ms) }));
+  }
+
+  function pgPoolsPanel(p, pools) {
+    const pausedDbs = arr(p.paused_databases).map((x) => str(x));
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' }, el('h3', { class: 'fe-name', text: 'Pools' })),
+      el('span', { class: 'fe-health', data: { level: pools.some((x) => x.waiting > 0) ? 'warn' : 'ok' } },
+        pools.length + (pools.length === 1 ? ' pool' : ' pools')));
+    const body = pools.length
+      ? el('div', { class: 'lb-scroll' }, el('table', { class: 'lb-table' },
+        tableHead([['Database', 'be-name'], ['Mode', 'be-state']], PG_POOL_COLUMNS),
+        el('tbody', null, pools.map((pool) => pgPoolRow(pool, p.paused === true || pausedDbs.includes(str(pool.database)))))))
+      : el('p', { class: 'placeholder', text: 'No pools yet: one opens when a client first logs in.' });
+    return el('article', { class: 'panel frontend', data: { testid: 'pg-pools' } }, head, body);
+  }
+
+  const sc = (p) => (isObj(p.server_connections) ? p.server_connections : {});
+  const PG_POOL_COLUMNS = [
+    { head: 'Size', title: 'server connections per server at most', cls: 'num', cell: (p) => countCell(p.size) },
+    { group: 'Server connections', head: 'active', label: 'In use', title: 'server connections leased to a client', cls: 'num', cell: (p) => countCell(sc(p).active) },
+    { group: 'Server connections', head: 'idle', label: 'Idle', title: 'idle server connections', cls: 'num', cell: (p) => countCell(sc(p).idle) },
+    { group: 'Server connections', head: 'opening', label: 'Opening', title: 'being connected and logged in', cls: 'num', cell: (p) => countCell(sc(p).connecting) },
+    { group: 'Clients', head: 'all', label: 'Clients', cls: 'num', cell: (p) => countCell(p.clients) },
+    { group: 'Clients', head: 'waiting', label: 'Waiting', cls: 'num', cell: (p) => countCell(p.waiting, 'warn') },
+    { group: 'Clients', head: 'max wait', label: 'Max wait', title: 'longest wait of a waiting client', cls: 'num', cell: maxWaitCell },
+    { group: 'Since start', head: 'xacts', label: 'Xacts', title: 'transactions', cls: 'num', cell: (p) => countCell(p.transactions_total) },
+    { group: 'Since start', head: 'queries', label: 'Queries', cls: 'num', cell: (p) => countCell(p.queries_total) },
+  ];
+
+  function maxWaitCell(p) {
+    if (!isNum(p.max_wait_ms)) return el('span', { class: 'n', data: { level: 'none' }, text: '–' });
+    if (p.max_wait_ms === 0) return el('span', { class: 'n', data: { level: 'zero' }, text: '0' });
+    return el('span', { class: 'n', data: { level: 'warn' } }, fmtMs(p.max_wait_ms));
+  }
+
+  function pgPoolRow(pool, paused) {
+    const db = str(pool.database, '?');
+    const user = str(pool.user, '?');
+    const nameCell = el('th', { scope: 'row', class: 'be-name' },
+      el('span', { class: 'be-line' }, el('span', { class: 'be-title', text: db })),
+      el('span', { class: 'be-addr', text: 'user ' + user }));
+    const mode = str(pool.mode, 'unknown');
+    const stateCell = el('td', { class: 'be-state' }, badge('pgmode', mode, mode),
+      paused ? el('span', { class: 'be-since' }, badge('pg', 'paused', 'paused')) : null);
+    const cells = PG_POOL_COLUMNS.map((c, i) => el('td', { class: colClass(PG_POOL_COLUMNS, i), 'data-label': c.label || c.head }, c.cell(pool)));
+    return el('tr', { class: 'backend', data: { testid: 'pg-pool', database: db, user, lb: pool.waiting > 0 ? 'drain' : 'up' } },
+      nameCell, stateCell, cells);
   }
 
   // ---------------------------------------------------------------- system
@@ -979,6 +1134,7 @@
     safely('members', () => renderMembers(d));
     safely('node', () => renderNode(d));
     safely('balancer', () => renderBalancer(d));
+    safely('postgres', () => renderPostgres(d));
     safely('stats', () => renderStats(d));
     safely('charts', () => renderCharts(d));
     safely('disks', () => renderDisks(d));

@@ -159,7 +159,7 @@ async fn negotiate(
     }
 
     let mut buf = BytesMut::new();
-    let secret = lookup_secret(pooler, &user).await;
+    let secret = lookup_secret(pooler, &user, &database).await;
     let keys = authenticate(stream, &mut buf, &user, secret).await?;
 
     let admin = database == ADMIN_DATABASE;
@@ -213,6 +213,7 @@ async fn negotiate(
             .unwrap_or_default(),
         tls: stream.is_tls(),
         pid,
+        local: stream.local_addr(),
     });
     let stream = std::mem::replace(stream, PgStream::Closed);
     Ok(Some(LoggedIn {
@@ -235,11 +236,19 @@ async fn write(stream: &mut PgStream, bytes: &[u8]) -> Result<(), Refusal> {
         .map_err(|e| WireError::from(e).into())
 }
 
-/// The user's stored secret: the cluster file first, then auth_query.
-async fn lookup_secret(pooler: &Pooler, user: &str) -> Option<Secret> {
+/// The user's stored secret: the cluster file first, then (for the admin
+/// console) the service login's own keys, then auth_query.
+async fn lookup_secret(pooler: &Pooler, user: &str, database: &str) -> Option<Secret> {
     let settings = pooler.settings.load();
     if let Some(u) = settings.users.get(user) {
         return Some(u.secret.clone());
+    }
+    if database == ADMIN_DATABASE && user == settings.service_user {
+        // The operator logs in to the console with the service user's
+        // password; the verifier follows from the keys the file holds.
+        if let Some(keys) = &settings.service_keys {
+            return Some(Secret::Scram(keys.verifier()));
+        }
     }
     let query = settings.pg.auth_query.as_ref()?;
     super::super::auth_query::lookup(pooler, query, user).await

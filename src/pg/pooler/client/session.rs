@@ -15,7 +15,7 @@ use crate::config::PoolMode;
 use crate::pg::pooler::backends::{Backend, parse_lsn};
 use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
 use crate::pg::pooler::error::PoolError;
-use crate::pg::pooler::pool::{Checkout, Lease, UserPool};
+use crate::pg::pooler::pool::{Checkout, Lease, ServerView, UserPool};
 use crate::pg::pooler::prepared::{
     ClientStatements, MAX_PER_CLIENT, deallocate_target, drops_all_statements,
 };
@@ -54,6 +54,18 @@ struct Leased {
     /// Extended-protocol messages sent since the last Sync: not a point
     /// where the server may be given back.
     open_batch: bool,
+    /// When the request now running was sent (SHOW STATS' query time).
+    query_started: Option<Instant>,
+}
+
+/// Counts a client as about to hold a server connection while it gets one,
+/// so PAUSE cannot miss a lease in flight.
+struct Leasing(Arc<UserPool>);
+
+impl Drop for Leasing {
+    fn drop(&mut self) {
+        self.0.leasing.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Why the session ends.
@@ -235,24 +247,16 @@ impl Session {
         } else {
             target
         };
-        if self.pooler.paused.load(Ordering::Relaxed) {
-            self.wait_resume().await?;
-        }
-        let backend = {
-            let router = self.pooler.router();
-            let picked = router.pick(target, self.write_lsn).cloned();
-            picked.ok_or(PoolError::NoBackend(match target {
-                Target::Primary => "primary",
-                Target::Standby => "PostgreSQL server",
-            }))?
-        };
-        let primary = backend.role() == Some(crate::pg::pooler::backends::PgRole::Primary);
+        self.info
+            .request_us
+            .store(self.pooler.micros(Instant::now()), Ordering::Relaxed);
         self.info
             .state
             .store(ClientInfo::WAITING, Ordering::Relaxed);
-        let conn = self.checkout(&backend).await;
+        let got = self.wait_for_server(target).await;
         self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
-        let mut conn = conn?;
+        let (backend, mut conn, _leasing) = got?;
+        let primary = backend.role() == Some(crate::pg::pooler::backends::PgRole::Primary);
         self.cancel
             .lease(LeaseKey {
                 addr: conn.addr,
@@ -273,16 +277,61 @@ impl Session {
             }
             self.params.apply_to(&mut conn.params, &baseline);
         }
+        let now = Instant::now();
         self.info.state.store(ClientInfo::ACTIVE, Ordering::Relaxed);
+        self.info.link(Some(ServerView {
+            last_used: now,
+            ..ServerView::of(&conn)
+        }));
+        self.pool
+            .stats
+            .server_assignments
+            .fetch_add(1, Ordering::Relaxed);
         self.lease = Some(Leased {
             conn,
             backend,
             relay: Relay::default(),
-            since: Instant::now(),
+            since: now,
             primary,
             open_batch: false,
+            query_started: None,
         });
         Ok(())
+    }
+
+    /// Waits out a PAUSE, picks the backend and waits for a connection to
+    /// it. The `Leasing` count must outlive the lease's start.
+    async fn wait_for_server(
+        &mut self,
+        target: Target,
+    ) -> Result<(Arc<Backend>, ServerConn, Leasing), PoolError> {
+        let leasing = self.start_lease().await?;
+        let backend = {
+            let router = self.pooler.router();
+            let picked = router.pick(target, self.write_lsn).cloned();
+            picked.ok_or(PoolError::NoBackend(match target {
+                Target::Primary => "primary",
+                Target::Standby => "PostgreSQL server",
+            }))?
+        };
+        let conn = self.checkout(&backend).await?;
+        Ok((backend, conn, leasing))
+    }
+
+    /// Counts this client as leasing (PAUSE waits for it), after waiting
+    /// while its database is paused. SeqCst on both sides: PAUSE sets the
+    /// flag then reads the count, a lease bumps the count then reads the
+    /// flag, so one of them sees the other.
+    async fn start_lease(&self) -> Result<Leasing, PoolError> {
+        loop {
+            self.pool.leasing.fetch_add(1, Ordering::SeqCst);
+            let leasing = Leasing(self.pool.clone());
+            if !self.pooler.is_paused(&self.pool.database) {
+                return Ok(leasing);
+            }
+            drop(leasing);
+            self.wait_resume().await?;
+        }
     }
 
     async fn checkout(&mut self, backend: &Arc<Backend>) -> Result<ServerConn, PoolError> {
@@ -327,7 +376,7 @@ impl Session {
     async fn wait_resume(&self) -> Result<(), PoolError> {
         let timeout = self.pooler.settings.load().pg.wait_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.pooler.paused.load(Ordering::Relaxed) {
+        while self.pooler.is_paused(&self.pool.database) {
             tokio::select! {
                 _ = self.pooler.resumed.notified() => {}
                 _ = tokio::time::sleep_until(deadline) => return Err(PoolError::WaitTimeout(timeout)),
@@ -358,6 +407,9 @@ impl Session {
         let Some(lease) = self.lease.as_mut() else {
             return Err(End::Failed("internal: no server leased".into()));
         };
+        if lease.query_started.is_none() {
+            lease.query_started = Some(Instant::now());
+        }
         let mut t = Translator {
             sout: &mut self.sout,
             out: &mut self.out,
@@ -483,6 +535,12 @@ impl Session {
             let body = &lease.conn.buf[at + 5..at + frame.len];
             match frame.tag {
                 b'Z' => {
+                    if let Some(at) = lease.query_started.take() {
+                        self.pool
+                            .stats
+                            .query_time_us
+                            .fetch_add(at.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
                     lease.conn.tx_status = body.first().copied().unwrap_or(b'I');
                     if lease.conn.tx_status == b'I' {
                         self.pool.stats.xact_count.fetch_add(1, Ordering::Relaxed);
@@ -565,6 +623,7 @@ impl Session {
         let canceled = self.cancel.release().await;
         lease.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
+        self.info.link(None);
         let stats = &self.pool.stats;
         stats
             .xact_time_us
@@ -625,6 +684,7 @@ impl Session {
         if let Some(lease) = self.lease.take() {
             lease.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
             self.pool.lost(lease.conn.addr);
+            self.info.link(None);
             let _ = lease.conn;
         }
         let text = format!("the server connection was lost ({reason}); please reconnect");

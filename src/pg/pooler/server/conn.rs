@@ -53,6 +53,9 @@ pub struct ServerConn {
     pub tx_status: u8,
     pub created: Instant,
     pub last_used: Instant,
+    /// This end of the connection, and whether it is TLS (SHOW SERVERS).
+    pub local: Option<SocketAddr>,
+    pub tls: bool,
 }
 
 impl ServerConn {
@@ -64,7 +67,11 @@ impl ServerConn {
         buf: BytesMut,
     ) -> ServerConn {
         let now = Instant::now();
+        let local = stream.local_addr();
+        let tls = stream.is_tls();
         ServerConn {
+            local,
+            tls,
             stream,
             buf,
             addr,

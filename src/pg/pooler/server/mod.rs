@@ -4,5 +4,5 @@
 mod conn;
 mod connect;
 
-pub use conn::{Row, ServerConn};
+pub use conn::{MAX_PREPARED, Row, ServerConn};
 pub use connect::{ConnectParams, Credentials, connect};

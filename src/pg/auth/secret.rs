@@ -162,6 +162,11 @@ fn parse_md5(hex: &str) -> Result<[u8; 16], String> {
             hex.len()
         ));
     }
+    // Checked first: slicing two bytes at a time would panic inside a
+    // multi-byte character, and from_str_radix would take a '+'.
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("an md5 secret may only hold hex digits after `md5`".to_string());
+    }
     let mut out = [0u8; 16];
     for (i, byte) in out.iter_mut().enumerate() {
         *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
@@ -222,6 +227,11 @@ mod tests {
             panic!("not scram");
         };
         assert_eq!(v.stored_key, keys.verifier().stored_key);
+        let Ok(Secret::Md5(hash)) = Secret::parse("md50123456789abcdefABCDEF0123456789") else {
+            panic!("md5 with upper-case digits");
+        };
+        assert_eq!(hash[..4], [0x01, 0x23, 0x45, 0x67]);
+        assert_eq!(hash[8..12], [0xab, 0xcd, 0xef, 0x01]);
     }
 
     #[test]
@@ -229,6 +239,13 @@ mod tests {
         for (text, want) in [
             ("md5abc", "32 hex"),
             ("md5zz0123456789abcdef0123456789ab", "hex digits"),
+            // Found by the scram_server fuzz target: 32 bytes with a
+            // two-byte character at an odd offset panicked (slicing).
+            (
+                "md5ad5a2\u{4d9}a4252a4eN1\0\0\0\0F1\u{f}\0\0\02xt\0A",
+                "hex digits",
+            ),
+            ("md5+f+f0123456789abcdef0123456789ab", "hex digits"),
             (
                 "SCRAM-SHA-256$x:c2FsdA==$a:b",
                 "iterations must be a number",

@@ -28,18 +28,23 @@ pub fn peek(buf: &[u8], max: usize) -> Result<Option<Frame>, WireError> {
     if buf.len() < 5 {
         return Ok(None);
     }
-    let declared = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    let declared = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
     if declared < 4 {
         return Err(WireError::Malformed("message length (below 4)"));
     }
-    let len = declared + 1;
-    if len > max {
-        return Err(WireError::TooLarge {
-            what: "a message",
-            len,
-            max,
-        });
-    }
+    // In u64: where usize has 32 bits (armv7), `declared + 1` of a length
+    // of u32::MAX would wrap to 0 and yield a frame shorter than its header.
+    let total = u64::from(declared) + 1;
+    let len = match usize::try_from(total) {
+        Ok(len) if len <= max => len,
+        _ => {
+            return Err(WireError::TooLarge {
+                what: "a message",
+                len: usize::try_from(total).unwrap_or(usize::MAX),
+                max,
+            });
+        }
+    };
     Ok((buf.len() >= len).then_some(Frame { tag: buf[0], len }))
 }
 
@@ -160,6 +165,19 @@ mod tests {
             peek(b"Q\0\0\0\x05x..", 100).expect("ok"),
             Some(Frame { tag: b'Q', len: 6 })
         );
+    }
+
+    #[test]
+    fn the_largest_length_never_wraps() {
+        // 0xffff_ffff + 1 does not fit a 32-bit usize; even without a
+        // limit that is "not complete yet" (64 bits) or too large (32
+        // bits), never a frame shorter than its own header.
+        let buf = b"Q\xff\xff\xff\xffrest";
+        assert!(!matches!(peek(buf, usize::MAX), Ok(Some(_))));
+        match peek(buf, 1 << 30) {
+            Err(WireError::TooLarge { len, .. }) => assert!(len as u64 >= u64::from(u32::MAX)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -90,6 +90,7 @@ async fn negotiate(
     peer: SocketAddr,
 ) -> Result<Option<LoggedIn>, Refusal> {
     // SSLRequest and GSSENCRequest may each come once before the startup.
+    let (mut ssl_asked, mut gss_asked) = (false, false);
     let params = loop {
         let packet = match startup::read(stream).await {
             Ok(p) => p,
@@ -97,6 +98,18 @@ async fn negotiate(
             Err(e) => return Err(e.into()),
         };
         match packet {
+            Startup::Ssl if ssl_asked => {
+                return Err(refusal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "SSLRequest sent twice",
+                ));
+            }
+            Startup::GssEnc if gss_asked => {
+                return Err(refusal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "GSSENCRequest sent twice",
+                ));
+            }
             Startup::Ssl if !stream.is_tls() => match &pooler.tls {
                 Some(acceptor) => {
                     write(stream, b"S").await?;
@@ -111,11 +124,17 @@ async fn negotiate(
                     })?;
                     *stream = PgStream::ServerTls(Box::new(tls));
                 }
-                None => write(stream, b"N").await?,
+                None => {
+                    ssl_asked = true;
+                    write(stream, b"N").await?
+                }
             },
             // No GSSAPI here: 'N' makes libpq go on without it, as it would
             // with a PostgreSQL built without GSSAPI.
-            Startup::GssEnc if !stream.is_tls() => write(stream, b"N").await?,
+            Startup::GssEnc if !stream.is_tls() => {
+                gss_asked = true;
+                write(stream, b"N").await?
+            }
             Startup::Ssl | Startup::GssEnc => {
                 return Err(refusal(
                     sqlstate::PROTOCOL_VIOLATION,

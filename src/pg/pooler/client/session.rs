@@ -144,6 +144,14 @@ pub async fn run(pooler: Arc<Pooler>, c: LoggedIn) {
     let end = s.main().await;
     if let End::Failed(reason) = &end {
         tracing::debug!(client = info.id, %reason, "pooler client ended");
+        // The FATAL that says why (a protocol violation, a lost server) is
+        // still in `out`: the client hears it before the close.
+        if !s.out.is_empty() {
+            let out = std::mem::take(&mut s.out);
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), s.client.write_all(&out))
+                    .await;
+        }
     }
     s.release(true).await;
     pool.clients.fetch_sub(1, Ordering::Relaxed);
@@ -897,13 +905,18 @@ impl Translator<'_> {
         name
     }
 
+    /// A client message that does not parse (sent while a server is
+    /// leased, so `scan` never saw it): FATAL, as PostgreSQL answers it.
+    fn wire<T>(&mut self, r: Result<T, WireError>) -> Result<T, End> {
+        r.map_err(|e| self.fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))
+    }
+
     fn translate(&mut self, frame: Frame, msg: &[u8]) -> Result<(), End> {
         let body = &msg[5..];
         let stats = &self.pool.stats;
-        let pe = |e: WireError| End::Failed(e.to_string());
         match frame.tag {
             fe::QUERY => {
-                let sql = fe::query_text(body).map_err(pe)?;
+                let sql = self.wire(fe::query_text(body))?;
                 stats.query_count.fetch_add(1, Ordering::Relaxed);
                 // Only on a quiet server not in a failed transaction: the
                 // injected Parse must not fail, or the server would skip
@@ -932,7 +945,7 @@ impl Translator<'_> {
             }
             fe::PARSE => {
                 self.lease.open_batch = true;
-                let p = fe::parse(body).map_err(pe)?;
+                let p = self.wire(fe::parse(body))?;
                 if p.name.is_empty() {
                     if self.forget_client_statement(p.query) {
                         // An error before it (a failed transaction) skips
@@ -987,7 +1000,7 @@ impl Translator<'_> {
             fe::BIND => {
                 self.lease.open_batch = true;
                 stats.query_count.fetch_add(1, Ordering::Relaxed);
-                let b = fe::bind(body).map_err(pe)?;
+                let b = self.wire(fe::bind(body))?;
                 let lease = &mut *self.lease;
                 let mut drops_all = false;
                 match (
@@ -1015,7 +1028,7 @@ impl Translator<'_> {
             }
             fe::DESCRIBE => {
                 self.lease.open_batch = true;
-                let (kind, name) = fe::target(body).map_err(pe)?;
+                let (kind, name) = self.wire(fe::target(body))?;
                 let lease = &mut *self.lease;
                 match (kind, self.statements.by_name.get(name)) {
                     (b'S', Some(stmt)) if !name.is_empty() => {
@@ -1030,7 +1043,7 @@ impl Translator<'_> {
             }
             fe::CLOSE => {
                 self.lease.open_batch = true;
-                let (kind, name) = fe::target(body).map_err(pe)?;
+                let (kind, name) = self.wire(fe::target(body))?;
                 if kind == b'S' && !name.is_empty() {
                     // The server keeps the pooler's statement for others;
                     // the client's name goes. Closing a name that does not

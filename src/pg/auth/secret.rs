@@ -242,7 +242,7 @@ mod tests {
             // Found by the scram_server fuzz target: 32 bytes with a
             // two-byte character at an odd offset panicked (slicing).
             (
-                "md5ad5a2\u{4d9}a4252a4eN1\0\0\0\0F1\u{f}\0\0\02xt\0A",
+                "md5ad5a2\u{4d9}a4252a4eN1\0\0\0\0F1\u{f}\0\0\x002xt\0A",
                 "hex digits",
             ),
             ("md5+f+f0123456789abcdef0123456789ab", "hex digits"),

@@ -11,4 +11,5 @@ pub mod pg;
 pub mod pg_secret;
 pub mod status;
 pub mod store;
+pub mod vrrp;
 pub mod web;

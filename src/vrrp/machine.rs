@@ -1,0 +1,1 @@
+//! The VRRP state machine (filled in next).

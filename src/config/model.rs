@@ -62,6 +62,9 @@ pub struct ClusterConfig {
     pub metrics: MetricsSettings,
     /// The Postgres pooler/router (defaults when the file has no `[postgres]`).
     pub postgres: PostgresSettings,
+    /// How the balancer nodes elect the VIP's holder (defaults when the file
+    /// has no `[vrrp]`).
+    pub vrrp: VrrpSettings,
     /// Nodes named in the file, in file order.
     pub nodes: Vec<NodeConfig>,
     /// Hostname patterns (`pi-*`) for nodes that join with no edit to the file.
@@ -414,6 +417,18 @@ pub(crate) mod duration_ms {
     }
 }
 
+/// An optional duration in milliseconds (`null` = off).
+pub(crate) mod duration_ms_opt {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_ms::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// `[postgres]`: the pooler/router that the balancer nodes run on the VIP,
 /// and the credentials it uses. Cluster-wide on purpose: both balancers must
 /// route the same way, or a client would see different users and pool modes
@@ -589,6 +604,127 @@ impl Default for PostgresSettings {
             users: Vec::new(),
             databases: Vec::new(),
             probe: PgProbe::default(),
+        }
+    }
+}
+
+/// The cluster-wide `[vrrp]` section: one virtual router whose master holds
+/// the cluster's `vip`. Each balancer node's priority is in its own entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct VrrpSettings {
+    pub version: VrrpVersion,
+    /// Virtual router id, 1..=255; must differ from any other VRRP router on
+    /// the LAN (a collision is keepalived's classic split brain).
+    pub vrid: u8,
+    /// Interface the adverts go out of and the VIP goes on; `None` = the one
+    /// holding the node's address.
+    pub interface: Option<String>,
+    /// Advert interval. v3: 10 ms steps from 10 ms to 40.95 s (default
+    /// 100 ms); v2: whole seconds (default 1 s).
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    /// A backup with a higher priority takes the VIP back from a master.
+    pub preempt: bool,
+    /// How long a lower priority master is tolerated before preempting it,
+    /// so a node that just came back can warm up first.
+    #[serde(with = "duration_ms")]
+    pub preempt_delay: Duration,
+    pub mode: VrrpMode,
+    /// v2 simple-text password (at most 8 bytes), for keepalived peers
+    /// configured with `auth_type PASS`. Never on v3.
+    #[serde(skip)]
+    pub auth: Option<String>,
+    /// Which checksum v3 IPv4 adverts carry.
+    pub checksum: VrrpChecksum,
+    /// Gratuitous ARPs / neighbour adverts sent on becoming master.
+    pub announce_count: u32,
+    /// Time between those.
+    #[serde(with = "duration_ms")]
+    pub announce_gap: Duration,
+    /// Announce again this often while master; `None` = off.
+    #[serde(with = "duration_ms_opt")]
+    pub announce_refresh: Option<Duration>,
+    /// Priority lost while the local HTTP balancer is unhealthy; 0 = go to
+    /// Fault instead (give up the VIP whatever the priorities).
+    pub track_http: Option<u8>,
+    /// The same for the local Postgres pooler.
+    pub track_pooler: Option<u8>,
+    /// Operator check commands (keepalived's `track_script`).
+    pub checks: Vec<VrrpCheck>,
+    /// Commands run, in order, on every state change, with the instance
+    /// name, the new state and the reason as arguments.
+    pub notify: Vec<PathBuf>,
+    /// SCHED_FIFO priority of the VRRP thread (keepalived's
+    /// `vrrp_rt_priority`); `None` = normal scheduling.
+    pub realtime_priority: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpVersion {
+    V2,
+    V3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VrrpMode {
+    /// To 224.0.0.18 / ff02::12.
+    Multicast,
+    /// To each peer, for networks that drop multicast. Never empty.
+    Unicast { peers: Vec<IpAddr> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VrrpChecksum {
+    /// Accept both; send with the IPv4 pseudo-header (keepalived's and
+    /// FRR's default) until a peer is heard using message-only.
+    Auto,
+    PseudoHeader,
+    /// RFC 9568's reading, Cisco's and Juniper's.
+    MessageOnly,
+}
+
+/// One operator check: exit status 0 = healthy.
+#[derive(Debug, Clone, Serialize)]
+pub struct VrrpCheck {
+    pub name: String,
+    /// Run without a shell: program and arguments.
+    pub command: Vec<String>,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    /// A check that takes longer has failed (and is killed).
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Failures in a row before the weight applies, and successes before
+    /// it is lifted: one slow run must not move the VIP.
+    pub fall: u32,
+    pub rise: u32,
+    /// Priority lost while failing; 0 = Fault.
+    pub weight: u8,
+}
+
+impl Default for VrrpSettings {
+    fn default() -> Self {
+        VrrpSettings {
+            version: VrrpVersion::V3,
+            vrid: 51,
+            interface: None,
+            interval: Duration::from_millis(100),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            mode: VrrpMode::Multicast,
+            auth: None,
+            checksum: VrrpChecksum::Auto,
+            announce_count: 3,
+            announce_gap: Duration::from_millis(10),
+            announce_refresh: Some(Duration::from_secs(60)),
+            track_http: Some(100),
+            track_pooler: Some(100),
+            checks: Vec::new(),
+            notify: Vec::new(),
+            realtime_priority: Some(50),
         }
     }
 }

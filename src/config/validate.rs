@@ -102,6 +102,7 @@ pub fn validate(
         store,
         metrics,
         postgres,
+        vrrp: crate::config::VrrpSettings::default(),
         nodes: nodes
             .into_iter()
             .filter_map(NodeFacts::into_config)

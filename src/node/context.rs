@@ -77,6 +77,7 @@ pub struct RoleHandles {
     pub http_balancer: watch::Sender<Option<Arc<crate::balancer::http::Handle>>>,
     pub tcp_services: watch::Sender<Vec<Arc<crate::balancer::tcp::Handle>>>,
     pub pooler: watch::Sender<Option<Arc<crate::pg::pooler::shared::Pooler>>>,
+    pub vrrp: watch::Sender<Option<Arc<crate::vrrp::status::VrrpStatus>>>,
 }
 
 impl NodeContext {

@@ -691,4 +691,38 @@ mod tests {
         assert_eq!(show_size(3 << 30), "3GiB");
         assert_eq!(show_size(1536), "1536 bytes");
     }
+
+    #[test]
+    fn vrrp_values() {
+        let ms = Duration::from_millis;
+        for ok in [10, 100, 990, 40_950] {
+            assert_eq!(advert_interval(ms(ok), VrrpVersion::V3), Ok(ms(ok)));
+        }
+        for bad in [0, 5, 15, 40_960, 41_000] {
+            assert!(advert_interval(ms(bad), VrrpVersion::V3).is_err(), "{bad}");
+        }
+        for ok in [1000, 255_000] {
+            assert_eq!(advert_interval(ms(ok), VrrpVersion::V2), Ok(ms(ok)));
+        }
+        for bad in [0, 100, 1500, 256_000] {
+            assert!(advert_interval(ms(bad), VrrpVersion::V2).is_err(), "{bad}");
+        }
+        assert!(interface_name("eth0").is_ok() && interface_name("wlan0.100").is_ok());
+        for bad in ["", ".", "..", "eth0:1", "a/b", "a b", "abcdefghijklmnop"] {
+            assert!(interface_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(vrrp_auth("12345678").is_ok());
+        let e = vrrp_auth("pässe").unwrap_err();
+        assert!(!e.contains("pässe"), "{e}");
+        assert!(vrrp_auth("").is_err() && vrrp_auth("123456789").is_err());
+        assert_eq!(weight(254, "w"), Ok(254));
+        assert!(weight(255, "w").is_err() && weight(-1, "w").is_err());
+        assert_eq!(realtime_priority(&OrOff::Off), Ok(None));
+        assert!(realtime_priority(&OrOff::On(100)).is_err());
+        let choices = [("pseudo_header", 1), ("message_only", 2)];
+        let e = one_of("pseudo header", "checksum", &choices).unwrap_err();
+        assert!(e.ends_with("(did you mean \"pseudo_header\"?)"), "{e}");
+        assert_eq!(duration_at_most("0s", "d", ms(1)), Ok(Duration::ZERO));
+        assert!(duration_at_most("2ms", "d", ms(1)).is_err());
+    }
 }

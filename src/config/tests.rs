@@ -1194,12 +1194,11 @@ fn plan_table_sums_up_the_pooler() {
     );
 }
 
-/// The shipped file's `[postgres]` block shows the built-in values: with
-/// its `# key = value` lines uncommented, the settings are the same.
-#[test]
-fn shipped_postgres_comments_show_the_built_in_values() {
-    let start = SHIPPED.find("\n[postgres]\n").unwrap();
-    let end = start + SHIPPED[start..].find("\n# Who may log in").unwrap();
+/// `SHIPPED` with the `# key = value` lines from `start` up to `end`
+/// uncommented, and how many lines of that part are then outside comments.
+fn uncommented(start: &str, end: &str) -> (String, usize) {
+    let start = SHIPPED.find(start).unwrap();
+    let end = start + SHIPPED[start..].find(end).unwrap();
     let block: Vec<String> = SHIPPED[start..end]
         .lines()
         .map(|line| {
@@ -1215,17 +1214,25 @@ fn shipped_postgres_comments_show_the_built_in_values() {
             }
         })
         .collect();
-    let uncommented = block
+    let count = block
         .iter()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .count();
-    assert_eq!(uncommented, 1 + 18, "[postgres] and every key: {block:#?}");
     let text = format!(
         "{}{}{}",
         &SHIPPED[..start],
         block.join("\n"),
         &SHIPPED[end..]
     );
+    (text, count)
+}
+
+/// The shipped file's `[postgres]` block shows the built-in values: with
+/// its `# key = value` lines uncommented, the settings are the same.
+#[test]
+fn shipped_postgres_comments_show_the_built_in_values() {
+    let (text, count) = uncommented("\n[postgres]\n", "\n# Who may log in");
+    assert_eq!(count, 1 + 18, "[postgres] and every key:\n{text}");
     let mut pg = parse(&text, Path::new("t.toml"))
         .unwrap_or_else(|e| panic!("{e}"))
         .postgres;
@@ -1571,6 +1578,34 @@ fn vrrp_and_the_vip() {
     assert!(
         got.iter()
             .all(|(_, _, m)| m.contains("has the balancer role, but [cluster] has no `vip`")),
+        "{got:#?}"
+    );
+}
+
+/// The shipped `[vrrp]` block shows the built-in values; its examples
+/// below parse as they say, and the password is refused on version 3.
+#[test]
+fn shipped_vrrp_comments_show_the_built_in_values() {
+    let (text, count) = uncommented("\n[vrrp]\n", "\n#\n# Your own checks");
+    assert_eq!(count, 1 + 10, "[vrrp] and every key with a value:\n{text}");
+    assert_eq!(
+        format!("{:?}", vrrp_of(&text)),
+        format!("{:?}", VrrpSettings::default())
+    );
+
+    let (text, count) = uncommented("\n# Your own checks", "\n# A password for");
+    assert_eq!(count, 3, "checks, notify, interface:\n{text}");
+    let v = vrrp_of(&text);
+    let check = &v.checks[0];
+    assert_eq!((check.name.as_str(), check.weight), ("disk", 50));
+    assert_eq!(v.notify, [PathBuf::from("/usr/local/bin/on-vrrp")]);
+    assert_eq!(v.interface.as_deref(), Some("eth0"));
+
+    let (text, count) = uncommented("\n# A password for", "\n# ------");
+    assert_eq!(count, 1, "{text}");
+    let got = found(&text);
+    assert!(
+        got.len() == 1 && got[0].2.contains("VRRPv3 has no authentication"),
         "{got:#?}"
     );
 }

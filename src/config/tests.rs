@@ -1346,7 +1346,8 @@ realtime_priority = false
 }
 
 /// The other spellings: v3 intervals in 10 ms steps, `"off"` for refresh,
-/// a priority for the real-time thread, track weights key by key.
+/// a priority for the real-time thread, track weights key by key, checks
+/// as `[[vrrp.checks]]` sections.
 #[test]
 fn vrrp_v3_values_and_partial_tables() {
     let v = vrrp_of(&format!(
@@ -1356,11 +1357,17 @@ checksum = "pseudo_header"
 announce = {{ refresh = "off" }}
 track = {{ pooler = 20 }}
 realtime_priority = 99
+[[vrrp.checks]]
+name = "gw"
+command = ["/usr/local/bin/ping-gw"]
+interval = "500ms"
+weight = 10
 "#
     ));
     let base = VrrpSettings::default();
+    let ms = Duration::from_millis;
     assert_eq!(v.version, VrrpVersion::V3);
-    assert_eq!(v.interval, Duration::from_millis(40_950));
+    assert_eq!(v.interval, ms(40_950));
     assert_eq!(v.checksum, VrrpChecksum::PseudoHeader);
     assert_eq!(v.announce_refresh, None);
     assert_eq!(
@@ -1369,6 +1376,10 @@ realtime_priority = 99
     );
     assert_eq!((v.track_http, v.track_pooler), (base.track_http, Some(20)));
     assert_eq!(v.realtime_priority, Some(99));
+    let gw = &v.checks[0];
+    assert_eq!((gw.name.as_str(), gw.weight), ("gw", 10));
+    // The timeout follows an interval shorter than the built-in one.
+    assert_eq!((gw.interval, gw.timeout), (ms(500), ms(500)));
 }
 
 #[test]

@@ -259,6 +259,84 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
             "the probe timeout (2s) is longer than its interval (1s)",
         )],
     ),
+    (
+        "49-vrrp-v3-interval-not-in-10ms-steps.toml",
+        &[(
+            23,
+            "`interval` must be a multiple of 10ms from 10ms to 40.95s, found 15ms",
+        )],
+    ),
+    (
+        "50-vrrp-v2-sub-second-interval.toml",
+        &[(
+            23,
+            "with version = 2, `interval` must be whole seconds from 1s to 255s, found 500ms",
+        )],
+    ),
+    (
+        "51-vrrp-auth-with-v3.toml",
+        &[(23, "VRRPv3 has no authentication (RFC 5798 removed it)")],
+    ),
+    (
+        "52-vrrp-auth-too-long.toml",
+        &[(
+            23,
+            "`auth` must be 1 to 8 characters long (VRRPv2 carries 8 bytes), not 13",
+        )],
+    ),
+    (
+        "53-vrrp-unicast-empty-peers.toml",
+        &[(
+            23,
+            "unicast mode needs at least one peer: `unicast_peers` is empty",
+        )],
+    ),
+    (
+        "54-vrrp-peers-with-multicast.toml",
+        &[(
+            23,
+            "`unicast_peers` is set, but `mode` is \"multicast\": the peers would be ignored",
+        )],
+    ),
+    (
+        "55-vrrp-v2-ipv6-vip.toml",
+        &[(
+            22,
+            "VRRPv2 is IPv4 only (RFC 3768), but the VIP 2001:db8::10/64 is IPv6",
+        )],
+    ),
+    (
+        "56-vrrp-unknown-key.toml",
+        &[(
+            23,
+            "unknown key `prempt` in [vrrp]; did you mean `preempt`?",
+        )],
+    ),
+    (
+        "57-vrrp-check-relative-command.toml",
+        &[(
+            23,
+            "the program of a check: expected an absolute file path starting with '/', found \"test\"",
+        )],
+    ),
+    (
+        "58-vrrp-check-timeout-over-interval.toml",
+        &[(
+            23,
+            "the check \"disk\" timeout (3s) is longer than its interval (1s)",
+        )],
+    ),
+    (
+        "59-vrrp-without-vip.toml",
+        &[(17, "[vrrp] needs the cluster's `vip`")],
+    ),
+    (
+        "60-vrrp-unicast-without-balancer-nodes.toml",
+        &[(
+            19,
+            "unicast mode needs at least one peer: `unicast_peers` is not set and no balancer node has an address",
+        )],
+    ),
 ];
 
 fn root() -> PathBuf {

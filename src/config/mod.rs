@@ -18,11 +18,13 @@ mod postgres_settings;
 mod raw;
 mod raw_postgres;
 mod raw_sections;
+mod raw_vrrp;
 mod roles;
 mod search;
 mod suggest;
 mod validate;
 mod values;
+mod vrrp_settings;
 mod web_settings;
 
 pub use diagnostic::Diagnostic;

@@ -672,6 +672,9 @@ pub enum VrrpMode {
     /// To 224.0.0.18 / ff02::12.
     Multicast,
     /// To each peer, for networks that drop multicast. Never empty.
+    /// Without `unicast_peers` in the file, every balancer node's address:
+    /// the file is the same on every node, so the runtime leaves out its
+    /// own address.
     Unicast { peers: Vec<IpAddr> },
 }
 

@@ -3,12 +3,13 @@
 //! mistake at the value as written, and keep the value below on failure so
 //! the remaining checks still run.
 
+use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::diagnostic::Report;
+use super::diagnostic::{Report, Span};
 use super::model::TlsFiles;
 use super::raw::{OrOff, RawTable, RawTls};
 use super::values;
@@ -155,4 +156,32 @@ pub fn required<'r, T, U>(
         );
     }
     value.as_ref()
+}
+
+/// Entries named once each: the second of two is an error, with a note at
+/// the first, and is dropped. An entry that is `None` (invalid, and told)
+/// still holds its name.
+pub fn unique<T>(
+    entries: Vec<(Option<T>, Spanned<String>)>,
+    what: &str,
+    report: &mut Report<'_>,
+) -> Vec<T> {
+    let mut first: HashMap<String, Span> = HashMap::new();
+    let mut out = Vec::new();
+    for (entry, name) in entries {
+        if let Some(earlier) = first.get(name.get_ref()) {
+            let line = report.line_of(earlier.start);
+            report
+                .error(
+                    name.span(),
+                    format!("{what} \"{}\" is listed twice", name.get_ref()),
+                )
+                .note(format!("first listed at line {line}"))
+                .help(format!("list each {what} once, with all its settings"));
+            continue;
+        }
+        first.insert(name.get_ref().clone(), name.span());
+        out.extend(entry);
+    }
+    out
 }

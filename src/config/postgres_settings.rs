@@ -14,7 +14,9 @@ use crate::pg::auth::{ScramKeys, Secret};
 
 use super::diagnostic::{Report, Span};
 use super::model::*;
-use super::overlay::{count, duration, field, port, required, timeout_within_interval, tls_files};
+use super::overlay::{
+    count, duration, field, port, required, timeout_within_interval, tls_files, unique,
+};
 use super::raw::{
     OrOff, RawPgDatabase, RawPgTls, RawPgUser, RawPostgres, RawProbe, RawService, RawTable,
 };
@@ -401,34 +403,6 @@ fn database(
         pool_size: pool_size.map(|(size, _)| size),
     };
     Some((Some(database), name))
-}
-
-/// Entries named once each: the second of two is an error, with a note at
-/// the first, and is dropped. An entry that is `None` (invalid, and told)
-/// still holds its name.
-fn unique<T>(
-    entries: Vec<(Option<T>, Spanned<String>)>,
-    what: &str,
-    report: &mut Report<'_>,
-) -> Vec<T> {
-    let mut first: HashMap<String, Span> = HashMap::new();
-    let mut out = Vec::new();
-    for (entry, name) in entries {
-        if let Some(earlier) = first.get(name.get_ref()) {
-            let line = report.line_of(earlier.start);
-            report
-                .error(
-                    name.span(),
-                    format!("{what} \"{}\" is listed twice", name.get_ref()),
-                )
-                .note(format!("first listed at line {line}"))
-                .help(format!("list each {what} once, with all its settings"));
-            continue;
-        }
-        first.insert(name.get_ref().clone(), name.span());
-        out.extend(entry);
-    }
-    out
 }
 
 fn checked_name(name: &Spanned<String>, what: &str, report: &mut Report<'_>) -> Option<String> {

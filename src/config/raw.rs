@@ -13,6 +13,7 @@ use super::suggest::closest;
 
 pub use super::raw_postgres::*;
 pub use super::raw_sections::*;
+pub use super::raw_vrrp::*;
 
 #[derive(Default)]
 pub struct RawFile {
@@ -26,6 +27,8 @@ pub struct RawFile {
     pub metrics: RawMetrics,
     /// `None` when the file has no `[postgres]`: built-in values.
     pub postgres: Option<RawPostgres>,
+    /// `None` when the file has no `[vrrp]`: built-in values.
+    pub vrrp: Option<RawVrrp>,
     pub nodes: Vec<RawNode>,
     pub patterns: Vec<RawPattern>,
 }
@@ -137,6 +140,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         m
     });
     let postgres = top.table("postgres").map(|t| read_postgres(t, top.report));
+    let vrrp = top.table("vrrp").map(|t| read_vrrp(t, top.report));
     let nodes = top.array_of_tables("node");
     let nodes = nodes
         .into_iter()
@@ -155,6 +159,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         store: store.unwrap_or_default(),
         metrics: metrics.unwrap_or_default(),
         postgres,
+        vrrp,
         nodes,
         patterns,
     }

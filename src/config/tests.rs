@@ -1194,12 +1194,11 @@ fn plan_table_sums_up_the_pooler() {
     );
 }
 
-/// The shipped file's `[postgres]` block shows the built-in values: with
-/// its `# key = value` lines uncommented, the settings are the same.
-#[test]
-fn shipped_postgres_comments_show_the_built_in_values() {
-    let start = SHIPPED.find("\n[postgres]\n").unwrap();
-    let end = start + SHIPPED[start..].find("\n# Who may log in").unwrap();
+/// `SHIPPED` with the `# key = value` lines from `start` up to `end`
+/// uncommented, and how many lines of that part are then outside comments.
+fn uncommented(start: &str, end: &str) -> (String, usize) {
+    let start = SHIPPED.find(start).unwrap();
+    let end = start + SHIPPED[start..].find(end).unwrap();
     let block: Vec<String> = SHIPPED[start..end]
         .lines()
         .map(|line| {
@@ -1215,17 +1214,25 @@ fn shipped_postgres_comments_show_the_built_in_values() {
             }
         })
         .collect();
-    let uncommented = block
+    let count = block
         .iter()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .count();
-    assert_eq!(uncommented, 1 + 18, "[postgres] and every key: {block:#?}");
     let text = format!(
         "{}{}{}",
         &SHIPPED[..start],
         block.join("\n"),
         &SHIPPED[end..]
     );
+    (text, count)
+}
+
+/// The shipped file's `[postgres]` block shows the built-in values: with
+/// its `# key = value` lines uncommented, the settings are the same.
+#[test]
+fn shipped_postgres_comments_show_the_built_in_values() {
+    let (text, count) = uncommented("\n[postgres]\n", "\n# Who may log in");
+    assert_eq!(count, 1 + 18, "[postgres] and every key:\n{text}");
     let mut pg = parse(&text, Path::new("t.toml"))
         .unwrap_or_else(|e| panic!("{e}"))
         .postgres;
@@ -1235,5 +1242,381 @@ fn shipped_postgres_comments_show_the_built_in_values() {
     assert_eq!(
         format!("{pg:?}"),
         format!("{:?}", PostgresSettings::default())
+    );
+}
+
+/// Two balancer nodes, for the `[vrrp]` tests: line 12 is next.
+const VRRP_NODES: &str = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer"]
+[[node]]
+hostname = "b"
+address = "192.0.2.12/24"
+roles = ["balancer", "web"]
+"#;
+
+fn vrrp_of(text: &str) -> VrrpSettings {
+    parse(text, Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .vrrp
+}
+
+#[test]
+fn vrrp_section_sets_every_field() {
+    let v = vrrp_of(&format!(
+        r#"{VRRP_NODES}[vrrp]
+version = 2
+vrid = 7
+interface = "eth1"
+interval = "3s"
+preempt = false
+preempt_delay = "30s"
+mode = "unicast"
+unicast_peers = ["192.0.2.12", "192.0.2.13"]
+auth = "s3cr:t!"
+checksum = "message_only"
+announce = {{ count = 5, gap = "0s", refresh = false }}
+track = {{ http = 0, pooler = false }}
+checks = [
+  {{ name = "disk", command = ["/usr/bin/test", "-w", "/srv"], interval = "2s", timeout = "1s", fall = 3, rise = 4, weight = 50 }},
+  {{ name = "gw", command = ["/usr/local/bin/ping-gw"], weight = 0 }},
+]
+notify = ["/usr/local/bin/on-vrrp", "/usr/bin/logger"]
+realtime_priority = false
+"#
+    ));
+    let ms = Duration::from_millis;
+    assert_eq!((v.version, v.vrid), (VrrpVersion::V2, 7));
+    assert_eq!(v.interface.as_deref(), Some("eth1"));
+    assert_eq!(v.interval, Duration::from_secs(3));
+    assert!(!v.preempt);
+    assert_eq!(v.preempt_delay, Duration::from_secs(30));
+    let peers = ["192.0.2.12", "192.0.2.13"].map(|p| p.parse().unwrap());
+    assert_eq!(
+        v.mode,
+        VrrpMode::Unicast {
+            peers: peers.to_vec()
+        }
+    );
+    assert_eq!(v.auth.as_deref(), Some("s3cr:t!"));
+    assert_eq!(v.checksum, VrrpChecksum::MessageOnly);
+    assert_eq!(
+        (v.announce_count, v.announce_gap, v.announce_refresh),
+        (5, Duration::ZERO, None)
+    );
+    assert_eq!((v.track_http, v.track_pooler), (Some(0), None));
+    let checks: Vec<_> = v
+        .checks
+        .iter()
+        .map(|c| {
+            let command: Vec<&str> = c.command.iter().map(String::as_str).collect();
+            let timing = (c.interval, c.timeout, c.fall, c.rise, c.weight);
+            (c.name.as_str(), command, timing)
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            (
+                "disk",
+                vec!["/usr/bin/test", "-w", "/srv"],
+                (ms(2000), ms(1000), 3, 4, 50)
+            ),
+            // The built-in timing: every second, timeout the interval, 2 and 2.
+            (
+                "gw",
+                vec!["/usr/local/bin/ping-gw"],
+                (ms(1000), ms(1000), 2, 2, 0)
+            ),
+        ]
+    );
+    let notify: Vec<&Path> = v.notify.iter().map(PathBuf::as_path).collect();
+    assert_eq!(
+        notify,
+        [
+            Path::new("/usr/local/bin/on-vrrp"),
+            Path::new("/usr/bin/logger")
+        ]
+    );
+    assert_eq!(v.realtime_priority, None);
+}
+
+/// The other spellings: v3 intervals in 10 ms steps, `"off"` for refresh,
+/// a priority for the real-time thread, track weights key by key, checks
+/// as `[[vrrp.checks]]` sections.
+#[test]
+fn vrrp_v3_values_and_partial_tables() {
+    let v = vrrp_of(&format!(
+        r#"{VRRP_NODES}[vrrp]
+interval = "40s 950ms"
+checksum = "pseudo_header"
+announce = {{ refresh = "off" }}
+track = {{ pooler = 20 }}
+realtime_priority = 99
+[[vrrp.checks]]
+name = "gw"
+command = ["/usr/local/bin/ping-gw"]
+interval = "500ms"
+weight = 10
+"#
+    ));
+    let base = VrrpSettings::default();
+    let ms = Duration::from_millis;
+    assert_eq!(v.version, VrrpVersion::V3);
+    assert_eq!(v.interval, ms(40_950));
+    assert_eq!(v.checksum, VrrpChecksum::PseudoHeader);
+    assert_eq!(v.announce_refresh, None);
+    assert_eq!(
+        (v.announce_count, v.announce_gap),
+        (base.announce_count, base.announce_gap)
+    );
+    assert_eq!((v.track_http, v.track_pooler), (base.track_http, Some(20)));
+    assert_eq!(v.realtime_priority, Some(99));
+    let gw = &v.checks[0];
+    assert_eq!((gw.name.as_str(), gw.weight), ("gw", 10));
+    // The timeout follows an interval shorter than the built-in one.
+    assert_eq!((gw.interval, gw.timeout), (ms(500), ms(500)));
+}
+
+#[test]
+fn vrrp_defaults_apply_without_the_section_or_its_keys() {
+    let built_in = format!("{:?}", VrrpSettings::default());
+    assert_eq!(format!("{:?}", vrrp_of(VRRP_NODES)), built_in);
+    let empty = vrrp_of(&format!("{VRRP_NODES}[vrrp]\n"));
+    assert_eq!(format!("{empty:?}"), built_in);
+    let v = VrrpSettings::default();
+    assert_eq!((v.version, v.vrid), (VrrpVersion::V3, 51));
+    assert_eq!(v.interval, Duration::from_millis(100));
+    assert_eq!(v.mode, VrrpMode::Multicast);
+    assert!(v.preempt && v.auth.is_none() && v.interface.is_none());
+
+    // The interval's default follows the version: v2 cannot say 100ms.
+    let v2 = vrrp_of(&format!("{VRRP_NODES}[vrrp]\nversion = 2\n"));
+    assert_eq!(v2.version, VrrpVersion::V2);
+    assert_eq!(v2.interval, Duration::from_secs(1));
+    let mut as_v3 = v2.clone();
+    as_v3.version = VrrpVersion::V3;
+    as_v3.interval = Duration::from_millis(100);
+    assert_eq!(format!("{as_v3:?}"), built_in);
+}
+
+/// Without `unicast_peers`, every balancer node with an address, its own
+/// included: the file is the same on every node.
+#[test]
+fn unicast_without_peers_sends_to_the_balancer_nodes() {
+    let text = format!(
+        "{VRRP_NODES}[[node]]\nhostname = \"c\"\naddress = \"192.0.2.13/24\"\nroles = [\"web\"]\n[vrrp]\nmode = \"unicast\"\n"
+    );
+    let peers = ["192.0.2.11", "192.0.2.12"].map(|p| p.parse().unwrap());
+    assert_eq!(
+        vrrp_of(&text).mode,
+        VrrpMode::Unicast {
+            peers: peers.to_vec()
+        }
+    );
+}
+
+#[test]
+fn vrrp_mistakes_point_at_the_value() {
+    let text = format!(
+        r#"{VRRP_NODES}[vrrp]
+version = 4
+vrid = 256
+interface = "eth0:1"
+interval = "soon"
+prempt = true
+preempt_delay = "2h"
+mode = "broadcast"
+unicast_peers = ["192.0.2.12", "pi-2", "2001:db8::12", "192.0.2.12"]
+auth = "pässwort"
+checksum = "pseudo-header"
+announce = {{ count = 0, gap = "2s", refresh = "500ms" }}
+track = {{ http = true, pooler = 255, balancer = 1 }}
+checks = [
+  {{ name = "disk", command = ["test", "-w"], interval = "1s", timeout = "2s", weight = 1 }},
+  {{ name = "disk", command = [], weight = 300 }},
+  {{ name = "fast", command = ["/bin/true"], interval = "50ms", timeout = "1s" }},
+  {{ command = ["/bin/true"], weight = 1, fal = 2 }},
+]
+notify = ["on-vrrp"]
+realtime_priority = 0
+"#
+    );
+    assert_found(
+        &found(&text),
+        &[
+            (13, "`version` must be 2 or 3, found 4"),
+            (14, "`vrid` must be from 1 to 255, found 256"),
+            (15, "invalid interface name \"eth0:1\""),
+            (16, "expected a duration like \"1s\""),
+            (
+                17,
+                "unknown key `prempt` in [vrrp]; did you mean `preempt`?",
+            ),
+            (18, "`preempt_delay` must be at most 1h, found 2h"),
+            (
+                19,
+                "unknown mode \"broadcast\"; valid ones are multicast, unicast",
+            ),
+            (
+                20,
+                "expected an IP address, like \"192.0.2.12\", found \"pi-2\"",
+            ),
+            (
+                20,
+                "peer 2001:db8::12 is IPv6, but the VIP 192.0.2.10 is IPv4",
+            ),
+            (20, "peer 192.0.2.12 is listed twice"),
+            // The version was refused: no "v3 has no auth" made up from it.
+            (21, "`auth` may hold only printable ASCII characters"),
+            (22, "(did you mean \"pseudo_header\"?)"),
+            (23, "`count` must be from 1 to 100, found 0"),
+            (23, "`gap` must be at most 1s, found 2s"),
+            (23, "`refresh` must be at least 1s, or false for off"),
+            (24, "wrong type for `http`"),
+            (
+                24,
+                "`pooler` must be from 0 to 254 (0 gives up the VIP), or false for not tracked, found 255",
+            ),
+            (24, "unknown key `balancer` in `vrrp.track`"),
+            (
+                26,
+                "the program of a check: expected an absolute file path starting with '/', found \"test\"",
+            ),
+            (
+                26,
+                "the check \"disk\" timeout (2s) is longer than its interval (1s)",
+            ),
+            (27, "check \"disk\" is listed twice"),
+            (27, "a check's `command` must not be empty"),
+            (27, "`weight` must be from 0 to 254"),
+            (
+                28,
+                "a check's `interval` must be at least 100ms, found 50ms",
+            ),
+            (28, "check \"fast\" is missing the required key `weight`"),
+            (
+                29,
+                "a `vrrp.checks` entry is missing the required key `name`",
+            ),
+            (
+                29,
+                "unknown key `fal` in a `vrrp.checks` entry; did you mean `fall`?",
+            ),
+            (31, "a `notify` program: expected an absolute file path"),
+            (
+                32,
+                "`realtime_priority` must be from 1 to 99, or false for normal scheduling, found 0",
+            ),
+        ],
+    );
+}
+
+/// Settings that would be ignored, and the rules of each version.
+#[test]
+fn vrrp_refuses_what_it_would_ignore() {
+    let cases: &[(&str, (usize, &str))] = &[
+        (
+            "auth = \"secret\"\n",
+            (13, "VRRPv3 has no authentication (RFC 5798 removed it)"),
+        ),
+        (
+            "version = 2\nauth = \"123456789\"\n",
+            (14, "`auth` must be 1 to 8 characters long"),
+        ),
+        (
+            "unicast_peers = [\"192.0.2.12\"]\n",
+            (
+                13,
+                "`unicast_peers` is set, but `mode` is \"multicast\" (the built-in value)",
+            ),
+        ),
+        (
+            "mode = \"unicast\"\nunicast_peers = []\n",
+            (14, "unicast mode needs at least one peer"),
+        ),
+        (
+            "interval = \"15ms\"\n",
+            (
+                13,
+                "`interval` must be a multiple of 10ms from 10ms to 40.95s, found 15ms",
+            ),
+        ),
+        ("interval = \"41s\"\n", (13, "found 41s")),
+        (
+            "version = 2\ninterval = \"1500ms\"\n",
+            (
+                14,
+                "with version = 2, `interval` must be whole seconds from 1s to 255s, found 1s 500ms",
+            ),
+        ),
+    ];
+    for (section, expected) in cases {
+        let text = format!("{VRRP_NODES}[vrrp]\n{section}");
+        assert_found(&found(&text), &[*expected]);
+    }
+    // A misspelt mode is one mistake: no "peers would be ignored" after it.
+    let text =
+        format!("{VRRP_NODES}[vrrp]\nmdoe = \"unicast\"\nunicast_peers = [\"192.0.2.12\"]\n");
+    assert_found(&found(&text), &[(13, "did you mean `mode`?")]);
+}
+
+#[test]
+fn vrrp_and_the_vip() {
+    let ipv6 = VRRP_NODES
+        .replace("192.0.2.", "2001:db8::")
+        .replace("/24", "/64");
+    assert_found(
+        &found(&format!("{ipv6}[vrrp]\nversion = 2\n")),
+        &[(
+            13,
+            "VRRPv2 is IPv4 only (RFC 3768), but the VIP 2001:db8::10/64 is IPv6",
+        )],
+    );
+    let v3 = vrrp_of(&format!("{ipv6}[vrrp]\nversion = 3\n"));
+    assert_eq!(v3.version, VrrpVersion::V3);
+
+    // No balancer and no VIP: the section is pointed at.
+    let text = format!("{SMALL}[vrrp]\nvrid = 9\n");
+    assert_found(&found(&text), &[(9, "[vrrp] needs the cluster's `vip`")]);
+    // With a balancer the missing VIP is told once, at the role.
+    let text = VRRP_NODES.replace("vip = \"192.0.2.10/24\"\n", "") + "[vrrp]\n";
+    let got = found(&text);
+    assert!(
+        got.iter()
+            .all(|(_, _, m)| m.contains("has the balancer role, but [cluster] has no `vip`")),
+        "{got:#?}"
+    );
+}
+
+/// The shipped `[vrrp]` block shows the built-in values; its examples
+/// below parse as they say, and the password is refused on version 3.
+#[test]
+fn shipped_vrrp_comments_show_the_built_in_values() {
+    let (text, count) = uncommented("\n[vrrp]\n", "\n#\n# Your own checks");
+    assert_eq!(count, 1 + 10, "[vrrp] and every key with a value:\n{text}");
+    assert_eq!(
+        format!("{:?}", vrrp_of(&text)),
+        format!("{:?}", VrrpSettings::default())
+    );
+
+    let (text, count) = uncommented("\n# Your own checks", "\n# A password for");
+    assert_eq!(count, 3, "checks, notify, interface:\n{text}");
+    let v = vrrp_of(&text);
+    let check = &v.checks[0];
+    assert_eq!((check.name.as_str(), check.weight), ("disk", 50));
+    assert_eq!(v.notify, [PathBuf::from("/usr/local/bin/on-vrrp")]);
+    assert_eq!(v.interface.as_deref(), Some("eth0"));
+
+    let (text, count) = uncommented("\n# A password for", "\n# ------");
+    assert_eq!(count, 1, "{text}");
+    let got = found(&text);
+    assert!(
+        got.len() == 1 && got[0].2.contains("VRRPv3 has no authentication"),
+        "{got:#?}"
     );
 }

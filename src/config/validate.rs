@@ -19,6 +19,7 @@ use super::postgres_settings;
 use super::raw::*;
 use super::roles::{Owner, RoleDefaults, required_roles, role_settings};
 use super::values;
+use super::vrrp_settings::{self, Members};
 
 /// A `[[node]]` as far as it could be checked, with its raw entry kept for
 /// pointing at it from the checks that compare nodes.
@@ -89,6 +90,11 @@ pub fn validate(
         raw: raw.postgres.as_ref(),
     };
     listeners::no_shared_ports(&raw.defaults, &defaults, pooler, &nodes, &patterns, report);
+    let members = Members {
+        nodes: &nodes,
+        patterns: &patterns,
+    };
+    let vrrp = vrrp_settings::vrrp(raw.vrrp.as_ref(), &cluster, members, report);
 
     if report.has_errors() {
         return None;
@@ -102,7 +108,7 @@ pub fn validate(
         store,
         metrics,
         postgres,
-        vrrp: crate::config::VrrpSettings::default(),
+        vrrp,
         nodes: nodes
             .into_iter()
             .filter_map(NodeFacts::into_config)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::model::{Algorithm, PoolMode};
+use super::model::{Algorithm, PoolMode, VrrpVersion};
 use super::raw::{OrOff, RawSize};
 use super::suggest::closest;
 
@@ -432,6 +432,155 @@ pub fn service_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A name from a fixed list (`what` is "mode", "checksum"): an unknown one
+/// lists the valid ones and the nearest of them.
+pub fn one_of<T: Copy>(text: &str, what: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text) {
+        return Ok(*value);
+    }
+    let valid: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let mut message = format!(
+        "unknown {what} \"{text}\"; valid ones are {}",
+        valid.join(", ")
+    );
+    if let Some(s) = closest(&text.replace(['-', ' '], "_"), &valid) {
+        message.push_str(&format!(" (did you mean \"{s}\"?)"));
+    }
+    Err(message)
+}
+
+/// `[vrrp] version`: 2 (RFC 3768) or 3 (RFC 5798).
+pub fn vrrp_version(n: i64) -> Result<VrrpVersion, String> {
+    match n {
+        2 => Ok(VrrpVersion::V2),
+        3 => Ok(VrrpVersion::V3),
+        _ => Err(format!("`version` must be 2 or 3, found {n}")),
+    }
+}
+
+/// The advert interval as each version's packet carries it: v3 in
+/// hundredths of a second in 12 bits, v2 in whole seconds in 8 bits.
+pub fn advert_interval(d: Duration, version: VrrpVersion) -> Result<Duration, String> {
+    let shown = humantime::format_duration(d);
+    match version {
+        VrrpVersion::V3 => {
+            let step = Duration::from_millis(10);
+            let whole_steps = d.as_nanos() % step.as_nanos() == 0;
+            if whole_steps && (step..=Duration::from_millis(40_950)).contains(&d) {
+                return Ok(d);
+            }
+            Err(format!(
+                "`interval` must be a multiple of 10ms from 10ms to 40.95s, found {shown}"
+            ))
+        }
+        VrrpVersion::V2 => {
+            if d.subsec_nanos() == 0 && (1..=255).contains(&d.as_secs()) {
+                return Ok(d);
+            }
+            Err(format!(
+                "with version = 2, `interval` must be whole seconds from 1s to 255s, found {shown}"
+            ))
+        }
+    }
+}
+
+/// A duration from zero up to `max`, named `key` in the message.
+pub fn duration_at_most(text: &str, key: &str, max: Duration) -> Result<Duration, String> {
+    let d = duration_or_zero(text)?;
+    if d > max {
+        return Err(format!(
+            "`{key}` must be at most {}, found {}",
+            humantime::format_duration(max),
+            humantime::format_duration(d)
+        ));
+    }
+    Ok(d)
+}
+
+/// A network interface name as the kernel takes it (`dev_valid_name`):
+/// 1 to 15 bytes, not "." or "..", no '/', ':' or white space.
+pub fn interface_name(text: &str) -> Result<String, String> {
+    let bad = text.is_empty()
+        || text.len() > 15
+        || text == "."
+        || text == ".."
+        || text
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(format!(
+            "invalid interface name \"{text}\": 1 to 15 characters without '/', ':' or spaces, like \"eth0\""
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// VRRPv2 simple-text authentication: 8 bytes in the packet, printable
+/// ASCII so that keepalived's config can hold the same. The message never
+/// repeats the password.
+pub fn vrrp_auth(text: &str) -> Result<String, String> {
+    if !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err("`auth` may hold only printable ASCII characters".to_string());
+    }
+    // ASCII: a byte is a character.
+    if text.is_empty() || text.len() > 8 {
+        return Err(format!(
+            "`auth` must be 1 to 8 characters long (VRRPv2 carries 8 bytes), not {}",
+            text.len()
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// A priority to lose (`track`, a check's `weight`): 0..=254, 0 = Fault.
+pub fn weight(n: i64, key: &str) -> Result<u8, String> {
+    match u8::try_from(n) {
+        Ok(w) if w <= 254 => Ok(w),
+        _ => Err(format!(
+            "`{key}` must be from 0 to 254 (0 gives up the VIP), found {n}"
+        )),
+    }
+}
+
+/// A `track` weight, or `false` for not tracked.
+pub fn weight_or_off(raw: &OrOff<i64>, key: &str) -> Result<Option<u8>, String> {
+    match raw {
+        OrOff::Off => Ok(None),
+        OrOff::On(n) => weight(*n, key).map(Some).map_err(|_| {
+            format!(
+                "`{key}` must be from 0 to 254 (0 gives up the VIP), or false for not tracked, found {n}"
+            )
+        }),
+    }
+}
+
+/// SCHED_FIFO priority 1..=99, or `false` for normal scheduling.
+pub fn realtime_priority(raw: &OrOff<i64>) -> Result<Option<u8>, String> {
+    match raw {
+        OrOff::Off => Ok(None),
+        OrOff::On(n) => match u8::try_from(*n) {
+            Ok(p) if (1..=99).contains(&p) => Ok(Some(p)),
+            _ => Err(format!(
+                "`realtime_priority` must be from 1 to 99, or false for normal scheduling, found {n}"
+            )),
+        },
+    }
+}
+
+/// A VRRP check's name, shown in logs and status: short and on one line.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if !(1..=63).contains(&len) {
+        return Err(format!(
+            "a check name must be 1 to 63 characters long, not {len}"
+        ));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err("a check name must not contain control characters".to_string());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,5 +690,39 @@ mod tests {
         assert!(port_or_off(&OrOff::On(0)).is_err());
         assert_eq!(show_size(3 << 30), "3GiB");
         assert_eq!(show_size(1536), "1536 bytes");
+    }
+
+    #[test]
+    fn vrrp_values() {
+        let ms = Duration::from_millis;
+        for ok in [10, 100, 990, 40_950] {
+            assert_eq!(advert_interval(ms(ok), VrrpVersion::V3), Ok(ms(ok)));
+        }
+        for bad in [0, 5, 15, 40_960, 41_000] {
+            assert!(advert_interval(ms(bad), VrrpVersion::V3).is_err(), "{bad}");
+        }
+        for ok in [1000, 255_000] {
+            assert_eq!(advert_interval(ms(ok), VrrpVersion::V2), Ok(ms(ok)));
+        }
+        for bad in [0, 100, 1500, 256_000] {
+            assert!(advert_interval(ms(bad), VrrpVersion::V2).is_err(), "{bad}");
+        }
+        assert!(interface_name("eth0").is_ok() && interface_name("wlan0.100").is_ok());
+        for bad in ["", ".", "..", "eth0:1", "a/b", "a b", "abcdefghijklmnop"] {
+            assert!(interface_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(vrrp_auth("12345678").is_ok());
+        let e = vrrp_auth("pässe").unwrap_err();
+        assert!(!e.contains("pässe"), "{e}");
+        assert!(vrrp_auth("").is_err() && vrrp_auth("123456789").is_err());
+        assert_eq!(weight(254, "w"), Ok(254));
+        assert!(weight(255, "w").is_err() && weight(-1, "w").is_err());
+        assert_eq!(realtime_priority(&OrOff::Off), Ok(None));
+        assert!(realtime_priority(&OrOff::On(100)).is_err());
+        let choices = [("pseudo_header", 1), ("message_only", 2)];
+        let e = one_of("pseudo header", "checksum", &choices).unwrap_err();
+        assert!(e.ends_with("(did you mean \"pseudo_header\"?)"), "{e}");
+        assert_eq!(duration_at_most("0s", "d", ms(1)), Ok(Duration::ZERO));
+        assert!(duration_at_most("2ms", "d", ms(1)).is_err());
     }
 }

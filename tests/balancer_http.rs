@@ -1010,6 +1010,7 @@ async fn the_node_service_follows_membership_and_config_live() {
         reload: tokio::sync::mpsc::channel(1).0,
         shutdown: CancellationToken::new(),
         roles: Default::default(),
+        held: Default::default(),
     });
     let service = tokio::spawn(piha::balancer::http::run(ctx.clone()));
     let published = || ctx.roles.http_balancer.borrow().clone();

@@ -595,6 +595,7 @@ mod node {
             reload: tokio::sync::mpsc::channel(1).0,
             shutdown: CancellationToken::new(),
             roles: Default::default(),
+            held: Default::default(),
         });
         (ctx, tx, plan)
     }

@@ -78,6 +78,7 @@ fn node(web: WebSettings) -> Node {
         reload,
         shutdown: CancellationToken::new(),
         roles: Default::default(),
+        held: Default::default(),
     });
     Node {
         ctx,

@@ -98,6 +98,7 @@ fn start(args: RunArgs) -> anyhow::Result<Started> {
         reload: reload_tx,
         shutdown: CancellationToken::new(),
         roles: Default::default(),
+        held: Default::default(),
     });
     announce(&ctx, &plan, &config_path);
 

@@ -68,6 +68,10 @@ pub struct NodeContext {
     pub shutdown: CancellationToken,
     /// Handles the running roles publish for the status page and admin API.
     pub roles: RoleHandles,
+    /// Services an operator stopped through the admin API (a balancer taken
+    /// out for maintenance); the supervisor keeps them stopped until started
+    /// again. Not kept across restarts of the node.
+    pub held: watch::Sender<std::collections::BTreeSet<String>>,
 }
 
 /// Each role that has something to show or control publishes its handle

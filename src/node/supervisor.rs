@@ -79,11 +79,29 @@ where
         last_error: None,
         since_ms: now_ms(),
     };
+    let mut held = ctx.held.subscribe();
     loop {
+        if is_held(&mut held, name) {
+            set_state(&ctx, &mut health, ServiceState::Stopped);
+            if !wait_released(&ctx, &mut held, name).await {
+                return;
+            }
+        }
         set_state(&ctx, &mut health, ServiceState::Running);
         let started = Instant::now();
         // A task of its own, so that a panic surfaces as a JoinError here.
-        let outcome = tokio::spawn(make(ctx.clone())).await;
+        let mut task = tokio::spawn(make(ctx.clone()));
+        let outcome = tokio::select! {
+            outcome = &mut task => outcome,
+            _ = wait_held(&mut held, name) => {
+                // An operator's stop: the task's listeners close with it;
+                // connections it handed off finish on their own.
+                task.abort();
+                let _ = task.await;
+                ctx.events.info(name, format!("{name} stopped by the operator"), json!({"service": name}));
+                continue;
+            }
+        };
         if ctx.shutdown.is_cancelled() {
             set_state(&ctx, &mut health, ServiceState::Stopped);
             return;
@@ -116,6 +134,37 @@ where
                 set_state(&ctx, &mut health, ServiceState::Stopped);
                 return;
             }
+        }
+    }
+}
+
+type Held = tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>;
+
+fn is_held(held: &mut Held, name: &str) -> bool {
+    held.borrow_and_update().contains(name)
+}
+
+/// Resolves when an operator stops `name`.
+async fn wait_held(held: &mut Held, name: &str) {
+    loop {
+        if is_held(held, name) {
+            return;
+        }
+        if held.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Waits until an operator starts `name` again; false if the node stops.
+async fn wait_released(ctx: &NodeContext, held: &mut Held, name: &str) -> bool {
+    loop {
+        if !is_held(held, name) {
+            return true;
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return false,
+            r = held.changed() => if r.is_err() { return false },
         }
     }
 }

@@ -93,6 +93,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/metrics", get(prometheus))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/services/{name}/{action}", post(control_service))
         .route(
             "/api/v1/balancer/backends/{name}",
             post(super::balancer::change_backend),
@@ -144,6 +145,43 @@ async fn reload(State(ctx): State<Arc<NodeContext>>, headers: HeaderMap) -> Resp
             "reload did not answer in time",
         ),
     }
+}
+
+/// Services an operator may stop and start: the balancer role's front
+/// ends, so a balancer can be taken out (VRRP tracking then moves the VIP)
+/// without stopping the node. The rest keep the node itself running.
+const STOPPABLE: [&str; 3] = ["balancer-http", "balancer-tcp", "pooler"];
+
+/// `POST /api/v1/services/{name}/stop|start`.
+async fn control_service(
+    State(ctx): State<Arc<NodeContext>>,
+    axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let token = ctx.running().config.admin_token.clone();
+    if let Err(refusal) = auth::check(token.as_deref(), &headers) {
+        return error(refusal.status(), &refusal.to_string());
+    }
+    if !STOPPABLE.contains(&name.as_str()) {
+        let msg = format!(
+            "{name} cannot be stopped on its own; these can: {}",
+            STOPPABLE.join(", ")
+        );
+        return error(StatusCode::NOT_FOUND, &msg);
+    }
+    let stop = match action.as_str() {
+        "stop" => true,
+        "start" => false,
+        _ => return error(StatusCode::NOT_FOUND, "the action is stop or start"),
+    };
+    ctx.held.send_modify(|held| {
+        if stop {
+            held.insert(name.clone());
+        } else {
+            held.remove(&name);
+        }
+    });
+    Json(json!({"service": name, "held": stop})).into_response()
 }
 
 pub fn error(code: StatusCode, message: &str) -> Response {

@@ -129,7 +129,7 @@ async fn ask(addr: SocketAddr, path: &str) -> Result<u16, String> {
     }
 }
 
-struct AbortOnDrop<T>(JoinHandle<T>);
+pub(crate) struct AbortOnDrop<T>(pub(crate) JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -75,7 +75,9 @@ pub async fn run_with_tls(ctx: Arc<NodeContext>, tls: Option<TlsAcceptor>) -> an
             ));
         }
     }
-    let checks = tokio::spawn(health_checks(handle.clone(), stop.clone()));
+    // Aborted when dropped: an operator's stop aborts this whole task.
+    let checks =
+        super::check::AbortOnDrop(tokio::spawn(health_checks(handle.clone(), stop.clone())));
     let _published = Published::new(&ctx, handle.clone());
     ctx.events.info(
         COMPONENT,
@@ -92,7 +94,7 @@ pub async fn run_with_tls(ctx: Arc<NodeContext>, tls: Option<TlsAcceptor>) -> an
     shell.resync(&running, &settings);
     let outcome = shell.watch(&fixed, &mut tasks).await;
     stop.cancel();
-    checks.abort();
+    drop(checks);
     let _ = tokio::time::timeout(serve::DRAIN, async {
         while tasks.join_next().await.is_some() {}
     })

@@ -191,6 +191,7 @@ const PHONE_CHECK: &str = r#"<!doctype html>
     out.dataset.cards = doc.querySelectorAll('[data-testid=member]').length;
     out.dataset.backends = doc.querySelectorAll('[data-testid=backend]').length;
     out.dataset.pgrows = doc.querySelectorAll('[data-testid=pg-server], [data-testid=pg-pool]').length;
+    out.dataset.vrrp = doc.querySelectorAll('[data-testid=vrrp]').length;
     out.dataset.offenders = offenders.length;
     out.textContent = offenders.slice(0, 20).join('\n');
     document.body.append(out);
@@ -506,6 +507,11 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         "postgres rendered in the phone frame: {result}"
     );
     assert_eq!(
+        attr(tag, "data-vrrp").as_deref(),
+        Some("1"),
+        "vrrp rendered in the phone frame: {result}"
+    );
+    assert_eq!(
         attr(tag, "data-offenders").as_deref(),
         Some("0"),
         "elements wider than a phone:\n{result}"
@@ -551,6 +557,15 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
             &["--force-dark-mode"],
         ),
         ("status-postgres-phone.png", 390, 2200, &[]),
+        // The VRRP section on its own.
+        ("status-vrrp-desktop.png", 1280, 600, &[]),
+        (
+            "status-vrrp-desktop-dark.png",
+            1280,
+            600,
+            &["--force-dark-mode"],
+        ),
+        ("status-vrrp-phone.png", 390, 1200, &[]),
     ];
     for (name, w, h, flags) in shots {
         let path = dir.join(name);
@@ -558,6 +573,8 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
             format!("http://{addr}/focus.html?id=balancer")
         } else if name.starts_with("status-postgres") {
             format!("http://{addr}/focus.html?id=postgres")
+        } else if name.starts_with("status-vrrp") {
+            format!("http://{addr}/focus.html?id=vrrp")
         } else {
             url.clone()
         };
@@ -738,6 +755,11 @@ fn status_page_copes_with_odd_and_hostile_data() {
     let result = element(&check, r#"id="result""#, "pre");
     let tag = start_tags(result, r#"id="result""#)[0];
     assert_eq!(attr(tag, "data-backends").as_deref(), Some("3"), "{result}");
+    assert_eq!(
+        attr(tag, "data-vrrp").as_deref(),
+        Some("1"),
+        "vrrp rendered in the phone frame: {result}"
+    );
     assert_eq!(
         attr(tag, "data-offenders").as_deref(),
         Some("0"),
@@ -1127,4 +1149,232 @@ fn status_page_hides_postgres_without_a_pooler_and_shows_a_pause() {
     );
     let note = element(&dom, r#"id="postgres-note""#, "p");
     assert!(note.contains("paused"), "{note}");
+}
+
+/// The one `<div class="fe-stat">` of the VRRP panel labelled `label`.
+fn vrrp_stat<'a>(panel: &'a str, label: &str) -> &'a str {
+    let at = panel
+        .find(&format!("<dt>{label}</dt>"))
+        .unwrap_or_else(|| panic!("no {label} in {panel}"));
+    let start = panel[..at].rfind("<div").unwrap();
+    let end = at + panel[at..].find("</div>").unwrap();
+    &panel[start..end + "</div>".len()]
+}
+
+/// The `<li>` of tracked item `item`.
+fn track_row<'a>(dom: &'a str, item: &str) -> &'a str {
+    element(
+        dom,
+        &format!(r#"data-testid="vrrp-track" data-item="{item}""#),
+        "li",
+    )
+}
+
+#[test]
+fn status_page_shows_the_vrrp_instance() {
+    if no_browser() {
+        return;
+    }
+    let addr = serve(Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+
+    // (`id="vrrp"` alone would also find the panel's data-testid.)
+    let section = start_tags(&dom, r#" id="vrrp""#);
+    assert_eq!(section.len(), 1, "one vrrp section");
+    assert!(!section[0].contains(" hidden"), "shown: {}", section[0]);
+    // Above the balancer: it decides whether the balancer gets traffic.
+    let at = |id: &str| dom.find(&format!(r#" id="{id}""#)).unwrap();
+    assert!(at("node") < at("vrrp") && at("vrrp") < at("balancer"));
+    let note = element(&dom, r#"id="vrrp-note""#, "p");
+    assert!(
+        note.contains(">vrid 51 on eth0 · VRRPv3 · multicast<"),
+        "{note}"
+    );
+
+    let panel = element(&dom, r#"data-testid="vrrp""#, "article");
+    assert_eq!(
+        attr(start_tags(panel, "data-testid")[0], "data-vrrp").as_deref(),
+        Some("master")
+    );
+    let head = element(panel, r#"class="fe-head""#, "header");
+    assert!(
+        head.contains(">vrid 51<") && head.contains(">eth0<") && head.contains(">VRRPv3<"),
+        "{head}"
+    );
+    let badge = start_tags(head, "vrrp-state");
+    assert_eq!(badge.len(), 1, "one state badge: {head}");
+    assert_eq!(attr(badge[0], "data-vrrp").as_deref(), Some("master"));
+    assert!(head.contains(">MASTER<"), "{head}");
+
+    // Lowered by tracking: highlighted, with what lowered it.
+    let priority = vrrp_stat(panel, "Priority");
+    assert!(priority.contains(r#"data-level="warn""#), "{priority}");
+    assert!(
+        priority.contains("<dd>110<") && priority.contains("of 150: storage −40"),
+        "{priority}"
+    );
+    let master = vrrp_stat(panel, "Master");
+    assert!(
+        master.contains(">192.0.2.11<") && master.contains(">this node<"),
+        "{master}"
+    );
+    assert!(vrrp_stat(panel, "VIP").contains(">192.0.2.10/24<"));
+    let interval = vrrp_stat(panel, "Interval");
+    assert!(interval.contains("<dd>1&nbsp;s"), "{interval}");
+    assert!(
+        !interval.contains("fe-stat-sub"),
+        "a master's own interval is not repeated: {interval}"
+    );
+    let adverts = vrrp_stat(panel, "Adverts");
+    assert!(
+        cell_text(adverts).contains("|7400|sent · 12 received|"),
+        "{adverts}"
+    );
+    // Drops: the total and the reasons that happened, not the zeros.
+    let dropped = vrrp_stat(panel, "Dropped");
+    assert!(dropped.contains(r#"data-level="warn""#), "{dropped}");
+    assert!(
+        cell_text(dropped).contains("|4|bad ttl 1 · not a peer 3|"),
+        "{dropped}"
+    );
+    assert!(!panel.contains("vrid mismatch") && !panel.contains("I/O errors"));
+
+    let facts = element(panel, r#"class="vrrp-facts""#, "dl");
+    for text in [
+        "backup → master",
+        "preempted a master of lower priority",
+        r#"data-at="1763792600000""#,
+        "2&nbsp;h 3&nbsp;min ago",
+        "<dd>multicast</dd>",
+        ">with pseudo-header<",
+        "<dd>SCHED_FIFO priority 10</dd>",
+    ] {
+        assert!(facts.contains(text), "{text}: {facts}");
+    }
+
+    let http = track_row(panel, "http");
+    assert!(http.contains(r#"data-track="ok""#) && http.contains(">healthy<"));
+    assert!(http.contains(">weight 60<") && http.contains(">200 in 3 ms<"));
+    let storage = track_row(panel, "storage");
+    assert!(
+        storage.contains(r#"data-track="failing""#) && storage.contains(">failing<"),
+        "{storage}"
+    );
+    assert!(
+        storage.contains(">priority −40<")
+            && storage.contains(">brick pi-4:/srv/gluster/brick1 offline<"),
+        "{storage}"
+    );
+}
+
+#[test]
+fn status_page_shows_every_vrrp_state_and_hides_vrrp_without_an_instance() {
+    if no_browser() {
+        return;
+    }
+    let sample: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    let render = |vrrp: serde_json::Value| {
+        let mut status = sample.clone();
+        status["vrrp"] = vrrp;
+        let addr = serve_json(status.to_string(), Api::Healthy);
+        browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM")
+    };
+
+    // No instance on this node: no section, the rest drawn.
+    let dom = render(serde_json::Value::Null);
+    let section = start_tags(&dom, r#" id="vrrp""#);
+    assert_eq!(section.len(), 1);
+    assert!(section[0].contains(" hidden"), "hidden: {}", section[0]);
+    assert!(start_tags(&dom, r#"data-testid="vrrp""#).is_empty());
+    assert_eq!(start_tags(&dom, r#"data-testid="member""#).len(), 4);
+
+    // Backup behind a master that won on priority, with the master's
+    // (learned) interval, and a weight-0 item that would mean Fault.
+    let mut backup = sample["vrrp"].clone();
+    backup["state"] = "backup".into();
+    backup["effective_priority"] = 90.into();
+    backup["master"] = serde_json::json!({ "address": "192.0.2.12", "priority": 100 });
+    backup["master_interval_ms"] = 2000.into();
+    backup["last_transition"] = serde_json::json!({
+        "from": "master", "to": "backup", "at_ms": 1763799940000u64,
+        "reason": { "kind": "higher_priority", "from": "192.0.2.12", "priority": 100 }
+    });
+    backup["tracking"]["disk"] =
+        serde_json::json!({ "healthy": true, "weight": 0, "detail": "ok" });
+    backup["counters"]["io_errors"] = 2.into();
+    let dom = render(backup);
+    let panel = element(&dom, r#"data-testid="vrrp""#, "article");
+    let badge = start_tags(panel, "vrrp-state")[0];
+    assert_eq!(attr(badge, "data-vrrp").as_deref(), Some("backup"));
+    assert!(panel.contains(">BACKUP<"));
+    let master = vrrp_stat(panel, "Master");
+    assert!(
+        master.contains(">192.0.2.12<") && master.contains(">priority 100<"),
+        "{master}"
+    );
+    assert!(vrrp_stat(panel, "Interval").contains("master’s 2&nbsp;s"));
+    assert!(vrrp_stat(panel, "Priority").contains("of 150: storage −40"));
+    let io = vrrp_stat(panel, "I/O errors");
+    assert!(
+        io.contains(r#"data-level="warn""#) && io.contains("<dd>2<"),
+        "{io}"
+    );
+    assert!(
+        panel.contains(
+            ">master → backup</span> · advert from 192.0.2.12 with higher priority 100 · <time"
+        ),
+        "{panel}"
+    );
+    assert!(track_row(panel, "disk").contains(">fault if failing<"));
+
+    // Fault, with a peer's and the kernel's strings trying to be markup,
+    // and lookups by names Object has.
+    let mut fault = sample["vrrp"].clone();
+    fault["state"] = "fault".into();
+    fault["master"] = serde_json::Value::Null;
+    fault["vips"] = serde_json::json!([]);
+    fault["interface"] = "<img src=x onerror=alert(1)>".into();
+    fault["version"] = "constructor".into();
+    fault["checksum"] = "toString".into();
+    fault["last_transition"] = serde_json::json!({
+        "from": "backup", "to": "fault", "at_ms": 1763799990000u64,
+        "reason": { "kind": "fault", "why": "<b>link down</b>" }
+    });
+    fault["tracking"]["<i>x</i>"] =
+        serde_json::json!({ "healthy": false, "weight": 0, "detail": "<u>exit 1</u>" });
+    fault["counters"]["dropped"]["<s>odd</s>"] = 5.into();
+    let dom = render(fault);
+    let panel = element(&dom, r#"data-testid="vrrp""#, "article");
+    let badge = start_tags(panel, "vrrp-state")[0];
+    assert_eq!(attr(badge, "data-vrrp").as_deref(), Some("fault"));
+    assert!(panel.contains(">FAULT<"));
+    assert!(vrrp_stat(panel, "Master").contains("<dd>unknown</dd>"));
+    assert!(vrrp_stat(panel, "VIPs").contains("<dd>none</dd>"));
+    assert!(panel.contains(">constructor<") && panel.contains(">toString<"));
+    for markup in [
+        "<img src=x",
+        "<b>link down</b>",
+        "<i>x</i>",
+        "<u>exit 1</u>",
+        "<s>odd</s>",
+    ] {
+        assert!(!dom.contains(markup), "{markup} became markup");
+    }
+    assert!(panel.contains(&html_text("fault: <b>link down</b>")));
+    assert!(panel.contains(&html_text("<img src=x onerror=alert(1)>")));
+    assert!(cell_text(vrrp_stat(panel, "Dropped")).contains(&html_text("<s>odd</s> 5")));
+    let bad = track_row(panel, "&lt;i&gt;x&lt;/i&gt;");
+    assert!(
+        bad.contains(r#"data-track="fault""#) && bad.contains(">puts the instance in fault<"),
+        "{bad}"
+    );
+
+    // A state this page does not know is grey, not master.
+    let mut odd = sample["vrrp"].clone();
+    odd["state"] = "__proto__".into();
+    let dom = render(odd);
+    let panel = element(&dom, r#"data-testid="vrrp""#, "article");
+    let badge = start_tags(panel, "vrrp-state")[0];
+    assert_eq!(attr(badge, "data-vrrp").as_deref(), Some("unknown"));
+    assert!(panel.contains(">__PROTO__<"), "{panel}");
 }

@@ -32,6 +32,10 @@ pub struct StatusDoc {
     /// no pooler.
     #[serde(default)]
     pub pooler: Option<serde_json::Value>,
+    /// The VRRP instance (state, priority, master, counters); null when
+    /// this node runs none.
+    #[serde(default)]
+    pub vrrp: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +168,7 @@ pub fn build(ctx: &NodeContext) -> StatusDoc {
         members,
         balancer: super::balancer::section(ctx),
         pooler: super::pooler::section(ctx),
+        vrrp: super::vrrp::section(ctx),
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 
 use super::api::StatusDoc;
 use crate::cli::StatusArgs;
@@ -149,6 +150,20 @@ pub fn render(doc: &StatusDoc, now_ms: i64) -> String {
         ]);
     }
     out.push_str(&table(&rows));
+    let roles: Vec<String> = [
+        doc.vrrp
+            .as_ref()
+            .map(|v| format!("vrrp:   {}", vrrp_line(v))),
+        doc.pooler
+            .as_ref()
+            .map(|p| format!("pooler: {}", pooler_line(p))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !roles.is_empty() {
+        let _ = writeln!(out, "\n{}", roles.join("\n"));
+    }
     if !doc.events.is_empty() {
         let _ = writeln!(out, "\nrecent events:");
         for e in doc.events.iter().take(10) {
@@ -164,6 +179,101 @@ pub fn render(doc: &StatusDoc, now_ms: i64) -> String {
         }
     }
     out
+}
+
+// The two lines below read the sections as JSON values, not as the
+// types the node serializes: `piha status` may ask a node of another
+// version, and a field it lacks must cost a "?", not the whole output.
+
+/// "MASTER vrid 51 on eth0, priority 150 (effective 90: http failing),
+/// master 192.0.2.11, VIP 192.0.2.10/24"
+fn vrrp_line(v: &Value) -> String {
+    let text = |key: &str| v[key].as_str().unwrap_or("?").to_owned();
+    let num = |key: &str| v[key].as_u64().map_or("?".into(), |n| n.to_string());
+    let mut priority = format!(
+        "priority {} (effective {}",
+        num("configured_priority"),
+        num("effective_priority")
+    );
+    let failing: Vec<&str> = v["tracking"]
+        .as_object()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|(_, t)| t["healthy"] == false)
+                .map(|(name, _)| name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !failing.is_empty() {
+        let _ = write!(priority, ": {} failing", failing.join(", "));
+    }
+    priority.push(')');
+    let master = match v["master"]["address"].as_str() {
+        Some(a) => format!("master {a}"),
+        None => "master unknown".into(),
+    };
+    let vips: Vec<&str> = v["vips"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let vips = match vips.len() {
+        0 => "no VIP".to_owned(),
+        1 => format!("VIP {}", vips[0]),
+        _ => format!("VIPs {}", vips.join(", ")),
+    };
+    format!(
+        "{} vrid {} on {}, {priority}, {master}, {vips}",
+        text("state").to_uppercase(),
+        num("vrid"),
+        text("interface"),
+    )
+}
+
+/// "port 5432, transaction pooling, servers pi-2 primary, pi-3 standby;
+/// 23 clients (2 waiting)"
+fn pooler_line(p: &Value) -> String {
+    let mut line = format!(
+        "port {}, {} pooling",
+        p["port"].as_u64().map_or("?".into(), |n| n.to_string()),
+        p["pool_mode"].as_str().unwrap_or("?")
+    );
+    let servers: Vec<String> = p["backends"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    format!(
+                        "{} {}",
+                        b["name"].as_str().unwrap_or("?"),
+                        b["role"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if servers.is_empty() {
+        line.push_str(", no servers");
+    } else {
+        let _ = write!(line, ", servers {}", servers.join(", "));
+    }
+    let clients = &p["clients"];
+    if let Some(total) = clients["total"].as_u64() {
+        let _ = write!(line, "; {total} clients");
+        if let Some(waiting) = clients["waiting"].as_u64().filter(|w| *w > 0) {
+            let _ = write!(line, " ({waiting} waiting)");
+        }
+    }
+    let paused: Vec<&str> = p["paused_databases"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if p["paused"] == true {
+        line.push_str("; PAUSED");
+    } else if !paused.is_empty() {
+        let _ = write!(line, "; paused: {}", paused.join(", "));
+    }
+    line
 }
 
 fn table(rows: &[Vec<String>]) -> String {
@@ -219,5 +329,58 @@ mod tests {
             vec!["pi-10".into(), "up".into()],
         ];
         assert_eq!(table(&rows), "HOST   STATE\npi-10  up\n");
+    }
+
+    /// The page's sample, without its events: they include severities
+    /// only the page has to cope with (it is the page's torture test).
+    fn sample() -> StatusDoc {
+        let mut doc: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/status/sample-status.json"
+        ))
+        .expect("the sample is JSON");
+        doc["events"] = Value::Array(Vec::new());
+        serde_json::from_value(doc).expect("the sample is a status document")
+    }
+
+    #[test]
+    fn the_vrrp_instance_and_the_pooler_get_a_line_each() {
+        let doc = sample();
+        let text = render(&doc, doc.generated_at_ms);
+        let want = "\n\
+            vrrp:   MASTER vrid 51 on eth0, priority 150 (effective 110: storage failing), \
+            master 192.0.2.11, VIP 192.0.2.10/24\n\
+            pooler: port 5432, transaction pooling, servers pi-2 primary, pi-3 standby, \
+            pi-4 down; 23 clients (2 waiting)\n";
+        assert!(text.contains(want), "{text}");
+    }
+
+    #[test]
+    fn a_node_without_them_or_of_an_older_version_prints_none() {
+        let mut doc = serde_json::to_value(sample()).expect("json");
+        let fields = doc.as_object_mut().expect("object");
+        fields.remove("vrrp");
+        fields.remove("pooler");
+        let doc: StatusDoc = serde_json::from_value(doc).expect("fields missing are null");
+        let text = render(&doc, doc.generated_at_ms);
+        assert!(
+            !text.contains("vrrp:") && !text.contains("pooler:"),
+            "{text}"
+        );
+
+        // Fields a node does not send cost a "?" rather than the line.
+        let mut doc = sample();
+        doc.vrrp = Some(serde_json::json!({"state": "backup", "vrid": 7}));
+        doc.pooler = Some(serde_json::json!({"paused": true}));
+        let text = render(&doc, doc.generated_at_ms);
+        assert!(
+            text.contains(
+                "vrrp:   BACKUP vrid 7 on ?, priority ? (effective ?), master unknown, no VIP\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("pooler: port ?, ? pooling, no servers; PAUSED\n"),
+            "{text}"
+        );
     }
 }

@@ -19,6 +19,8 @@ use crate::node::system_metrics::SystemView;
 use crate::store::StoreStats;
 
 use super::pooler::PoolerView;
+use crate::vrrp::machine::State as VrrpState;
+use crate::vrrp::status::VrrpStatus;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -43,6 +45,7 @@ pub fn render(ctx: &NodeContext) -> Result<String, std::fmt::Error> {
             .map(|h| h.stats())
             .collect(),
         pooler: super::pooler::running(ctx).map(|p| super::pooler::view(&p)),
+        vrrp: super::vrrp::running(ctx),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
@@ -65,6 +68,7 @@ struct Snapshot {
     http: Option<HttpStats>,
     tcp: Vec<TcpStats>,
     pooler: Option<PoolerView>,
+    vrrp: Option<std::sync::Arc<VrrpStatus>>,
 }
 
 /// Small helpers so each metric below is one line, not six.
@@ -130,10 +134,13 @@ impl Collector for Snapshot {
         self.system(&mut out)?;
         self.store(&mut out)?;
         self.balancer(&mut out)?;
-        match &self.pooler {
-            Some(p) => pooler(p, &mut out),
-            None => Ok(()),
+        if let Some(p) = &self.pooler {
+            pooler(p, &mut out)?;
         }
+        if let Some(v) = &self.vrrp {
+            vrrp(v, &mut out)?;
+        }
+        Ok(())
     }
 }
 
@@ -647,6 +654,104 @@ fn pooler(p: &PoolerView, out: &mut Out) -> Result<(), std::fmt::Error> {
     )
 }
 
+/// The VRRP instance: its state as one series per state (so a dashboard
+/// can graph "master" without parsing a label), priorities and RFC 6527's
+/// counters.
+fn vrrp(s: &VrrpStatus, out: &mut Out) -> Result<(), std::fmt::Error> {
+    type Series = Vec<(Vec<(&'static str, String)>, f64)>;
+    let vrid = || ("vrid", s.vrid.to_string());
+    let states: Series = [
+        VrrpState::Initialize,
+        VrrpState::Backup,
+        VrrpState::Master,
+        VrrpState::Fault,
+    ]
+    .iter()
+    .map(|st| {
+        let l = vec![
+            vrid(),
+            ("interface", s.interface.clone()),
+            ("state", st.name().to_owned()),
+        ];
+        (l, f64::from(u8::from(*st == s.state)))
+    })
+    .collect();
+    out.gauges(
+        "piha_vrrp_state",
+        "1 for the instance's current state, 0 for the others",
+        &states,
+    )?;
+    let priority: Series = [
+        ("configured", s.configured_priority),
+        ("effective", s.effective_priority),
+    ]
+    .iter()
+    .map(|(kind, p)| (vec![vrid(), ("kind", (*kind).to_owned())], f64::from(*p)))
+    .collect();
+    out.gauges(
+        "piha_vrrp_priority",
+        "Priority configured, and in effect after tracking lowered it",
+        &priority,
+    )?;
+    out.gauge(
+        "piha_vrrp_master_interval_seconds",
+        "The master's advert interval (learned from its adverts in VRRPv3)",
+        s.master_interval_ms as f64 / 1000.0,
+    )?;
+    let c = &s.counters;
+    out.counter("piha_vrrp_adverts_sent", "Adverts sent", c.adverts_sent)?;
+    out.counter(
+        "piha_vrrp_adverts_received",
+        "Adverts accepted",
+        c.adverts_received,
+    )?;
+    out.counter(
+        "piha_vrrp_priority_zero_sent",
+        "Priority-0 adverts sent (leaving master)",
+        c.priority_zero_sent,
+    )?;
+    out.counter(
+        "piha_vrrp_priority_zero_received",
+        "Priority-0 adverts received (the master leaving)",
+        c.priority_zero_received,
+    )?;
+    out.counter(
+        "piha_vrrp_became_master",
+        "Transitions to master",
+        c.became_master,
+    )?;
+    out.counter(
+        "piha_vrrp_announcements_sent",
+        "Gratuitous ARP / unsolicited NA rounds for the VIPs",
+        c.announcements_sent,
+    )?;
+    let dropped: Vec<_> = c
+        .dropped
+        .iter()
+        .map(|(reason, n)| (vec![("reason", (*reason).to_owned())], *n))
+        .collect();
+    out.counters(
+        "piha_vrrp_dropped",
+        "Adverts dropped, by the check they failed",
+        &dropped,
+    )?;
+    out.counter(
+        "piha_vrrp_io_errors",
+        "Sends, receives or netlink calls that failed",
+        c.io_errors,
+    )?;
+    let track: Series = s
+        .tracking
+        .iter()
+        .map(|(item, t)| (vec![("item", item.clone())], f64::from(u8::from(t.healthy))))
+        .collect();
+    out.gauges(
+        "piha_vrrp_track_healthy",
+        "1 while the tracked item is healthy; a failing one lowers the priority by its weight",
+        &track,
+    )
+}
+
 /// From /proc/self/statm (pages); `None` where there is no procfs.
 fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -678,13 +783,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pooler_series_are_named_and_labelled_as_documented() {
-        let view = super::super::pooler::tests::sample_view();
+    fn encode(collector: impl Collector + 'static) -> String {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(OnlyPooler(view)));
+        registry.register_collector(Box::new(collector));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    }
+
+    #[test]
+    fn pooler_series_are_named_and_labelled_as_documented() {
+        let text = encode(OnlyPooler(super::super::pooler::tests::sample_view()));
         for (series, value) in [
             (r#"piha_pg_backend_up{backend="pg-1",role="primary"}"#, 1.0),
             (r#"piha_pg_backend_up{backend="pg-2",role="down"}"#, 0.0),
@@ -713,5 +822,72 @@ mod tests {
         }
         // A lag nobody knows is left out rather than made up.
         assert!(!text.contains(r#"piha_pg_backend_lag_bytes{backend="pg-2"}"#));
+    }
+
+    /// Only the VRRP families, from a snapshot built by hand.
+    #[derive(Debug)]
+    struct OnlyVrrp(VrrpStatus);
+
+    impl Collector for OnlyVrrp {
+        fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            vrrp(&self.0, &mut Out(encoder))
+        }
+    }
+
+    #[test]
+    fn vrrp_series_are_named_and_labelled_as_documented() {
+        let text = encode(OnlyVrrp(super::super::vrrp::tests::sample()));
+        let state =
+            |s: &str| format!(r#"piha_vrrp_state{{vrid="51",interface="eth0",state="{s}"}}"#);
+        for (series, value) in [
+            (state("initialize"), 0.0),
+            (state("backup"), 0.0),
+            (state("master"), 1.0),
+            (state("fault"), 0.0),
+            (
+                r#"piha_vrrp_priority{vrid="51",kind="configured"}"#.into(),
+                150.0,
+            ),
+            (
+                r#"piha_vrrp_priority{vrid="51",kind="effective"}"#.into(),
+                90.0,
+            ),
+            ("piha_vrrp_master_interval_seconds".into(), 1.0),
+            ("piha_vrrp_adverts_sent_total".into(), 1234.0),
+            ("piha_vrrp_adverts_received_total".into(), 56.0),
+            ("piha_vrrp_priority_zero_sent_total".into(), 1.0),
+            ("piha_vrrp_priority_zero_received_total".into(), 3.0),
+            ("piha_vrrp_became_master_total".into(), 4.0),
+            ("piha_vrrp_announcements_sent_total".into(), 20.0),
+            (
+                r#"piha_vrrp_dropped_total{reason="bad_checksum"}"#.into(),
+                2.0,
+            ),
+            (
+                r#"piha_vrrp_dropped_total{reason="not_a_peer"}"#.into(),
+                1.0,
+            ),
+            // Reasons that never happened are there too, at 0, so a rate()
+            // starts from the first drop rather than from its second.
+            (r#"piha_vrrp_dropped_total{reason="bad_ttl"}"#.into(), 0.0),
+            (
+                r#"piha_vrrp_dropped_total{reason="auth_mismatch"}"#.into(),
+                0.0,
+            ),
+            ("piha_vrrp_io_errors_total".into(), 7.0),
+            (r#"piha_vrrp_track_healthy{item="http"}"#.into(), 0.0),
+            (r#"piha_vrrp_track_healthy{item="pooler"}"#.into(), 1.0),
+        ] {
+            assert_eq!(find_value(&text, &series), Some(value), "{series}\n{text}");
+        }
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("piha_vrrp_state{"))
+                .count(),
+            4,
+            "one series per state:\n{text}"
+        );
+        assert!(text.contains("# TYPE piha_vrrp_dropped counter"), "{text}");
+        assert!(text.contains("# TYPE piha_vrrp_state gauge"), "{text}");
     }
 }

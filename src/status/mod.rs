@@ -10,3 +10,4 @@ pub mod metrics;
 mod page;
 pub mod pooler;
 pub mod server;
+pub mod vrrp;

@@ -752,6 +752,147 @@
       nameCell, stateCell, cells);
   }
 
+  // ------------------------------------------------------------------ vrrp
+  //
+  // The VRRP instance on this node (drawn above the balancer: it decides
+  // whether this node's balancer gets the VIP's traffic). Its priority is
+  // the usual answer to "why is this node not master", so a lowered one is
+  // shown with the tracked items that lowered it.
+
+  const VRRP_STATE = { initialize: 'initialize', backup: 'backup', master: 'master', fault: 'fault' };
+  const vrrpState = (s) => own(VRRP_STATE, s) || 'unknown';
+  const VRRP_VERSION = { v2: 'VRRPv2', v3: 'VRRPv3' };
+  const VRRP_CHECKSUM = {
+    pseudo_header: ['with pseudo-header', 'the VRRPv3 checksum covers the IP pseudo-header, as RFC 9568 says'],
+    message_only: ['message only', 'the VRRPv3 checksum covers the VRRP message only, as some older routers send it'],
+  };
+
+  // Whole seconds as "1 s"; anything else in ms ("250 ms", "1.5 s").
+  const fmtInterval = (ms) => (isNum(ms) && ms >= 1000 && ms % 1000 === 0 ? fmtNum(ms / 1000, 0) + '\u00a0s' : fmtMs(ms));
+
+  // Why the last transition happened, in words (machine.rs `Reason`).
+  function vrrpReason(r) {
+    if (!isObj(r)) return 'no reason given';
+    const from = str(r.from, '?');
+    switch (r.kind) {
+      case 'started': return 'started';
+      case 'owner': return 'owns the address (priority 255)';
+      case 'master_down': return 'no advert from the master for the master-down interval';
+      case 'master_left': return 'the master left (sent priority 0)';
+      case 'preempted': return 'preempted a master of lower priority';
+      case 'higher_priority': return 'advert from ' + from + ' with higher priority ' + str(r.priority, '?');
+      case 'tie_break': return from + ' has the same priority and a higher address';
+      case 'stopped': return 'stopped';
+      case 'fault': return 'fault: ' + str(r.why, 'no detail');
+      case 'recovered': return 'recovered from a fault';
+      default: return str(r.kind, 'unknown').replace(/_/g, ' ');
+    }
+  }
+
+  function renderVrrp(d) {
+    const v = isObj(d.vrrp) ? d.vrrp : null;
+    if (!changed('vrrp', [v])) return;
+    $('vrrp').hidden = !v;
+    if (!v) {
+      $('vrrp-panels').replaceChildren();
+      $('vrrp-note').textContent = '';
+      return;
+    }
+    $('vrrp-panels').replaceChildren(vrrpPanel(v));
+    // "vrid 51 on eth0 · VRRPv3 · multicast"
+    $('vrrp-note').textContent = [str(v.name), own(VRRP_VERSION, v.version) || str(v.version), str(v.mode)].filter(Boolean).join(' · ');
+  }
+
+  function vrrpPanel(v) {
+    const st = vrrpState(v.state);
+    const c = isObj(v.counters) ? v.counters : {};
+    const tracking = isObj(v.tracking) ? Object.entries(v.tracking).filter(([, t]) => isObj(t)) : [];
+    const failing = tracking.filter(([, t]) => t.healthy === false);
+    const lowered = isNum(v.effective_priority) && isNum(v.configured_priority) && v.effective_priority < v.configured_priority;
+
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' },
+        el('h3', { class: 'fe-name', text: 'vrid ' + str(v.vrid, '?') }),
+        v.interface ? el('span', { class: 'fe-kind', title: 'interface', text: str(v.interface) }) : null,
+        v.version ? el('span', { class: 'chip', title: 'protocol version', text: own(VRRP_VERSION, v.version) || str(v.version) }) : null),
+      el('span', { class: 'badge vrrp-state', data: { vrrp: st }, title: 'state of this node’s instance' }, str(v.state, 'unknown').toUpperCase()));
+
+    // Lowered: "110" over "of 150: storage −40", in the warning colour.
+    const lostBy = failing.filter(([, t]) => isNum(t.weight) && t.weight > 0).map(([name, t]) => name + ' −' + t.weight).join(', ');
+    const priority = ['Priority', isNum(v.effective_priority) ? String(v.effective_priority) : '–', lowered ? 'warn' : null,
+      lowered ? 'configured ' + v.configured_priority + ', lowered by tracking to ' + v.effective_priority : 'configured priority, not lowered',
+      lowered ? 'of ' + v.configured_priority + (lostBy ? ': ' + lostBy : '') : v.configured_priority === 255 ? 'address owner' : null];
+
+    const m = isObj(v.master) ? v.master : null;
+    const master = ['Master', m ? el('span', { class: 'mono', text: str(m.address, '?') }) : 'unknown', null, null,
+      st === 'master' ? 'this node' : m && isNum(m.priority) ? 'priority ' + m.priority : null];
+
+    const vips = arr(v.vips).map((x) => el('span', { class: 'mono', text: str(x) }));
+    const vip = [vips.length === 1 ? 'VIP' : 'VIPs', vips.length ? vips.flatMap((x, i) => (i ? [', ', x] : [x])) : 'none'];
+
+    // Ours, and the master's as learned from its adverts (v3) when it
+    // differs or when it is another router's.
+    const learned = isNum(v.master_interval_ms) && (st !== 'master' || v.master_interval_ms !== v.interval_ms);
+    const interval = ['Interval', fmtInterval(v.interval_ms), null,
+      'our advert interval ' + fmtInterval(v.interval_ms) + ', the master’s ' + fmtInterval(v.master_interval_ms),
+      learned ? 'master’s ' + fmtInterval(v.master_interval_ms) : null];
+
+    // Drops: the total, and the reasons that happened.
+    const dropped = isObj(c.dropped) ? Object.entries(c.dropped).filter(([, n]) => isNum(n) && n > 0) : [];
+    const dropTotal = dropped.reduce((sum, [, n]) => sum + n, 0);
+    const drops = ['Dropped', fmtCount(dropTotal), dropTotal > 0 ? 'warn' : null, 'adverts that failed a check',
+      dropped.map(([k, n]) => k.replace(/_/g, ' ') + ' ' + fmtCount(n)).join(' · ')];
+
+    const stats = el('dl', { class: 'fe-stats' }, [
+      priority, master, vip, interval,
+      ['Adverts', fmtCount(c.adverts_sent), null, 'adverts sent, and adverts from other routers accepted',
+        'sent · ' + fmtCount(c.adverts_received) + ' received'],
+      drops,
+      isNum(c.io_errors) && c.io_errors > 0 ? ['I/O errors', fmtCount(c.io_errors), 'warn', 'sends, receives or netlink calls that failed'] : null,
+    ].filter(Boolean).map(([label, value, level, title, sub]) =>
+      el('div', { class: 'fe-stat', data: level ? { level } : null, title },
+        el('dt', { text: label }),
+        el('dd', null, value, sub ? el('span', { class: 'fe-stat-sub', text: sub }) : null))));
+
+    const t = isObj(v.last_transition) ? v.last_transition : null;
+    const change = t
+      ? [el('span', { class: 'vrrp-change' }, str(t.from, '?'), ' → ', str(t.to, '?')), ' · ', vrrpReason(t.reason), ' · ', relTime(t.at_ms)]
+      : 'none yet';
+    const checksum = own(VRRP_CHECKSUM, v.checksum);
+    const fact = (label, ...value) => [el('dt', { text: label }), el('dd', null, ...value)];
+    const facts = el('dl', { class: 'vrrp-facts' },
+      fact('Last change', change),
+      fact('Mode', str(v.mode, '–')),
+      fact('Checksum', checksum ? el('span', { title: checksum[1], text: checksum[0] }) : str(v.checksum, '–')),
+      fact('Scheduling', str(v.scheduling, '–')));
+
+    const track = tracking.length
+      ? el('div', { class: 'vrrp-track' },
+        el('h4', { text: 'Tracking' }),
+        el('ul', { class: 'rows' }, tracking.map(([name, item]) => trackRow(name, item))))
+      : null;
+    return el('article', { class: 'panel frontend', data: { testid: 'vrrp', vrrp: st } },
+      head, stats, el('div', { class: 'vrrp-body' }, facts, track));
+  }
+
+  // One tracked item: healthy, failing (priority lowered by its weight) or,
+  // with weight 0, failing into Fault.
+  function trackRow(name, item) {
+    const healthy = item.healthy === true;
+    const fatal = isNum(item.weight) && item.weight === 0;
+    const kind = healthy ? 'ok' : fatal ? 'fault' : 'failing';
+    const weight = !isNum(item.weight) ? null
+      : fatal ? (healthy ? 'fault if failing' : 'puts the instance in fault')
+        : (healthy ? 'weight ' : 'priority −') + item.weight;
+    return el('li', { class: 'row', data: { testid: 'vrrp-track', item: name, track: kind } },
+      el('div', { class: 'row-main' },
+        el('span', { class: 'row-name', text: name }),
+        badge('track', kind, healthy ? 'healthy' : 'failing')),
+      el('p', { class: 'row-detail' },
+        weight ? el('span', { class: healthy ? null : 'vrrp-lost', text: weight }) : null,
+        item.detail ? el('span', { text: str(item.detail) }) : null));
+  }
+
   // ---------------------------------------------------------------- system
 
   function renderStats(d) {
@@ -1133,6 +1274,7 @@
     safely('header', () => renderHeader(d));
     safely('members', () => renderMembers(d));
     safely('node', () => renderNode(d));
+    safely('vrrp', () => renderVrrp(d));
     safely('balancer', () => renderBalancer(d));
     safely('postgres', () => renderPostgres(d));
     safely('stats', () => renderStats(d));

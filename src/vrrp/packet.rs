@@ -715,3 +715,6 @@ fn read_u16(bytes: &[u8], at: usize) -> u16 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests;

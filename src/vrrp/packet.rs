@@ -302,9 +302,10 @@ pub fn split_ipv4(packet: &[u8]) -> Result<(Ipv4Header, &[u8]), Drop> {
 /// errors of ours. The remaining checks follow RFC 3768/5798 §7.1 order.
 ///
 /// Strict on length: bytes beyond the announced addresses (and v2 auth data)
-/// are dropped as `TrailingBytes`. keepalived tolerates them (its HMAC draft
-/// appends a trailer there), but an advert we cannot authenticate in full
-/// should not count as valid.
+/// are dropped as `TrailingBytes`. keepalived only checks that the payload
+/// is long enough and sums the announced length, so it tolerates them; but
+/// bytes no checksum covers are bytes nobody vouches for, and no compliant
+/// sender writes them.
 pub fn decode(rx: &Received<'_>, expect: &Expect) -> Result<Decoded, Drop> {
     let msg = rx.payload;
     if msg.len() > MAX_MESSAGE {

@@ -9,5 +9,6 @@
 //! Everything here needs CAP_NET_RAW and CAP_NET_ADMIN (realtime wants
 //! CAP_SYS_NICE, and degrades without it).
 
+pub mod netlink;
 pub mod socket;
 mod sys;

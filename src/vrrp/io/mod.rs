@@ -9,6 +9,7 @@
 //! Everything here needs CAP_NET_RAW and CAP_NET_ADMIN (realtime wants
 //! CAP_SYS_NICE, and degrades without it).
 
+pub mod announce;
 pub mod netlink;
 pub mod socket;
 mod sys;

@@ -11,5 +11,6 @@
 
 pub mod announce;
 pub mod netlink;
+pub mod realtime;
 pub mod socket;
 mod sys;

@@ -192,7 +192,8 @@ impl Lab {
         // Before eth0 exists, so its link-local address is never tentative.
         self.sh(
             &name,
-            "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 && \
+            "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad && \
+             echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad && \
              ip link set lo up",
         );
         root(&format!(

@@ -23,8 +23,9 @@ use super::sys::{self, context};
 
 /// IANA protocol number of VRRP.
 pub const IPPROTO_VRRP: i32 = 112;
-/// Where adverts go in multicast mode (RFC 5798 §5.1.1.2, §5.1.2.2).
+/// Where IPv4 adverts go in multicast mode (RFC 5798 §5.1.1.2).
 pub const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// Where IPv6 adverts go in multicast mode (RFC 5798 §5.1.2.2).
 pub const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 
 /// Receivers must drop adverts with any other TTL / hop limit, so a

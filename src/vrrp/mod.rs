@@ -6,11 +6,10 @@
 //!   Fault), driven by adverts, time and priority changes; returns actions.
 //! - `io`: raw sockets, netlink (VIPs, links), gratuitous ARP / NA, the
 //!   real-time thread.
-//! - `instance`: the shell that runs a machine on the VRRP thread.
-//! - `track` + `probes`: tracking of local services and check commands.
-//! - `notify`: ordered notify commands. `status`: what the page shows.
-//! - `role`: the node service that ties them together.
+//! - `track`: tracking of local services and check commands.
+//! - `status`: what the page shows.
 
+pub mod io;
 pub mod machine;
 pub mod packet;
 pub mod status;

@@ -28,6 +28,11 @@ pub enum Command {
     /// prints the ALTER ROLE statement for PostgreSQL and the `service` line
     /// for the cluster file's [postgres] section.
     PgSecret(PgSecretArgs),
+    /// Internal: started by `piha run` next to its VRRP instance. Waits for
+    /// its parent to go away (stdin closes), then takes the VIPs off the
+    /// interface, so a killed node never leaves its VIP behind.
+    #[command(hide = true)]
+    VipGuard(VipGuardArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,4 +81,14 @@ pub struct PgSecretArgs {
     /// The PostgreSQL role the pooler logs in as (1 to 63 bytes).
     #[arg(long, value_name = "NAME")]
     pub user: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VipGuardArgs {
+    /// Index of the interface the VIPs are on.
+    #[arg(long)]
+    pub ifindex: u32,
+    /// A VIP with its prefix length; repeated for several.
+    #[arg(long = "vip", required = true)]
+    pub vips: Vec<String>,
 }

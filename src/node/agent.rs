@@ -251,6 +251,7 @@ fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
         supervisor.spawn("balancer-http", crate::balancer::http::run);
         supervisor.spawn("balancer-tcp", crate::balancer::tcp::run);
         supervisor.spawn("pooler", crate::pg::pooler::role::run);
+        supervisor.spawn("vrrp", crate::vrrp::role::run);
     }
 }
 

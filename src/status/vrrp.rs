@@ -228,6 +228,7 @@ pub(super) mod tests {
             reload: tokio::sync::mpsc::channel(1).0,
             shutdown: CancellationToken::new(),
             roles: Default::default(),
+            held: Default::default(),
         };
         (ctx, worker)
     }

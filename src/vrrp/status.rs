@@ -52,7 +52,7 @@ pub struct TransitionInfo {
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrackInfo {
     pub healthy: bool,
     /// Priority lost while failing; 0 = Fault.

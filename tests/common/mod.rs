@@ -7,3 +7,4 @@ pub mod netns;
 pub mod node;
 pub mod pg;
 pub mod pooler;
+pub mod vrrp_rig;

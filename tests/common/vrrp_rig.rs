@@ -211,6 +211,13 @@ impl Rig {
         );
     }
 
+    /// Waits until node `i`'s log contains `needle` (for a node whose admin
+    /// API cannot be reached, e.g. with its link down).
+    pub fn wait_log(&self, i: usize, needle: &str, limit: Duration) {
+        let ok = poll(limit, || self.log(i).contains(needle).then_some(()));
+        assert!(ok.is_some(), "node {i} never logged {needle:?}\n{}", self.logs());
+    }
+
     pub fn mac(&self, i: usize) -> String {
         self.lab.mac(self.lab.node(i))
     }

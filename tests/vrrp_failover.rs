@@ -73,10 +73,7 @@ fn sigkill_of_the_master_leaves_one_holder() {
     std::thread::sleep(Duration::from_millis(1000));
     rig.kill(0);
     let r = p.finish();
-    println!(
-        "SIGKILL of the master: longest gap {:?}, {} failed probes",
-        r.longest_gap, r.failures
-    );
+    println!("SIGKILL of the master: {r:?}");
     // The VIP guard took the dead node's VIP off, so node 1 is alone.
     assert_converged_on(&rig, 1);
     assert!(r.successes > 0, "the VIP answered before and after: {r:?}");
@@ -89,10 +86,7 @@ fn link_down_of_the_master_leaves_one_holder() {
     std::thread::sleep(Duration::from_millis(1000));
     rig.lab.link_down(0);
     let r = p.finish();
-    println!(
-        "link down of the master: longest gap {:?}, {} failed probes",
-        r.longest_gap, r.failures
-    );
+    println!("link down of the master: {r:?}");
     assert_converged_on(&rig, 1);
     // Its admin API is behind the dead link: read its log instead.
     rig.wait_log(0, "master -> fault", Duration::from_secs(2));
@@ -122,10 +116,7 @@ fn graceful_stop_hands_over_with_priority_zero() {
     std::thread::sleep(Duration::from_millis(1000));
     rig.signal(0, "TERM");
     let r = p.finish();
-    println!(
-        "graceful stop: longest gap {:?}, {} failed probes",
-        r.longest_gap, r.failures
-    );
+    println!("graceful stop: {r:?}");
     assert!(rig.wait_exit(0, Duration::from_secs(5)), "node 0 stopped");
     assert_converged_on(&rig, 1);
     // Priority 0 made node 1 wait only its skew (61 ms at priority 100),

@@ -215,7 +215,11 @@ impl Rig {
     /// API cannot be reached, e.g. with its link down).
     pub fn wait_log(&self, i: usize, needle: &str, limit: Duration) {
         let ok = poll(limit, || self.log(i).contains(needle).then_some(()));
-        assert!(ok.is_some(), "node {i} never logged {needle:?}\n{}", self.logs());
+        assert!(
+            ok.is_some(),
+            "node {i} never logged {needle:?}\n{}",
+            self.logs()
+        );
     }
 
     pub fn mac(&self, i: usize) -> String {
@@ -270,6 +274,10 @@ pub struct ProbeResult {
     pub longest_gap: Duration,
     pub failures: u32,
     pub successes: u32,
+    /// When failures were seen, from the probe's start: where an outage
+    /// sits and whether it was one window or scattered.
+    pub first_failure: Option<Duration>,
+    pub last_failure: Option<Duration>,
 }
 
 impl Probe {
@@ -292,6 +300,8 @@ fn probe_loop(every: Duration, span: Duration) -> ProbeResult {
         longest_gap: Duration::ZERO,
         failures: 0,
         successes: 0,
+        first_failure: None,
+        last_failure: None,
     };
     // Bounded by time and so by count: span / every probes at most.
     while start.elapsed() < span {
@@ -304,6 +314,9 @@ fn probe_loop(every: Duration, span: Duration) -> ProbeResult {
             result.successes += 1;
         } else {
             result.failures += 1;
+            let at = t - start;
+            result.first_failure.get_or_insert(at);
+            result.last_failure = Some(at);
         }
         if let Some(rest) = every.checked_sub(t.elapsed()) {
             std::thread::sleep(rest);

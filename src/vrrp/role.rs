@@ -81,9 +81,19 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     let (thread, scheduling) = realtime::spawn("piha-vrrp", rt_priority, move || async move {
         let _ = done_tx.send(instance::run(thread_setup, wiring).await);
     })?;
+    // Without a wanted priority the request above (priority 0) was refused
+    // on purpose; say why in operator terms.
+    let scheduling = match settings.realtime_priority {
+        Some(_) => scheduling,
+        None => Scheduling::Normal {
+            why: "realtime_priority = false".into(),
+        },
+    };
     log_scheduling(&ctx, &scheduling, settings.realtime_priority);
 
-    let mut notifier = Notifier::new(settings.notify.clone(), name(&setup));
+    // keepalived passes an instance name without spaces; scripts split on them.
+    let instance_name = format!("vrid-{}", setup.machine.vrid);
+    let mut notifier = Notifier::new(settings.notify.clone(), instance_name);
     let mut config = ctx.config.clone();
     let result = loop {
         tokio::select! {

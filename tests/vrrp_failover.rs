@@ -34,6 +34,7 @@ fn converged_pair(vrrp: &str) -> Rig {
     // The client talks to the VIP, so it has an ARP entry that takeovers
     // must move (gratuitous ARP updates entries, it does not make them).
     rig.lab.client_resolve(VIP);
+    rig.wait_serving(Duration::from_secs(10));
     rig
 }
 

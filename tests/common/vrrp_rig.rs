@@ -222,6 +222,31 @@ impl Rig {
         );
     }
 
+    /// Waits until the VIP answers HTTP steadily (20 probes in a row): the
+    /// balancers' health checks must have found the web backends first, or
+    /// a probe would count their start-up as an outage.
+    pub fn wait_serving(&self, limit: Duration) {
+        let ns = self.lab.client().name.clone();
+        let ok = in_netns(&ns, || {
+            let addr = SocketAddr::new(VIP, 80);
+            let end = Instant::now() + limit;
+            let mut in_a_row = 0;
+            while Instant::now() < end {
+                in_a_row = if probe_once(addr) { in_a_row + 1 } else { 0 };
+                if in_a_row >= 20 {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        });
+        assert!(
+            ok,
+            "the VIP did not serve steadily within {limit:?}\n{}",
+            self.logs()
+        );
+    }
+
     pub fn mac(&self, i: usize) -> String {
         self.lab.mac(self.lab.node(i))
     }

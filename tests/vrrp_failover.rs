@@ -209,3 +209,93 @@ fn two_nodes_elect_the_highest_priority_whichever_starts_first() {
     rig.wait_state(1, "master", Duration::from_secs(5));
     assert_converged_on(&rig, 1);
 }
+
+#[test]
+fn unicast_peers_elect_and_fail_over_without_multicast() {
+    let vrrp = "interval = \"100ms\"\nmode = \"unicast\"\nunicast_peers = [\"192.0.2.10\", \"192.0.2.11\"]";
+    let mut rig = converged_pair(vrrp);
+    let s = rig.vrrp_status(1).expect("node 1 status");
+    assert_eq!(s["mode"], "unicast", "{s:#}");
+    rig.kill(0);
+    assert_converged_on(&rig, 1);
+}
+
+#[test]
+fn a_failing_check_command_moves_the_vip_and_its_recovery_brings_it_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // One cluster-wide check; it fails on a node whose namespace has a
+    // `down-<netns>` file, so the test can fail it on node 0 alone.
+    let vrrp = format!(
+        "interval = \"100ms\"\n\
+         checks = [ {{ name = \"gate\", command = [\"/bin/sh\", \"-c\", \
+         \"test ! -e {}/down-$(ip netns identify)\"], \
+         interval = \"200ms\", fall = 2, rise = 2, weight = 80 }} ]",
+        dir.path().display()
+    );
+    let rig = converged_pair(&vrrp);
+    let down = dir.path().join(format!("down-{}", rig.lab.node(0).name));
+    std::fs::write(&down, "").expect("fail node 0's check");
+    rig.wait_state(1, "master", Duration::from_secs(5));
+    assert_converged_on(&rig, 1);
+    let s0 = rig.vrrp_status(0).expect("node 0 status");
+    assert_eq!(s0["effective_priority"], 70, "150 - 80: {s0:#}");
+    assert_eq!(s0["tracking"]["gate"]["healthy"], false, "{s0:#}");
+    std::fs::remove_file(&down).expect("heal node 0's check");
+    rig.wait_state(0, "master", Duration::from_secs(5));
+    assert_converged_on(&rig, 0);
+}
+
+#[test]
+fn notify_commands_run_in_the_order_of_the_transitions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("notify.sh");
+    // Appends "STATE PRIORITY REASON" to a file named after the priority.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = INSTANCE ] && [ \"$2\" = vrid-51 ] || exit 1\n\
+             echo \"$3 $4 $PIHA_VRRP_REASON\" >> {}/log-$4\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write script");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(&script)
+        .status()
+        .expect("chmod");
+    let vrrp = format!("interval = \"100ms\"\nnotify = [\"{}\"]", script.display());
+    let mut rig = converged_pair(&vrrp);
+    rig.signal(0, "TERM");
+    assert!(rig.wait_exit(0, Duration::from_secs(5)));
+    rig.wait_state(1, "master", Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(300));
+    // Node 0 has priority 150, node 1 100: one log per node.
+    let node0 = std::fs::read_to_string(dir.path().join("log-150")).expect("node 0 ran notify");
+    let node1 = std::fs::read_to_string(dir.path().join("log-100")).expect("node 1 ran notify");
+    let states = |log: &str| -> Vec<String> {
+        log.lines()
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // Which node started first decides whether node 1 was master for a
+    // moment before node 0 preempted it; either way each log is a chain
+    // of changes (never the same state twice in a row) in this order.
+    for (log, ends) in [(&node0, &["MASTER", "STOP"][..]), (&node1, &["MASTER"][..])] {
+        let st = states(log);
+        assert_eq!(st.first().map(String::as_str), Some("BACKUP"), "{log}");
+        assert!(
+            st.ends_with(&ends.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            "{log}"
+        );
+        assert!(st.windows(2).all(|w| w[0] != w[1]), "{log}");
+    }
+    assert!(
+        node1
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("master_left"),
+        "{node1}"
+    );
+}

@@ -85,7 +85,9 @@ struct Instance {
     netlink: Netlink,
     link: Link,
     /// Link state changes pushed by the kernel.
-    links: mpsc::Receiver<Link>,
+    /// `None` once the kernel's subscription died: then link loss is seen
+    /// only through missing adverts, as in plain VRRP.
+    links: Option<mpsc::Receiver<Link>>,
     socket: AdvertSocket,
     announcer: Option<Announcer>,
     expect: Expect,
@@ -153,7 +155,7 @@ impl Instance {
             setup,
             netlink,
             link,
-            links,
+            links: Some(links),
             socket,
             announcer,
             expect,
@@ -217,11 +219,16 @@ impl Instance {
                     Err(e) => self.io_error("receiving", &e),
                 },
                 _ = sleep_until(deadline) => self.machine.handle_timeout(now()),
-                link = self.links.recv() => match link {
+                link = next_link(&mut self.links) => match link {
                     Some(l) if l.index == self.link.index => self.on_link(l),
                     Some(_) => {}
-                    // The monitor socket is gone: keep running on adverts.
-                    None => self.links = mpsc::channel(1).1,
+                    None => {
+                        self.links = None;
+                        self.notice(Notice::Warning(
+                            "the kernel's link events stopped; link loss is now seen only through adverts".into(),
+                            json!({}),
+                        ));
+                    }
                 },
                 r = self.wiring.tracking.changed() => {
                     if r.is_err() {
@@ -538,6 +545,15 @@ fn checksum_name(c: Checksum) -> &'static str {
 
 fn now() -> std::time::Instant {
     std::time::Instant::now()
+}
+
+/// The next link event; never resolves once the subscription is gone (a
+/// closed channel would otherwise wake the loop for ever).
+async fn next_link(links: &mut Option<mpsc::Receiver<Link>>) -> Option<Link> {
+    match links {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

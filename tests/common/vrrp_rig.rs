@@ -95,6 +95,70 @@ impl Rig {
         self.children[i] = Some(child);
     }
 
+    /// Runs keepalived (VRRP only, in the foreground) in lab node `i`'s
+    /// namespace instead of piha, with `conf` as its configuration. Its
+    /// config, pid files and console log (`node-i.log`, so [`Rig::logs`]
+    /// shows it) all live in the rig's temp dir, so parallel labs never
+    /// share a file. Stopped with [`Rig::kill_namespace`] or the lab's drop.
+    pub fn start_keepalived(&mut self, i: usize, conf: &str) {
+        let path = |name: &str| self.dir.path().join(format!("keepalived-{i}{name}"));
+        let conf_path = path(".conf");
+        std::fs::write(&conf_path, conf).expect("keepalived.conf");
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("node-{i}.log"))).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let ns = self.lab.node(i).name.clone();
+        let child = self
+            .lab
+            .command(&ns, "keepalived")
+            .args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
+            .args(["--no-syslog", "--dont-respawn"])
+            .arg("--use-file")
+            .arg(&conf_path)
+            .arg("--pid")
+            .arg(path(".pid"))
+            .arg("--vrrp_pid")
+            .arg(path("-vrrp.pid"))
+            .arg("--checkers_pid")
+            .arg(path("-checkers.pid"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("start keepalived (apt-get install keepalived)");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL of every process in lab node `i`'s namespace (keepalived's
+    /// parent and VRRP child alike), as a crash or an OOM kill would. Not for
+    /// piha nodes, whose VIP guard lives there too: use [`Rig::kill`].
+    pub fn kill_namespace(&mut self, i: usize) {
+        let ns = self.lab.node(i).name.clone();
+        let me = std::process::id().to_string();
+        // Bounded: a few rounds in case a parent respawns a child meanwhile.
+        for _ in 0..5 {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "pids", &ns])
+                .output()
+                .expect("ip netns pids");
+            let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let pids: Vec<&str> = pids.split_whitespace().filter(|p| *p != me).collect();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", pid])
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// The node's log so far, for assertion messages.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node-{i}.log"))).unwrap_or_default()

@@ -390,4 +390,10 @@ fn v3_message_only_master_is_not_heard_by_keepalived() {
     assert_eq!(s["state"], "master", "{what}: {s}");
     assert_eq!(s["checksum"], "message_only", "{what}: {s}");
     assert_no_error_drops(&s, &what);
+    // The operator is told why, and what to set.
+    rig.wait_log(
+        PIHA,
+        "will not hear this node's adverts",
+        Duration::from_secs(2),
+    );
 }

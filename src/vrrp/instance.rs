@@ -93,6 +93,8 @@ struct Instance {
     expect: Expect,
     /// The v3 IPv4 checksum we send; in auto mode it follows the peers.
     send_checksum: Checksum,
+    /// Peers already warned about sending the other checksum.
+    checksum_warned: std::collections::HashSet<IpAddr>,
     link_down: bool,
     counters: Counters,
     last_transition: Option<TransitionInfo>,
@@ -160,6 +162,7 @@ impl Instance {
             announcer,
             expect,
             send_checksum,
+            checksum_warned: Default::default(),
             counters,
             last_transition: None,
             guard: None,
@@ -290,12 +293,31 @@ impl Instance {
     /// and FRR include the pseudo-header, Cisco and Juniper do not.
     fn learn_checksum(&mut self, from: IpAddr, seen: Checksum) {
         let v3_ipv4 = self.setup.machine.version == Version::V3 && from.is_ipv4();
-        if self.setup.checksum != VrrpChecksum::Auto || !v3_ipv4 || seen == self.send_checksum {
+        if !v3_ipv4 || seen == self.send_checksum {
+            return;
+        }
+        if self.setup.checksum != VrrpChecksum::Auto {
+            // We hear the peer, but it will drop what we send: a split
+            // brain waiting for this node to become master. Say so once
+            // per peer rather than on every advert.
+            if self.checksum_warned.insert(from) {
+                self.notice(Notice::Warning(
+                    format!(
+                        "{from} sends the {} checksum but this node is set to send {}: {from} will not hear this node's adverts (set [vrrp] checksum = \"auto\")",
+                        checksum_name(seen),
+                        checksum_name(self.send_checksum)
+                    ),
+                    json!({"peer": from.to_string(), "peer_checksum": checksum_name(seen)}),
+                ));
+            }
             return;
         }
         self.send_checksum = seen;
         self.notice(Notice::Info(
-            format!("{from} uses the {seen:?} checksum; sending the same from now on"),
+            format!(
+                "{from} uses the {} checksum; sending the same from now on",
+                checksum_name(seen)
+            ),
             json!({"peer": from.to_string(), "checksum": checksum_name(seen)}),
         ));
     }

@@ -114,7 +114,9 @@ fn no_flapping_under_cpu_saturation() {
 
     let master_after = status(0);
     let backup_after = status(1);
-    let received = backup_after["counters"]["adverts_received"].as_u64().unwrap_or(0)
+    let received = backup_after["counters"]["adverts_received"]
+        .as_u64()
+        .unwrap_or(0)
         - backup_before["counters"]["adverts_received"]
             .as_u64()
             .unwrap_or(0);
@@ -128,17 +130,20 @@ fn no_flapping_under_cpu_saturation() {
         bad_samples.len()
     );
     assert_eq!(
-        master_after["counters"]["became_master"], master_before["counters"]["became_master"],
+        master_after["counters"]["became_master"],
+        master_before["counters"]["became_master"],
         "the master became master again under load\n{}",
         rig.logs()
     );
     assert_eq!(
-        master_after["last_transition"], master_before["last_transition"],
+        master_after["last_transition"],
+        master_before["last_transition"],
         "the master changed state under load\n{}",
         rig.logs()
     );
     assert_eq!(
-        backup_after["counters"]["became_master"], backup_before["counters"]["became_master"],
+        backup_after["counters"]["became_master"],
+        backup_before["counters"]["became_master"],
         "the backup took over under load\n{}",
         rig.logs()
     );

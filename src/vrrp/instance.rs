@@ -30,6 +30,8 @@ const RECV_BUFFER: usize = 2048;
 /// Notices waiting for the node side; a burst beyond this is dropped (and
 /// counted) rather than blocking the protocol thread.
 pub const NOTICE_QUEUE: usize = 256;
+/// Pause after a failed receive.
+const RECV_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// Drop reason for unicast adverts from an address not in the peer list.
 const NOT_A_PEER: &str = "not_a_peer";
 
@@ -219,7 +221,12 @@ impl Instance {
                 _ = self.wiring.stop.cancelled() => break,
                 r = self.socket.recv(&mut buf) => match r {
                     Ok(d) => self.on_datagram(&d, &buf),
-                    Err(e) => self.io_error("receiving", &e),
+                    Err(e) => {
+                        self.io_error("receiving", &e);
+                        // This thread may run SCHED_FIFO: a socket failing
+                        // at once, again and again, must not spin it.
+                        tokio::time::sleep(RECV_ERROR_PAUSE).await;
+                    }
                 },
                 _ = sleep_until(deadline) => self.machine.handle_timeout(now()),
                 link = next_link(&mut self.links) => match link {

@@ -42,7 +42,8 @@ pub struct ServiceProbe {
     pub weight: u8,
 }
 
-struct Result {
+/// One probe's result, on its way to the tracker.
+struct Outcome {
     name: String,
     ok: bool,
     detail: String,
@@ -95,13 +96,13 @@ fn publish(tracker: &Tracker, configured: u8, out: &watch::Sender<Tracking>) {
     });
 }
 
-async fn service_loop(ctx: Arc<NodeContext>, probe: ServiceProbe, tx: mpsc::Sender<Result>) {
+async fn service_loop(ctx: Arc<NodeContext>, probe: ServiceProbe, tx: mpsc::Sender<Outcome>) {
     let mut tick = tokio::time::interval(SERVICE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let (ok, detail) = probe_service(&ctx, &probe).await;
-        let r = Result {
+        let r = Outcome {
             name: probe.name.to_owned(),
             ok,
             detail,
@@ -137,13 +138,13 @@ async fn probe_service(ctx: &NodeContext, probe: &ServiceProbe) -> (bool, String
     }
 }
 
-async fn check_loop(check: VrrpCheck, tx: mpsc::Sender<Result>) {
+async fn check_loop(check: VrrpCheck, tx: mpsc::Sender<Outcome>) {
     let mut tick = tokio::time::interval(check.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let (ok, detail) = run_check(&check).await;
-        let r = Result {
+        let r = Outcome {
             name: check.name.clone(),
             ok,
             detail,

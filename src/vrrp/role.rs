@@ -50,6 +50,9 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     }
     let settings = &running.config.vrrp;
     let stop = CancellationToken::new();
+    // However this function returns (an error included), the probes and
+    // the thread are told to stop.
+    let _stop_on_return = stop.clone().drop_guard();
 
     let (track_tx, track_rx) = watch::channel(Tracking {
         verdict: Verdict {

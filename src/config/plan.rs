@@ -91,8 +91,51 @@ impl ClusterConfig {
         } else {
             "admin token: not set (admin endpoints that change something are refused)"
         };
-        let _ = writeln!(out, "\n{}\n{token}", self.pooler_line());
+        let _ = writeln!(
+            out,
+            "\n{}\n{}\n{token}",
+            self.vrrp_line(),
+            self.pooler_line()
+        );
         out
+    }
+
+    /// One line on the VRRP instance the balancer nodes run, or why none.
+    fn vrrp_line(&self) -> String {
+        let has_balancer =
+            |roles: &std::collections::BTreeSet<Role>| roles.contains(&Role::Balancer);
+        let any = self.nodes.iter().any(|n| has_balancer(&n.roles))
+            || self.patterns.iter().any(|p| has_balancer(&p.roles));
+        if !any || self.vip.is_none() {
+            return "vrrp: none (no balancer node, or no VIP)".to_string();
+        }
+        let v = &self.vrrp;
+        let version = match v.version {
+            VrrpVersion::V2 => "v2",
+            VrrpVersion::V3 => "v3",
+        };
+        let mode = match &v.mode {
+            VrrpMode::Multicast => "multicast".to_string(),
+            VrrpMode::Unicast { peers } => format!("unicast to {} peers", peers.len()),
+        };
+        let preempt = match (v.preempt, v.preempt_delay.is_zero()) {
+            (false, _) => "no preempt".to_string(),
+            (true, true) => "preempt".to_string(),
+            (true, false) => format!(
+                "preempt after {}",
+                humantime::format_duration(v.preempt_delay)
+            ),
+        };
+        format!(
+            "vrrp: {version} vrid {}, adverts every {}, {mode}, {preempt}{}",
+            v.vrid,
+            humantime::format_duration(v.interval),
+            if v.auth.is_some() {
+                ", password auth"
+            } else {
+                ""
+            }
+        )
     }
 
     /// One line on the Postgres pooler, or why there is none.

@@ -1184,6 +1184,15 @@ roles = ["db", "web"]
 }
 
 #[test]
+fn plan_table_sums_up_vrrp() {
+    let table = shipped().plan_table();
+    assert!(
+        table.contains("\nvrrp: v3 vrid 51, adverts every 100ms, multicast, preempt\n"),
+        "{table}"
+    );
+}
+
+#[test]
 fn plan_table_sums_up_the_pooler() {
     let table = shipped().plan_table();
     assert!(

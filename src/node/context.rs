@@ -88,4 +88,26 @@ impl NodeContext {
     pub fn running(&self) -> Arc<Running> {
         self.config.borrow().clone()
     }
+
+    /// Waits until the node stops or a new config makes `restart` say
+    /// true: how a service that binds or builds from config learns that it
+    /// must start over. `restart` sees every new config, so a service can
+    /// also apply in place what needs no restart.
+    pub async fn wait_for_restart(&self, mut restart: impl FnMut(&Arc<Running>) -> bool) {
+        let mut config = self.config.clone();
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let running = config.borrow_and_update().clone();
+                    if restart(&running) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }

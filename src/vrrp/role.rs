@@ -34,7 +34,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     let key = restart_key(&running);
     let Some(setup) = setup(&ctx, &running) else {
         // No VIP, or this node has no balancer entry: nothing to elect.
-        wait_for_change(&ctx, &key).await;
+        ctx.wait_for_restart(|r| restart_key(r) != key).await;
         return Ok(());
     };
     if ctx.identity.address.is_loopback() {
@@ -45,7 +45,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
             "VRRP off: the node address is a loopback address (one-machine cluster)",
             json!({"address": ctx.identity.address.to_string()}),
         );
-        wait_for_change(&ctx, &key).await;
+        ctx.wait_for_restart(|r| restart_key(r) != key).await;
         return Ok(());
     }
     let settings = &running.config.vrrp;
@@ -299,18 +299,4 @@ fn vrrp_key(v: &VrrpSettings) -> String {
     // `auth` is not serialized (a secret); compare it separately.
     let visible = serde_json::to_string(v).unwrap_or_default();
     format!("{visible}{:?}", v.auth.as_deref().map(auth_bytes))
-}
-
-async fn wait_for_change(ctx: &NodeContext, key: &str) {
-    let mut config = ctx.config.clone();
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            changed = config.changed() => {
-                if changed.is_err() || restart_key(&config.borrow_and_update()) != key {
-                    return;
-                }
-            }
-        }
-    }
 }

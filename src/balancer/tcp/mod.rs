@@ -79,7 +79,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    wait_for_change(&ctx, &key).await;
+    ctx.wait_for_restart(|r| settings_key(r) != key).await;
     stop.cancel();
     // Listeners closed before returning, so the restart can bind again.
     while services.join_next().await.is_some() {}
@@ -94,24 +94,6 @@ fn settings_key(running: &Running) -> String {
 }
 
 /// Until the node stops or a reload changes what `key` covers.
-async fn wait_for_change(ctx: &NodeContext, key: &str) {
-    let mut config = ctx.config.clone();
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            changed = config.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let running = config.borrow_and_update().clone();
-                if settings_key(&running) != key {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// The handles on the status page while the services run; an empty list
 /// from the moment they stop, on every path out of `run`.
 struct Published<'a>(&'a NodeContext);

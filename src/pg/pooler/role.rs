@@ -217,23 +217,18 @@ fn restart_key(running: &Running) -> String {
     .unwrap_or_default()
 }
 
+/// Until a change that needs a restart; other changes are stored into the
+/// running pooler, which reads its settings per client.
 async fn wait_for_change(ctx: &NodeContext, key: &str, pooler: Option<&Arc<Pooler>>) {
-    let mut config = ctx.config.clone();
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            changed = config.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let running = config.borrow_and_update().clone();
-                if restart_key(&running) != key {
-                    return;
-                }
-                if let Some(p) = pooler {
-                    p.settings.store(Arc::new(PoolerSettings::from_config(&running.config)));
-                }
-            }
+    ctx.wait_for_restart(|running| {
+        if restart_key(running) != key {
+            return true;
         }
-    }
+        if let Some(p) = pooler {
+            p.settings
+                .store(Arc::new(PoolerSettings::from_config(&running.config)));
+        }
+        false
+    })
+    .await;
 }

@@ -65,6 +65,8 @@ pub struct ClusterConfig {
     /// How the balancer nodes elect the VIP's holder (defaults when the file
     /// has no `[vrrp]`).
     pub vrrp: VrrpSettings,
+    /// How the db nodes run PostgreSQL (defaults when the file has no `[db]`).
+    pub db: DbClusterSettings,
     /// Nodes named in the file, in file order.
     pub nodes: Vec<NodeConfig>,
     /// Hostname patterns (`pi-*`) for nodes that join with no edit to the file.
@@ -376,6 +378,69 @@ pub struct DbSettings {
     /// This node runs initdb and starts as primary on first boot. Exactly one
     /// db node of the cluster has it.
     pub initial_primary: bool,
+}
+
+/// `[db]`: how every db node runs its PostgreSQL. Cluster-wide on purpose:
+/// a standby must be able to become the primary with the same settings, and
+/// a failover must not change how replication or backups work.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbClusterSettings {
+    /// Where the PostgreSQL programs are (`postgres`, `initdb`,
+    /// `pg_basebackup`, `pg_rewind`, ...): the OS package's, never a copy of
+    /// our own, so security updates arrive with `apt upgrade`.
+    pub bindir: PathBuf,
+    /// The data directory. `None`: `postgresql/data` under the node's own
+    /// data directory (`piha run --data-dir`), which keeps tests that run
+    /// several nodes on one machine apart with no setting.
+    pub data_dir: Option<PathBuf>,
+    /// The OS user PostgreSQL runs as when piha runs as root (PostgreSQL
+    /// refuses to run as root).
+    pub os_user: String,
+    /// The role standbys stream as and pg_rewind reads the new primary as.
+    /// Its password is derived from the cluster's admin token, so the owner
+    /// keeps one secret, not two.
+    pub replication_user: String,
+    /// `synchronous_standby_names = 'ANY 1 (...)'` on the primary: a commit
+    /// is acknowledged once one standby has it, so it survives losing the
+    /// primary (and writes wait while no standby is up).
+    pub synchronous: bool,
+    /// The VRRP master promotes a standby when the primary is gone. `false`:
+    /// it only reports; an operator runs `piha switchover`.
+    pub failover: bool,
+    /// Scheduled base backups, or `None` when off.
+    pub backup: Option<DbBackup>,
+}
+
+/// `[db] backup = { dir = ..., every = "24h", keep = 7 }`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbBackup {
+    /// The folder the backups go to: the Gluster volume by default, so a
+    /// backup survives the SD card it was taken on.
+    pub dir: PathBuf,
+    /// The primary takes a new one when the newest is older than this.
+    #[serde(with = "duration_ms")]
+    pub every: Duration,
+    /// Backups kept; older ones are removed after a new one is complete.
+    pub keep: u32,
+}
+
+impl DbClusterSettings {
+    /// The values a file without `[db]` gets.
+    pub fn builtin() -> DbClusterSettings {
+        DbClusterSettings {
+            bindir: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            data_dir: None,
+            os_user: "postgres".into(),
+            replication_user: "replicator".into(),
+            synchronous: false,
+            failover: true,
+            backup: Some(DbBackup {
+                dir: PathBuf::from("/srv/piha/backups/postgresql"),
+                every: Duration::from_secs(24 * 3600),
+                keep: 7,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

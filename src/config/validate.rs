@@ -109,6 +109,7 @@ pub fn validate(
         metrics,
         postgres,
         vrrp,
+        db: DbClusterSettings::builtin(),
         nodes: nodes
             .into_iter()
             .filter_map(NodeFacts::into_config)

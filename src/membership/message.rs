@@ -61,6 +61,13 @@ pub struct NodeReport {
     #[serde(default)]
     pub role_health: Vec<(String, String)>,
     pub system: Option<SystemSummary>,
+    /// The db role's state, on db nodes.
+    #[serde(default)]
+    pub db: Option<crate::pg::supervisor::status::DbReport>,
+    /// Whether this node is the VRRP master right now: the one node that
+    /// may make cluster decisions (promote a standby, run a switchover).
+    #[serde(default)]
+    pub vrrp_master: bool,
 }
 
 /// The few system figures a cluster overview needs; the full series stay on
@@ -159,7 +166,8 @@ impl Heartbeat {
                 .report
                 .role_health
                 .iter()
-                .all(|(r, s)| short(r) && short(s));
+                .all(|(r, s)| short(r) && short(s))
+            && self.report.db.as_ref().is_none_or(|d| d.within_bounds());
         if ok {
             Ok(())
         } else {

@@ -250,6 +250,20 @@ impl Shell {
                 load1: s.load[0],
                 uptime_s: s.uptime_s,
             }),
+            db: self
+                .ctx
+                .roles
+                .db
+                .borrow()
+                .as_ref()
+                .map(|h| h.status().report()),
+            vrrp_master: self
+                .ctx
+                .roles
+                .vrrp
+                .borrow()
+                .as_ref()
+                .is_some_and(|v| v.state == crate::vrrp::machine::State::Master),
         }
     }
 

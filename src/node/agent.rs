@@ -252,6 +252,10 @@ fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
         supervisor.spawn("balancer-tcp", crate::balancer::tcp::run);
         supervisor.spawn("pooler", crate::pg::pooler::role::run);
         supervisor.spawn("vrrp", crate::vrrp::role::run);
+        supervisor.spawn("failover", crate::pg::failover::service::run);
+    }
+    if plan.roles.contains(&Role::Db) {
+        supervisor.spawn("db", crate::pg::supervisor::node::run);
     }
 }
 

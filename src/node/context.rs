@@ -82,6 +82,11 @@ pub struct RoleHandles {
     pub tcp_services: watch::Sender<Vec<Arc<crate::balancer::tcp::Handle>>>,
     pub pooler: watch::Sender<Option<Arc<crate::pg::pooler::shared::Pooler>>>,
     pub vrrp: watch::Sender<Option<Arc<crate::vrrp::status::VrrpStatus>>>,
+    /// The db role: its status and the commands it takes (promote, follow,
+    /// fence) from the admin API.
+    pub db: watch::Sender<Option<Arc<crate::pg::supervisor::DbHandle>>>,
+    /// The failover decider of a balancer node: takes switchover requests.
+    pub failover: watch::Sender<Option<Arc<crate::pg::failover::FailoverHandle>>>,
 }
 
 impl NodeContext {

@@ -98,6 +98,9 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             "/api/v1/balancer/backends/{name}",
             post(super::balancer::change_backend),
         )
+        .route("/api/v1/db", get(super::db_api::status))
+        .route("/api/v1/db/switchover", post(super::db_api::switchover))
+        .route("/api/v1/db/{action}", post(super::db_api::request))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::route::Target;
@@ -52,6 +52,11 @@ pub struct Backend {
     /// Lag behind the primary in bytes, as of the last probe round (u64::MAX
     /// when unknown).
     pub lag_bytes: AtomicU64,
+    /// Set by the failover decider when it declares this server's primary
+    /// dead: writes never go to it again, even if it comes back saying it
+    /// is primary, until it has rejoined as a standby (or a switchover
+    /// makes it primary on purpose).
+    pub fenced: AtomicBool,
 }
 
 impl Backend {
@@ -70,6 +75,7 @@ impl Backend {
             outstanding: AtomicU32::new(0),
             routed: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(u64::MAX),
+            fenced: AtomicBool::new(false),
         }
     }
 
@@ -100,6 +106,7 @@ impl Router<'_> {
     pub fn primary(&self) -> Option<&std::sync::Arc<Backend>> {
         self.backends
             .iter()
+            .filter(|b| !b.fenced.load(Ordering::Relaxed))
             .filter_map(|b| {
                 let p = lock(&b.probed);
                 (p.role == Some(PgRole::Primary)).then_some((b, p.lsn))
@@ -260,6 +267,23 @@ mod tests {
         assert_eq!(
             seen.into_iter().collect::<Vec<_>>(),
             [("s1".into(), 10), ("s2".into(), 10), ("s3".into(), 10)]
+        );
+    }
+
+    #[test]
+    fn a_fenced_primary_gets_no_writes() {
+        let all = vec![
+            backend("old", Some(PgRole::Primary), 2000),
+            backend("new", Some(PgRole::Primary), 1000),
+        ];
+        all[0].fenced.store(true, Ordering::Relaxed);
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: u64::MAX,
+        };
+        assert_eq!(
+            r.pick(Target::Primary, 0).map(|b| b.name.as_str()),
+            Some("new")
         );
     }
 

@@ -1,0 +1,147 @@
+//! Running PostgreSQL's own programs (initdb, pg_basebackup, pg_rewind,
+//! pg_controldata): as PostgreSQL's OS user when we are root, with a clean
+//! environment, a deadline after which the program is killed, and only the
+//! tail of its output kept for the error message.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::error::DbError;
+use super::settings::DbPlan;
+
+/// Output kept from a program, from each stream: the end is where the
+/// error is.
+const KEEP_OUTPUT: usize = 4096;
+/// Output read at most from a program; past it, the rest is discarded
+/// unread so a chatty program cannot fill memory.
+const READ_LIMIT: u64 = 1 << 20;
+
+/// A PostgreSQL program of the configured bindir, ready to run.
+pub fn command(plan: &DbPlan, program: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(plan.program(program));
+    // No PG* variable of ours (PGHOST, PGPASSWORD...) may steer it.
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C")
+        .env("HOME", &plan.run)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if plan.run.is_dir() {
+        cmd.current_dir(&plan.run);
+    }
+    if let Some(u) = plan.os_user {
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    cmd
+}
+
+/// Runs `program args`, killed after `limit`. Ok(stdout) on exit 0.
+pub async fn run<S: AsRef<OsStr>>(
+    plan: &DbPlan,
+    program: &str,
+    args: &[S],
+    limit: Duration,
+) -> Result<String, DbError> {
+    let mut cmd = command(plan, program);
+    cmd.args(args);
+    run_command(cmd, program, limit).await
+}
+
+pub async fn run_command(
+    mut cmd: tokio::process::Command,
+    program: &str,
+    limit: Duration,
+) -> Result<String, DbError> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(DbError::io(format!(
+        "cannot start {}",
+        cmd.as_std().get_program().to_string_lossy()
+    )))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let work = async {
+        let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
+        let status = child.wait().await;
+        (status, out, err)
+    };
+    let Ok((status, out, err)) = tokio::time::timeout(limit, work).await else {
+        // kill_on_drop ends it when `child` goes out of scope here.
+        return Err(DbError::Timeout {
+            program: program.to_owned(),
+            limit_s: limit.as_secs(),
+        });
+    };
+    let status = status.map_err(DbError::io(format!("waiting for {program}")))?;
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(DbError::Program {
+            program: program.to_owned(),
+            status: status.to_string(),
+            output: tail(&format!("{}{}", err.trim_end(), out.trim_end())),
+        })
+    }
+}
+
+async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
+    let mut buf = Vec::new();
+    if let Some(r) = r {
+        let _ = r.take(READ_LIMIT).read_to_end(&mut buf).await;
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn tail(s: &str) -> String {
+    if s.len() <= KEEP_OUTPUT {
+        return s.to_owned();
+    }
+    let mut start = s.len() - KEEP_OUTPUT;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &s[start..])
+}
+
+/// Makes `path` belong to PostgreSQL's OS user (when we are root), so the
+/// server can write what we prepared for it.
+pub fn give_to_postgres(plan: &DbPlan, path: &Path) -> Result<(), DbError> {
+    if let Some(u) = plan.os_user {
+        std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))
+            .map_err(DbError::io(format!("cannot chown {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only PostgreSQL's user can read, atomically (write to a
+/// temporary name, then rename), so a crash never leaves half a config.
+pub fn write_private(plan: &DbPlan, path: &Path, text: &str, mode: u32) -> Result<(), DbError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("piha-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(DbError::io(format!("cannot write {}", tmp.display())))?;
+    f.write_all(text.as_bytes())
+        .map_err(DbError::io(format!("cannot write {}", tmp.display())))?;
+    drop(f);
+    give_to_postgres(plan, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(DbError::io(format!("cannot write {}", path.display())))
+}
+
+/// Creates `dir` (and parents) owned by PostgreSQL's user with `mode`.
+pub fn private_dir(plan: &DbPlan, dir: &Path, mode: u32) -> Result<(), DbError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(DbError::io(format!("cannot create {}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(DbError::io(format!("cannot chmod {}", dir.display())))?;
+    give_to_postgres(plan, dir)
+}

@@ -394,7 +394,7 @@ impl DbNode {
             }
             return self.check_primary(plan, &view, polled.timeline);
         }
-        self.check_upstream(plan, &view)
+        self.check_upstream(plan, &view, Some(l)).await
     }
 
     /// A primary fences itself when it loses the majority, or when another
@@ -441,7 +441,12 @@ impl DbNode {
     }
 
     /// A standby follows whichever node runs the primary now.
-    fn check_upstream(&mut self, plan: &DbPlan, view: &ClusterView) -> Option<Transition> {
+    async fn check_upstream(
+        &mut self,
+        plan: &DbPlan,
+        view: &ClusterView,
+        local: Option<&Local>,
+    ) -> Option<Transition> {
         let system_id = self.status.borrow().system_id;
         let primary = view.running_primary(Some(system_id))?;
         let current = self.status.borrow().upstream.clone();
@@ -459,10 +464,8 @@ impl DbNode {
             format!("{} is the primary now: following it", primary.hostname),
             json!({"primary": primary.hostname}),
         );
-        Some(Transition::Follow {
-            primary: primary.hostname.clone(),
-            reply: None,
-        })
+        let primary = primary.hostname.clone();
+        self.follow(plan, primary, local, None).await
     }
 
     /// An admin request while the postmaster runs. Those that need it
@@ -488,54 +491,62 @@ impl DbNode {
                     let _ = reply.send(Err("a node cannot follow itself".into()));
                     return None;
                 }
-                let Some(peer) = plan.peer(&primary).cloned() else {
+                if plan.peer(&primary).is_none() {
                     let _ = reply.send(Err(format!("{primary} is not a db node")));
                     return None;
-                };
-                // A healthy standby re-points with a reload; anything else
-                // (a primary, a fenced old primary) stops and rewinds.
-                let theirs = self.peer_timeline(&primary);
-                let ours = self.status.borrow().timeline;
-                if role == Some(DbRole::Standby) && !self.fenced && theirs <= ours {
-                    if let Some(l) = local {
-                        let result = conf::write_all(
-                            plan,
-                            Mode::Standby {
-                                upstream: Some(&peer),
-                            },
-                        );
-                        let result = match result {
-                            Ok(()) => l.reload().await,
-                            Err(e) => Err(e),
-                        };
-                        match result {
-                            Ok(()) => {
-                                self.update(|s| s.upstream = Some(primary.clone()));
-                                self.last_follow = Some(Instant::now());
-                                self.ctx.events.info(
-                                    COMPONENT,
-                                    format!("now streaming from {primary}"),
-                                    json!({"primary": primary}),
-                                );
-                                let _ = reply.send(Ok(Outcome {
-                                    message: format!("following {primary}"),
-                                    lsn: None,
-                                    timeline: Some(ours),
-                                }));
-                            }
-                            Err(e) => {
-                                let _ = reply.send(Err(e.to_string()));
-                            }
-                        }
-                        return None;
-                    }
                 }
-                Some(Transition::Follow {
-                    primary,
-                    reply: Some(reply),
-                })
+                self.follow(plan, primary, local, Some(reply)).await
             }
         }
+    }
+
+    /// Streams from `primary`. A healthy standby on the primary's timeline
+    /// re-points with a reload; anything else (a primary, a fenced old
+    /// primary, a standby behind a timeline switch) stops and rewinds.
+    async fn follow(
+        &mut self,
+        plan: &DbPlan,
+        primary: String,
+        local: Option<&Local>,
+        reply: Option<oneshot::Sender<Reply>>,
+    ) -> Option<Transition> {
+        let role = self.status.borrow().role;
+        let theirs = self.peer_timeline(&primary);
+        let ours = self.status.borrow().timeline;
+        let in_place = role == Some(DbRole::Standby) && !self.fenced && theirs <= ours;
+        let (Some(l), Some(peer), true) = (local, plan.peer(&primary).cloned(), in_place) else {
+            return Some(Transition::Follow { primary, reply });
+        };
+        let result = match conf::write_all(
+            plan,
+            Mode::Standby {
+                upstream: Some(&peer),
+            },
+        ) {
+            Ok(()) => l.reload().await,
+            Err(e) => Err(e),
+        };
+        let answer = match result {
+            Ok(()) => {
+                self.update(|s| s.upstream = Some(primary.clone()));
+                self.last_follow = Some(Instant::now());
+                self.ctx.events.info(
+                    COMPONENT,
+                    format!("now streaming from {primary}"),
+                    json!({"primary": primary}),
+                );
+                Ok(Outcome {
+                    message: format!("following {primary}"),
+                    lsn: None,
+                    timeline: Some(ours),
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Some(r) = reply {
+            let _ = r.send(answer);
+        }
+        None
     }
 
     async fn promote(

@@ -84,6 +84,15 @@ impl DbPlan {
         let port = config.postgres.server_port;
         let mut networks: Vec<IpNet> = config.nodes.iter().map(|n| n.network).collect();
         networks.push(IpNet::from(identity.address));
+        if identity.address.is_loopback() {
+            // Nodes on loopback (tests, a try-out on one machine) connect
+            // to each other from 127.0.0.1, whatever address they listen on.
+            networks.extend(
+                ["127.0.0.0/8", "::1/128"]
+                    .iter()
+                    .filter_map(|n| n.parse::<IpNet>().ok()),
+            );
+        }
         networks.sort();
         networks.dedup();
         Ok(DbPlan {

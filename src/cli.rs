@@ -28,6 +28,9 @@ pub enum Command {
     /// prints the ALTER ROLE statement for PostgreSQL and the `service` line
     /// for the cluster file's [postgres] section.
     PgSecret(PgSecretArgs),
+    /// Make another db node the PostgreSQL primary without losing a
+    /// committed transaction (asks the VRRP master, which runs it).
+    Switchover(SwitchoverArgs),
     /// Internal: started by `piha run` next to its VRRP instance. Waits for
     /// its parent to go away (stdin closes), then takes the VIPs off the
     /// interface, so a killed node never leaves its VIP behind.
@@ -74,6 +77,20 @@ pub struct StatusArgs {
     /// Print the API's JSON as it came instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SwitchoverArgs {
+    /// The db node to make primary, e.g. pi-2.
+    #[arg(long, value_name = "HOSTNAME")]
+    pub to: String,
+    /// Base URL of any node's admin port. Default: this machine's own node.
+    #[arg(long, env = "PIHA_URL")]
+    pub url: Option<String>,
+    /// Cluster file: where the admin token comes from (and this machine's
+    /// node when --url is not given).
+    #[arg(long, short = 'c', env = "PIHA_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Run(args) => report(piha::node::run(args)),
         Command::Status(args) => report(piha::status::client::run(&args)),
         Command::PgSecret(args) => report(piha::pg_secret::run(&args)),
+        Command::Switchover(args) => report(piha::pg::failover::cli::run(&args)),
         Command::VipGuard(args) => report(piha::vrrp::guard::run(&args)),
     }
 }

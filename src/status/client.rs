@@ -40,7 +40,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
 /// The admin URL of the node on this machine: its address and admin port
 /// from the cluster file. Falls back to localhost when there is no file or
 /// the hostname is not in it (the fetch then says what it could not reach).
-fn own_node_url(config: Option<&std::path::Path>) -> String {
+pub fn own_node_url(config: Option<&std::path::Path>) -> String {
     let found = crate::config::find_config(config)
         .and_then(|path| crate::config::load(&path))
         .ok()

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod db_net;
 pub mod db_rig;
 pub mod netns;
 pub mod node;

@@ -67,6 +67,26 @@ impl Rig {
         }
     }
 
+    /// A lab of `nodes` nodes (and a client) with `text` as the cluster
+    /// file; starts no node. The temp dir is opened to others (0755) so a
+    /// PostgreSQL that a db role runs as the `postgres` user reaches its
+    /// data directory.
+    pub fn with_config(nodes: usize, text: &str) -> Rig {
+        use std::os::unix::fs::PermissionsExt;
+        let lab = Lab::new(nodes, true);
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod temp dir");
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, text).expect("cluster file");
+        Rig {
+            lab,
+            dir,
+            config,
+            children: (0..nodes).map(|_| None).collect(),
+        }
+    }
+
     pub fn start_all(&mut self) {
         for i in 0..self.children.len() {
             self.start(i);
@@ -76,8 +96,12 @@ impl Rig {
     pub fn start(&mut self, i: usize) {
         let data = self.dir.path().join(format!("data-{i}"));
         std::fs::create_dir_all(&data).expect("data dir");
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("node-{i}.log"))).expect("log file");
+        // Appended to: a node started again keeps its earlier log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{i}.log")))
+            .expect("log file");
         let ns = self.lab.node(i).name.clone();
         let child = self
             .lab

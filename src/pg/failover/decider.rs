@@ -32,6 +32,11 @@ pub struct Settings {
     pub restart_grace: Duration,
     /// Give up waiting for a promoted standby to run as primary.
     pub promote_timeout: Duration,
+    /// After a promotion reported failure, wait this long before choosing
+    /// again: the answer may have been lost while the promotion went
+    /// through, and promoting a second standby then would make two
+    /// primaries. The wait lets the first one's report arrive.
+    pub retry_after: Duration,
     pub enabled: bool,
 }
 
@@ -120,9 +125,16 @@ impl Decider {
 
     /// The shell could not promote `node`: try again (another standby,
     /// if one is better by then).
-    pub fn promotion_failed(&mut self, node: &str) {
+    pub fn promotion_failed(&mut self, node: &str, now: Instant) {
         if matches!(&self.phase, Phase::Promoting { target, .. } if target == node) {
-            self.phase = Phase::Watching;
+            // Still "promoting" for the shell's purposes, until the retry
+            // wait is over (see `Settings::retry_after`).
+            let timeout = self.settings.promote_timeout;
+            let wait = self.settings.retry_after.min(timeout);
+            self.phase = Phase::Promoting {
+                target: node.to_owned(),
+                since: now.checked_sub(timeout - wait).unwrap_or(now),
+            };
         }
     }
 

@@ -4,6 +4,7 @@
 //! the balancer-role service that runs both; `peer` calls the db nodes'
 //! admin APIs.
 
+pub mod cli;
 pub mod decider;
 pub mod peer;
 pub mod service;

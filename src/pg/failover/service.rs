@@ -105,6 +105,7 @@ impl Shell {
                 fence_grace: FENCE_GRACE,
                 restart_grace: RESTART_GRACE,
                 promote_timeout: PROMOTE_LIMIT,
+                retry_after: Duration::from_secs(10),
                 enabled: c.db.failover,
             }),
             api: PeerApi::new(c.admin_token.clone()),
@@ -315,7 +316,7 @@ impl Shell {
                             format!("failover: promoting {node} failed: {e}"),
                             json!({"node": node, "error": e}),
                         );
-                        self.decider.promotion_failed(&node);
+                        self.decider.promotion_failed(&node, Instant::now());
                     }
                 }
             }

@@ -33,6 +33,14 @@ pub fn pgpass_path(plan: &DbPlan) -> PathBuf {
 
 /// Writes every piha-owned file for starting in `mode`.
 pub fn write_all(plan: &DbPlan, mode: Mode<'_>) -> Result<(), DbError> {
+    write_settings(plan, mode)?;
+    set_standby_signal(plan, matches!(mode, Mode::Standby { .. }))
+}
+
+/// The settings files only, for a running server: `standby.signal` is
+/// the server's own while it runs (a promotion removes it, and fails if
+/// it is already gone).
+pub fn write_settings(plan: &DbPlan, mode: Mode<'_>) -> Result<(), DbError> {
     ensure_include(plan)?;
     write_private(
         plan,
@@ -46,8 +54,7 @@ pub fn write_all(plan: &DbPlan, mode: Mode<'_>) -> Result<(), DbError> {
         &render_hba(plan),
         0o600,
     )?;
-    write_pgpass(plan)?;
-    set_standby_signal(plan, matches!(mode, Mode::Standby { .. }))
+    write_pgpass(plan)
 }
 
 pub fn write_pgpass(plan: &DbPlan) -> Result<(), DbError> {

@@ -517,7 +517,7 @@ impl DbNode {
         let (Some(l), Some(peer), true) = (local, plan.peer(&primary).cloned(), in_place) else {
             return Some(Transition::Follow { primary, reply });
         };
-        let result = match conf::write_all(
+        let result = match conf::write_settings(
             plan,
             Mode::Standby {
                 upstream: Some(&peer),
@@ -566,10 +566,19 @@ impl DbNode {
             });
         }
         let started = Instant::now();
-        conf::write_all(plan, Mode::Primary).map_err(|e| e.to_string())?;
-        // The standby.signal just removed is read only at start; the
-        // running server leaves recovery through pg_promote.
-        l.promote().await.map_err(|e| e.to_string())?;
+        conf::write_settings(plan, Mode::Primary).map_err(|e| e.to_string())?;
+        if let Err(e) = l.promote().await {
+            // The answer can be lost while the promotion itself went
+            // through: ask the server on a new connection before saying
+            // it failed (a decider told "failed" promotes someone else).
+            let now = match Local::connect(plan).await {
+                Ok(fresh) => fresh.poll().await.ok().map(|p| p.role),
+                Err(_) => None,
+            };
+            if now != Some(DbRole::Primary) {
+                return Err(e.to_string());
+            }
+        }
         self.fenced = false;
         let polled = l.poll().await.map_err(|e| e.to_string())?;
         self.update(|s| {
@@ -892,7 +901,7 @@ impl DbNode {
                 upstream: peer.as_ref(),
             },
         };
-        if let Err(e) = conf::write_all(plan, mode) {
+        if let Err(e) = conf::write_settings(plan, mode) {
             tracing::warn!("db: cannot apply the new config: {e}");
             return;
         }

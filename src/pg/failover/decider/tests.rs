@@ -11,6 +11,7 @@ fn settings() -> Settings {
         fence_grace: Duration::from_secs(2),
         restart_grace: Duration::from_secs(20),
         promote_timeout: Duration::from_secs(75),
+        retry_after: Duration::from_secs(10),
         enabled: true,
     }
 }
@@ -193,14 +194,47 @@ fn no_running_standby_means_no_promotion_and_a_note() {
 }
 
 #[test]
-fn a_failed_promotion_is_tried_again() {
+fn a_failed_promotion_is_tried_again_after_the_retry_wait() {
     let mut d = Decider::new(settings());
     let t0 = Instant::now();
     d.step(&healthy(t0));
-    let obs = primary_gone(t0 + Duration::from_secs(10), t0, 5);
-    assert_eq!(d.step(&obs).len(), 2);
-    d.promotion_failed("pi-3");
-    assert_eq!(d.step(&obs).len(), 2);
+    let t1 = t0 + Duration::from_secs(10);
+    assert_eq!(d.step(&primary_gone(t1, t0, 5)).len(), 2);
+    d.promotion_failed("pi-3", t1);
+    // Not at once: the promotion may have gone through regardless.
+    assert!(
+        d.step(&primary_gone(t1 + Duration::from_secs(5), t0, 5))
+            .is_empty()
+    );
+    let again = d.step(&primary_gone(t1 + Duration::from_secs(11), t0, 5));
+    assert!(
+        matches!(again.as_slice(), [Action::Note { .. }]),
+        "{again:?}"
+    );
+    assert_eq!(
+        d.step(&primary_gone(t1 + Duration::from_secs(12), t0, 5))
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_failed_promotion_that_went_through_is_followed_not_repeated() {
+    let mut d = Decider::new(settings());
+    let t0 = Instant::now();
+    d.step(&healthy(t0));
+    let t1 = t0 + Duration::from_secs(10);
+    assert_eq!(d.step(&primary_gone(t1, t0, 5)).len(), 2);
+    d.promotion_failed("pi-3", t1);
+    let mut obs = primary_gone(t1 + Duration::from_secs(2), t0, 5);
+    obs.nodes[2].report = Some(report(DbRole::Primary, DbState::Running, 960, None));
+    assert_eq!(
+        d.step(&obs),
+        vec![Action::Follow {
+            node: "pi-2".into(),
+            primary: "pi-3".into()
+        }]
+    );
 }
 
 #[test]

@@ -1,0 +1,168 @@
+//! Failover of the primary under a write load, in network namespaces:
+//! pi-1 runs the primary and holds the VIP; a client writes numbered rows
+//! through the pooler on the VIP; pi-1's piha and postmaster are SIGKILLed
+//! together. The VIP moves to pi-2, whose failover decider (as the VRRP
+//! master) promotes the standby that received the most WAL. The test
+//! reports how long writes failed and how many acknowledged rows are
+//! missing, then restarts pi-1 and checks it rejoins as a standby that
+//! never accepts a write. Needs root (namespaces) and PostgreSQL 15.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::db_net::{DbNet, Load, outage};
+use common::netns::poll;
+
+const START: Duration = Duration::from_secs(90);
+
+fn failover_under_load(db: &str) -> (Duration, usize) {
+    let mut net = DbNet::new(db);
+    net.rig.start_all();
+    net.wait_role(0, "primary", None, START);
+    net.wait_role(1, "standby", Some("pi-1"), START);
+    net.wait_role(2, "standby", Some("pi-1"), START);
+    assert_eq!(net.rig.wait_single_holder(START), 0, "pi-1 holds the VIP");
+    let created = poll(START, || {
+        net.psql(
+            net.vip_pooler(),
+            "CREATE TABLE IF NOT EXISTS numbers (id bigint PRIMARY KEY)",
+        )
+        .ok()
+    });
+    assert!(
+        created.is_some(),
+        "the pooler on the VIP answers:\n{}",
+        net.rig.logs()
+    );
+
+    let client = net.rig.lab.client().name.clone();
+    let load = Load::start(&client, net.vip_pooler(), Duration::from_secs(60), 20_000);
+    std::thread::sleep(Duration::from_secs(3));
+    let postmaster = net.postmaster_pid(0);
+    let piha = net.rig.pid(0);
+    let fault = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &postmaster.to_string(), &piha.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    net.rig.kill(0);
+
+    let new_primary = poll(Duration::from_secs(30), || {
+        net.primary().filter(|p| *p != 0)
+    })
+    .unwrap_or_else(|| panic!("no standby was promoted:\n{}", net.rig.logs()));
+    // Keep writing a little after the recovery, then look at the log.
+    std::thread::sleep(Duration::from_secs(3));
+    let writes = load.finish();
+    let o = outage(&writes, fault);
+    let recovered = o
+        .recovered
+        .unwrap_or_else(|| panic!("writes never succeeded again:\n{}", net.rig.logs()));
+    let downtime = recovered.duration_since(fault);
+    let acked: Vec<i64> = writes.iter().filter(|w| w.ok).map(|w| w.id).collect();
+    let present = net
+        .ids(net.vip_pooler())
+        .unwrap_or_else(|e| panic!("reading back: {e}"));
+    let lost = acked.iter().filter(|id| !present.contains(id)).count();
+    let events = net
+        .rig
+        .admin_get(new_primary, "/api/v1/status")
+        .unwrap_or_default();
+    eprintln!(
+        "failover ({}): writes failed from {:?} after the kill until {:?} after it ({} failed inserts); \
+         {} acknowledged, {lost} missing afterwards; new primary pi-{}",
+        if db.contains("synchronous = true") {
+            "synchronous"
+        } else {
+            "asynchronous"
+        },
+        o.first_failure.map(|f| f.duration_since(fault)),
+        downtime,
+        o.failed,
+        acked.len(),
+        new_primary + 1,
+    );
+    for line in events
+        .split("\"message\":\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .filter(|m| m.starts_with("failover") || m.starts_with("promoted"))
+    {
+        eprintln!("  event: {line}");
+    }
+    assert!(
+        downtime <= Duration::from_secs(10),
+        "writes came back after {downtime:?}, over the 10 s bound:\n{}",
+        net.rig.logs()
+    );
+
+    // The old primary comes back: it must rejoin as a standby of the new
+    // primary and never take a write meanwhile.
+    let restarted = Instant::now();
+    net.rig.start(0);
+    let host = format!("pi-{}", new_primary + 1);
+    let mut attempts = 0;
+    let rejoined = poll(Duration::from_secs(90), || {
+        attempts += 1;
+        let direct = net.psql(
+            net.server(0),
+            &format!("INSERT INTO numbers VALUES ({})", -attempts),
+        );
+        assert!(
+            direct.is_err(),
+            "the old primary accepted a write after it restarted:\n{}",
+            net.rig.log(0)
+        );
+        let d = net.db(0).ok()?;
+        (d["state"] == "running" && d["role"] == "standby" && d["upstream"] == host.as_str())
+            .then_some(())
+    });
+    assert!(
+        rejoined.is_some(),
+        "pi-1 did not rejoin as a standby of {host}:\n{}",
+        net.rig.logs()
+    );
+    let rejoin = restarted.elapsed();
+    let refused = net
+        .psql(net.server(0), "INSERT INTO numbers VALUES (-1)")
+        .expect_err("a standby refuses writes");
+    assert!(refused.contains("read-only"), "{refused}");
+    // It catches up: a row written now reaches it.
+    let marker = 9_000_000_i64;
+    net.psql(
+        net.vip_pooler(),
+        &format!("INSERT INTO numbers VALUES ({marker})"),
+    )
+    .unwrap_or_else(|e| panic!("write after the rejoin: {e}"));
+    let caught_up = poll(Duration::from_secs(30), || {
+        net.ids(net.server(0))
+            .ok()
+            .filter(|ids| ids.contains(&marker))
+    });
+    assert!(
+        caught_up.is_some(),
+        "pi-1 does not replay new writes:\n{}",
+        net.rig.log(0)
+    );
+    eprintln!("rejoin: pi-1 streaming from {host} {rejoin:?} after its restart");
+    (downtime, lost)
+}
+
+#[test]
+fn sigkill_of_the_primary_under_load_fails_over_and_the_old_primary_rejoins() {
+    let (downtime, lost) = failover_under_load("");
+    eprintln!(
+        "asynchronous replication: {lost} acknowledged inserts lost, writes back after {downtime:?}"
+    );
+}
+
+#[test]
+fn with_synchronous_replication_no_acknowledged_insert_is_lost() {
+    let (downtime, lost) = failover_under_load("[db]\nsynchronous = true\nbackup = false\n");
+    eprintln!(
+        "synchronous replication: {lost} acknowledged inserts lost, writes back after {downtime:?}"
+    );
+    assert_eq!(lost, 0, "synchronous replication lost acknowledged inserts");
+}

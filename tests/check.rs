@@ -337,6 +337,27 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
             "unicast mode needs at least one peer: `unicast_peers` is not set and no balancer node has an address",
         )],
     ),
+    (
+        "61-db-relative-bindir.toml",
+        &[(
+            22,
+            "`bindir`: expected an absolute directory path starting with '/', found \"usr/lib/postgresql/15/bin\"",
+        )],
+    ),
+    (
+        "62-db-backups-too-often.toml",
+        &[
+            (22, "`every` must be at least 1m, found 10s"),
+            (22, "`keep` must be from 1 to 365, found 0"),
+        ],
+    ),
+    (
+        "63-db-unknown-key.toml",
+        &[(
+            23,
+            "unknown key `falover` in [db]; did you mean `failover`?",
+        )],
+    ),
 ];
 
 fn root() -> PathBuf {

@@ -481,6 +481,12 @@ fn shipped_cluster_file_passes_and_shows_every_node() {
         stdout.contains("\npostgres pooler: port 5432 (PostgreSQL 5433), transaction mode"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(
+            "\ndb: PostgreSQL from /usr/lib/postgresql/15/bin, asynchronous replication, automatic failover, backups every 24h to /srv/piha/backups/postgresql (keep 7)\n"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

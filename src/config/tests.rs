@@ -1192,6 +1192,41 @@ fn plan_table_sums_up_vrrp() {
     );
 }
 
+/// `SMALL`'s node as the one db node.
+const DB_NODE: &str = "roles = [\"db\"]\ndb = { initial_primary = true }";
+
+#[test]
+fn plan_table_sums_up_db() {
+    let table = shipped().plan_table();
+    assert!(
+        table.contains(
+            "\ndb: PostgreSQL from /usr/lib/postgresql/15/bin, asynchronous replication, automatic failover, backups every 24h to /srv/piha/backups/postgresql (keep 7)\n"
+        ),
+        "{table}"
+    );
+    let text = format!(
+        "{SMALL}[db]\ndata_dir = \"/srv/pg\"\nsynchronous = true\nfailover = false\nbackup = false\n"
+    )
+    .replace("roles = [\"web\"]", DB_NODE);
+    let table = parse(&text, Path::new("t.toml")).unwrap().plan_table();
+    assert!(
+        table.contains(
+            "\ndb: PostgreSQL from /usr/lib/postgresql/15/bin, data in /srv/pg, synchronous replication, no automatic failover (only `piha switchover` changes the primary), no scheduled backups\n"
+        ),
+        "{table}"
+    );
+    let text = format!("{SMALL}[db]\nbackup = {{ every = \"90min\" }}\n")
+        .replace("roles = [\"web\"]", DB_NODE);
+    let table = parse(&text, Path::new("t.toml")).unwrap().plan_table();
+    assert!(table.contains(", backups every 1h 30m to "), "{table}");
+    // Without a db node the section has nothing to run.
+    let table = parse(SMALL, Path::new("t.toml")).unwrap().plan_table();
+    assert!(
+        table.contains("\ndb: none (no node has the db role)\n"),
+        "{table}"
+    );
+}
+
 #[test]
 fn plan_table_sums_up_the_pooler() {
     let table = shipped().plan_table();

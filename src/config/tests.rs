@@ -1656,7 +1656,7 @@ fn shipped_vrrp_comments_show_the_built_in_values() {
     assert_eq!(v.notify, [PathBuf::from("/usr/local/bin/on-vrrp")]);
     assert_eq!(v.interface.as_deref(), Some("eth0"));
 
-    let (text, count) = uncommented("\n# A password for", "\n# ------");
+    let (text, count) = uncommented("\n# A password for", "\n[db]\n");
     assert_eq!(count, 1, "{text}");
     let got = found(&text);
     assert!(
@@ -1880,5 +1880,28 @@ fn db_unknown_keys_suggest_the_nearest() {
         [
             "help: keys allowed here: bindir, data_dir, os_user, replication_user, synchronous, failover, backup, initial_primary"
         ]
+    );
+}
+
+/// The shipped `[db]` block shows the built-in values, and its `data_dir`
+/// example parses as it says.
+#[test]
+fn shipped_db_comments_show_the_built_in_values() {
+    assert_eq!(
+        format!("{:?}", shipped().db),
+        format!("{:?}", DbClusterSettings::builtin())
+    );
+    let (text, count) = uncommented("\n[db]\n", "\n# Where PostgreSQL keeps");
+    assert_eq!(count, 1 + 6, "[db] and every key with a value:\n{text}");
+    assert_eq!(
+        format!("{:?}", db_of(&text)),
+        format!("{:?}", DbClusterSettings::builtin())
+    );
+
+    let (text, count) = uncommented("\n# Where PostgreSQL keeps", "\n# ------");
+    assert_eq!(count, 1, "{text}");
+    assert_eq!(
+        db_of(&text).data_dir.as_deref(),
+        Some(Path::new("/srv/postgresql"))
     );
 }

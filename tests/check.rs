@@ -337,6 +337,27 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
             "unicast mode needs at least one peer: `unicast_peers` is not set and no balancer node has an address",
         )],
     ),
+    (
+        "61-db-relative-bindir.toml",
+        &[(
+            22,
+            "`bindir`: expected an absolute directory path starting with '/', found \"usr/lib/postgresql/15/bin\"",
+        )],
+    ),
+    (
+        "62-db-backups-too-often.toml",
+        &[
+            (22, "`every` must be at least 1m, found 10s"),
+            (22, "`keep` must be from 1 to 365, found 0"),
+        ],
+    ),
+    (
+        "63-db-unknown-key.toml",
+        &[(
+            23,
+            "unknown key `falover` in [db]; did you mean `failover`?",
+        )],
+    ),
 ];
 
 fn root() -> PathBuf {
@@ -458,6 +479,12 @@ fn shipped_cluster_file_passes_and_shows_every_node() {
     assert!(stdout.contains("VIP 192.0.2.10/24"), "{stdout}");
     assert!(
         stdout.contains("\npostgres pooler: port 5432 (PostgreSQL 5433), transaction mode"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "\ndb: PostgreSQL from /usr/lib/postgresql/15/bin, asynchronous replication, automatic failover, backups every 24h to /srv/piha/backups/postgresql (keep 7)\n"
+        ),
         "{stdout}"
     );
 }

@@ -9,6 +9,7 @@
 
 mod balancer_settings;
 mod checks;
+mod db_settings;
 mod diagnostic;
 mod listeners;
 mod model;
@@ -16,6 +17,7 @@ mod overlay;
 mod plan;
 mod postgres_settings;
 mod raw;
+mod raw_db;
 mod raw_postgres;
 mod raw_sections;
 mod raw_vrrp;

@@ -389,8 +389,9 @@ pub struct DbClusterSettings {
     /// `pg_basebackup`, `pg_rewind`, ...): the OS package's, never a copy of
     /// our own, so security updates arrive with `apt upgrade`.
     pub bindir: PathBuf,
-    /// The data directory. `None`: `postgresql/data` under the node's own
-    /// data directory (`piha run --data-dir`), which keeps tests that run
+    /// The folder PostgreSQL's data directory (`data/`) and socket folder
+    /// (`run/`) go in. `None`: `postgresql` under the node's own data
+    /// directory (`piha run --data-dir`), which keeps tests that run
     /// several nodes on one machine apart with no setting.
     pub data_dir: Option<PathBuf>,
     /// The OS user PostgreSQL runs as when piha runs as root (PostgreSQL
@@ -434,11 +435,19 @@ impl DbClusterSettings {
             replication_user: "replicator".into(),
             synchronous: false,
             failover: true,
-            backup: Some(DbBackup {
-                dir: PathBuf::from("/srv/piha/backups/postgresql"),
-                every: Duration::from_secs(24 * 3600),
-                keep: 7,
-            }),
+            backup: Some(DbBackup::builtin()),
+        }
+    }
+}
+
+impl DbBackup {
+    /// What `backup` is without the key, and what a key left out of
+    /// `backup = { ... }` takes.
+    pub fn builtin() -> DbBackup {
+        DbBackup {
+            dir: PathBuf::from("/srv/piha/backups/postgresql"),
+            every: Duration::from_secs(24 * 3600),
+            keep: 7,
         }
     }
 }

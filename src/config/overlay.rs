@@ -31,6 +31,24 @@ pub fn field<R, T: Clone>(
     })
 }
 
+/// Like `field`, with `help` under the error: what the key is for and
+/// what a good value looks like.
+pub fn field_with_help<R, T: Clone>(
+    raw: &Option<Spanned<R>>,
+    base: &T,
+    check: impl FnOnce(&R) -> Result<T, String>,
+    help: &str,
+    report: &mut Report<'_>,
+) -> T {
+    let Some(raw) = raw else {
+        return base.clone();
+    };
+    check(raw.get_ref()).unwrap_or_else(|why| {
+        report.error(raw.span(), why).help(help);
+        base.clone()
+    })
+}
+
 pub fn port(raw: &Option<Spanned<i64>>, base: u16, report: &mut Report<'_>) -> u16 {
     field(raw, &base, |n| values::port(*n), report)
 }

@@ -93,9 +93,10 @@ impl ClusterConfig {
         };
         let _ = writeln!(
             out,
-            "\n{}\n{}\n{token}",
+            "\n{}\n{}\n{}\n{token}",
             self.vrrp_line(),
-            self.pooler_line()
+            self.pooler_line(),
+            self.db_line()
         );
         out
     }
@@ -161,6 +162,56 @@ impl ClusterConfig {
             line.push_str(" (nobody can log in through it)");
         }
         line
+    }
+}
+
+impl ClusterConfig {
+    /// One line on how the db nodes run PostgreSQL (`[db]`), or why none do.
+    fn db_line(&self) -> String {
+        let has_db = |roles: &std::collections::BTreeSet<Role>| roles.contains(&Role::Db);
+        if !self.nodes.iter().any(|n| has_db(&n.roles))
+            && !self.patterns.iter().any(|p| has_db(&p.roles))
+        {
+            return "db: none (no node has the db role)".to_string();
+        }
+        let db = &self.db;
+        let mut line = format!("db: PostgreSQL from {}", db.bindir.display());
+        if let Some(dir) = &db.data_dir {
+            let _ = write!(line, ", data in {}", dir.display());
+        }
+        line.push_str(if db.synchronous {
+            ", synchronous replication"
+        } else {
+            ", asynchronous replication"
+        });
+        line.push_str(if db.failover {
+            ", automatic failover"
+        } else {
+            ", no automatic failover (only `piha switchover` changes the primary)"
+        });
+        match &db.backup {
+            None => line.push_str(", no scheduled backups"),
+            Some(b) => {
+                let _ = write!(
+                    line,
+                    ", backups every {} to {} (keep {})",
+                    every(b.every),
+                    b.dir.display(),
+                    b.keep
+                );
+            }
+        }
+        line
+    }
+}
+
+/// "24h" rather than humantime's "1day", since that is how the shipped
+/// file writes it; anything not in whole hours as humantime says it.
+fn every(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 && d.as_secs() % 3600 == 0 {
+        format!("{}h", d.as_secs() / 3600)
+    } else {
+        humantime::format_duration(d).to_string()
     }
 }
 

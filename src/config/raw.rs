@@ -11,6 +11,7 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::{Diagnostic, Report, Span};
 use super::suggest::closest;
 
+pub use super::raw_db::*;
 pub use super::raw_postgres::*;
 pub use super::raw_sections::*;
 pub use super::raw_vrrp::*;
@@ -29,6 +30,8 @@ pub struct RawFile {
     pub postgres: Option<RawPostgres>,
     /// `None` when the file has no `[vrrp]`: built-in values.
     pub vrrp: Option<RawVrrp>,
+    /// `None` when the file has no `[db]`: built-in values.
+    pub db: Option<RawDbCluster>,
     pub nodes: Vec<RawNode>,
     pub patterns: Vec<RawPattern>,
 }
@@ -141,6 +144,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
     });
     let postgres = top.table("postgres").map(|t| read_postgres(t, top.report));
     let vrrp = top.table("vrrp").map(|t| read_vrrp(t, top.report));
+    let db = top.table("db").map(|t| read_db(t, top.report));
     let nodes = top.array_of_tables("node");
     let nodes = nodes
         .into_iter()
@@ -160,6 +164,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         metrics: metrics.unwrap_or_default(),
         postgres,
         vrrp,
+        db,
         nodes,
         patterns,
     }

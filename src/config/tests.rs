@@ -1192,6 +1192,41 @@ fn plan_table_sums_up_vrrp() {
     );
 }
 
+/// `SMALL`'s node as the one db node.
+const DB_NODE: &str = "roles = [\"db\"]\ndb = { initial_primary = true }";
+
+#[test]
+fn plan_table_sums_up_db() {
+    let table = shipped().plan_table();
+    assert!(
+        table.contains(
+            "\ndb: PostgreSQL from /usr/lib/postgresql/15/bin, asynchronous replication, automatic failover, backups every 24h to /srv/piha/backups/postgresql (keep 7)\n"
+        ),
+        "{table}"
+    );
+    let text = format!(
+        "{SMALL}[db]\ndata_dir = \"/srv/pg\"\nsynchronous = true\nfailover = false\nbackup = false\n"
+    )
+    .replace("roles = [\"web\"]", DB_NODE);
+    let table = parse(&text, Path::new("t.toml")).unwrap().plan_table();
+    assert!(
+        table.contains(
+            "\ndb: PostgreSQL from /usr/lib/postgresql/15/bin, data in /srv/pg, synchronous replication, no automatic failover (only `piha switchover` changes the primary), no scheduled backups\n"
+        ),
+        "{table}"
+    );
+    let text = format!("{SMALL}[db]\nbackup = {{ every = \"90min\" }}\n")
+        .replace("roles = [\"web\"]", DB_NODE);
+    let table = parse(&text, Path::new("t.toml")).unwrap().plan_table();
+    assert!(table.contains(", backups every 1h 30m to "), "{table}");
+    // Without a db node the section has nothing to run.
+    let table = parse(SMALL, Path::new("t.toml")).unwrap().plan_table();
+    assert!(
+        table.contains("\ndb: none (no node has the db role)\n"),
+        "{table}"
+    );
+}
+
 #[test]
 fn plan_table_sums_up_the_pooler() {
     let table = shipped().plan_table();
@@ -1621,11 +1656,252 @@ fn shipped_vrrp_comments_show_the_built_in_values() {
     assert_eq!(v.notify, [PathBuf::from("/usr/local/bin/on-vrrp")]);
     assert_eq!(v.interface.as_deref(), Some("eth0"));
 
-    let (text, count) = uncommented("\n# A password for", "\n# ------");
+    let (text, count) = uncommented("\n# A password for", "\n[db]\n");
     assert_eq!(count, 1, "{text}");
     let got = found(&text);
     assert!(
         got.len() == 1 && got[0].2.contains("VRRPv3 has no authentication"),
         "{got:#?}"
+    );
+}
+
+fn db_of(text: &str) -> DbClusterSettings {
+    parse(text, Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .db
+}
+
+#[test]
+fn db_defaults_apply_without_the_section_or_its_keys() {
+    let built_in = format!("{:?}", DbClusterSettings::builtin());
+    assert_eq!(format!("{:?}", db_of(SMALL)), built_in);
+    assert_eq!(format!("{:?}", db_of(&format!("{SMALL}[db]\n"))), built_in);
+    // An empty backup table is the built-in backup, not none.
+    let empty = db_of(&format!("{SMALL}[db]\nbackup = {{}}\n"));
+    assert_eq!(format!("{empty:?}"), built_in);
+
+    let d = DbClusterSettings::builtin();
+    assert_eq!(d.bindir, Path::new("/usr/lib/postgresql/15/bin"));
+    assert_eq!(d.data_dir, None);
+    assert_eq!(
+        (d.os_user.as_str(), d.replication_user.as_str()),
+        ("postgres", "replicator")
+    );
+    assert!(!d.synchronous && d.failover);
+    let b = d.backup.unwrap();
+    assert_eq!(b.dir, Path::new("/srv/piha/backups/postgresql"));
+    assert_eq!((b.every, b.keep), (Duration::from_secs(24 * 3600), 7));
+}
+
+#[test]
+fn db_section_sets_every_field() {
+    let d = db_of(&format!(
+        r#"{SMALL}[db]
+bindir = "/usr/lib/postgresql/16/bin"
+data_dir = "/srv/postgresql"
+os_user = "pg_16-a"
+replication_user = "Standby Copier"
+synchronous = true
+failover = false
+backup = {{ dir = "/mnt/backups/pg", every = "6h 30min", keep = 365 }}
+"#
+    ));
+    assert_eq!(d.bindir, Path::new("/usr/lib/postgresql/16/bin"));
+    assert_eq!(d.data_dir.as_deref(), Some(Path::new("/srv/postgresql")));
+    assert_eq!(d.os_user, "pg_16-a");
+    // Any PostgreSQL role name: piha quotes it wherever it writes it.
+    assert_eq!(d.replication_user, "Standby Copier");
+    assert!(d.synchronous && !d.failover);
+    let b = d.backup.unwrap();
+    assert_eq!(b.dir, Path::new("/mnt/backups/pg"));
+    assert_eq!(
+        (b.every, b.keep),
+        (Duration::from_secs(6 * 3600 + 1800), 365)
+    );
+}
+
+/// `backup = false` turns backups off; a partial table keeps the rest of
+/// the built-in backup; `[db.backup]` is the same table as a section.
+#[test]
+fn db_backup_off_partial_and_as_a_section() {
+    assert!(
+        db_of(&format!("{SMALL}[db]\nbackup = false\n"))
+            .backup
+            .is_none()
+    );
+
+    let b = db_of(&format!("{SMALL}[db]\nbackup = {{ keep = 1 }}\n"))
+        .backup
+        .unwrap();
+    let base = DbBackup::builtin();
+    assert_eq!((&b.dir, b.every, b.keep), (&base.dir, base.every, 1));
+
+    let b = db_of(&format!(
+        "{SMALL}[db]\nfailover = true\n[db.backup]\nevery = \"1m\"\n"
+    ))
+    .backup
+    .unwrap();
+    assert_eq!(
+        (&b.dir, b.every, b.keep),
+        (&base.dir, Duration::from_secs(60), base.keep)
+    );
+}
+
+#[test]
+fn db_mistakes_point_at_the_value() {
+    let text = format!(
+        r#"{SMALL}[db]
+bindir = "usr/lib/postgresql/15/bin"
+data_dir = ""
+os_user = "Postgres"
+replication_user = "{long}"
+synchronous = "yes"
+failover = 1
+backup = {{ dir = "backups", every = "10s", keep = 0 }}
+falover = false
+initial_primary = true
+"#,
+        long = "r".repeat(64)
+    );
+    assert_found(
+        &found(&text),
+        &[
+            (
+                10,
+                "`bindir`: expected an absolute directory path starting with '/', found \"usr/lib/postgresql/15/bin\"",
+            ),
+            (11, "`data_dir`: expected an absolute directory path"),
+            (
+                12,
+                "`os_user` may hold only lowercase letters, digits, '_' and '-', not 'P'",
+            ),
+            (
+                13,
+                "`replication_user` must be at most 63 bytes long (PostgreSQL cuts longer names), not 64",
+            ),
+            (14, "wrong type for `synchronous`: expected true or false"),
+            (15, "wrong type for `failover`: expected true or false"),
+            (16, "`dir`: expected an absolute directory path"),
+            (16, "`every` must be at least 1m, found 10s"),
+            (16, "`keep` must be from 1 to 365, found 0"),
+            (
+                17,
+                "unknown key `falover` in [db]; did you mean `failover`?",
+            ),
+            (18, "`initial_primary` belongs to one node, not to [db]"),
+        ],
+    );
+}
+
+/// Each value check on its own, with the help that says what to write.
+#[test]
+fn db_value_checks_one_by_one() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "bindir = \"bin\"\n",
+            "`bindir`: expected an absolute directory path starting with '/', found \"bin\"",
+            "`pg_config --bindir` prints it",
+        ),
+        (
+            "os_user = \"\"\n",
+            "`os_user` must be 1 to 32 characters long, not 0",
+            "like \"postgres\"",
+        ),
+        (
+            "os_user = \"a23456789012345678901234567890123\"\n",
+            "`os_user` must be 1 to 32 characters long, not 33",
+            "like \"postgres\"",
+        ),
+        (
+            "os_user = \"-postgres\"\n",
+            "`os_user` must not start with '-'",
+            "like \"postgres\"",
+        ),
+        (
+            "replication_user = \"\"\n",
+            "`replication_user` must not be empty",
+            "like \"replicator\"",
+        ),
+        (
+            "replication_user = \"rep\\u0000\"\n",
+            "`replication_user` must not contain a NUL character",
+            "like \"replicator\"",
+        ),
+        (
+            "backup = { every = \"10s\" }\n",
+            "`every` must be at least 1m, found 10s",
+            "at least a minute apart",
+        ),
+        (
+            "backup = { every = \"daily\" }\n",
+            "`every`: expected a duration like \"1s\"",
+            "like every = \"24h\"",
+        ),
+        (
+            "backup = { keep = 366 }\n",
+            "`keep` must be from 1 to 365, found 366",
+            "like keep = 7",
+        ),
+        (
+            "backup = true\n",
+            "wrong type for `backup`: expected a table, like backup = { dir = ",
+            "backups are on by default",
+        ),
+    ];
+    for (line, message, help) in cases {
+        let d = diagnostics(&format!("{SMALL}[db]\n{line}"));
+        assert_eq!(d.len(), 1, "{line}: {d:#?}");
+        assert_eq!(d[0].line, 10, "{line}");
+        assert!(d[0].message.contains(message), "{line}: {:?}", d[0].message);
+        let helps = d[0].notes.join("\n");
+        assert!(helps.contains(help), "{line}: no help {help:?} in {helps}");
+    }
+}
+
+#[test]
+fn db_unknown_keys_suggest_the_nearest() {
+    let text = format!("{SMALL}[db]\nsynchronus = true\nbackup = {{ kep = 3, when = \"1h\" }}\n");
+    assert_found(
+        &found(&text),
+        &[
+            (
+                10,
+                "unknown key `synchronus` in [db]; did you mean `synchronous`?",
+            ),
+            (11, "unknown key `kep` in `db.backup`; did you mean `keep`?"),
+            (11, "unknown key `when` in `db.backup`"),
+        ],
+    );
+    // Without a near key, the message lists the keys allowed.
+    let d = diagnostics(&format!("{SMALL}[db]\nversion = 15\n"));
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(
+        d[0].notes,
+        [
+            "help: keys allowed here: bindir, data_dir, os_user, replication_user, synchronous, failover, backup, initial_primary"
+        ]
+    );
+}
+
+/// The shipped `[db]` block shows the built-in values, and its `data_dir`
+/// example parses as it says.
+#[test]
+fn shipped_db_comments_show_the_built_in_values() {
+    assert_eq!(
+        format!("{:?}", shipped().db),
+        format!("{:?}", DbClusterSettings::builtin())
+    );
+    let (text, count) = uncommented("\n[db]\n", "\n# Where PostgreSQL keeps");
+    assert_eq!(count, 1 + 6, "[db] and every key with a value:\n{text}");
+    assert_eq!(
+        format!("{:?}", db_of(&text)),
+        format!("{:?}", DbClusterSettings::builtin())
+    );
+
+    let (text, count) = uncommented("\n# Where PostgreSQL keeps", "\n# ------");
+    assert_eq!(count, 1, "{text}");
+    assert_eq!(
+        db_of(&text).data_dir.as_deref(),
+        Some(Path::new("/srv/postgresql"))
     );
 }

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::checks;
+use super::db_settings;
 use super::diagnostic::{Report, Span};
 use super::listeners;
 use super::model::*;
@@ -95,6 +96,7 @@ pub fn validate(
         patterns: &patterns,
     };
     let vrrp = vrrp_settings::vrrp(raw.vrrp.as_ref(), &cluster, members, report);
+    let db = db_settings::db(raw.db.as_ref(), report);
 
     if report.has_errors() {
         return None;
@@ -109,7 +111,7 @@ pub fn validate(
         metrics,
         postgres,
         vrrp,
-        db: DbClusterSettings::builtin(),
+        db,
         nodes: nodes
             .into_iter()
             .filter_map(NodeFacts::into_config)

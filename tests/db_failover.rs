@@ -143,8 +143,9 @@ fn failover_under_load(db: &str) -> (Duration, usize) {
     });
     assert!(
         caught_up.is_some(),
-        "pi-1 does not replay new writes:\n{}",
-        net.rig.log(0)
+        "pi-1 does not replay new writes:\n{}\n--- PostgreSQL ---\n{}",
+        net.rig.log(0),
+        net.pg_log(0)
     );
     eprintln!("rejoin: pi-1 streaming from {host} {rejoin:?} after its restart");
     (downtime, lost)
@@ -152,7 +153,7 @@ fn failover_under_load(db: &str) -> (Duration, usize) {
 
 #[test]
 fn sigkill_of_the_primary_under_load_fails_over_and_the_old_primary_rejoins() {
-    let (downtime, lost) = failover_under_load("");
+    let (downtime, lost) = failover_under_load("[db]\nbackup = false\n");
     eprintln!(
         "asynchronous replication: {lost} acknowledged inserts lost, writes back after {downtime:?}"
     );

@@ -73,12 +73,28 @@ impl DbNet {
         });
         found.unwrap_or_else(|| {
             panic!(
-                "pi-{} is not {role} (upstream {upstream:?}) within {limit:?}: {:?}\n{}",
+                "pi-{} is not {role} (upstream {upstream:?}) within {limit:?}: {:?}\n{}\n--- its PostgreSQL log ---\n{}",
                 i + 1,
                 self.db(i),
-                self.rig.logs()
+                self.rig.logs(),
+                self.pg_log(i)
             )
         })
+    }
+
+    /// The end of node `i`'s PostgreSQL server log, for failure messages.
+    pub fn pg_log(&self, i: usize) -> String {
+        let dir = self
+            .rig
+            .dir
+            .path()
+            .join(format!("data-{i}/postgresql/data/log"));
+        let mut text = String::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// The node that runs the primary now, by its own report.

@@ -87,6 +87,42 @@ pub async fn run_command(
     }
 }
 
+/// Like `run_command`, but Ok(stderr then stdout): for programs that
+/// report what they did on stderr (pg_rewind).
+pub async fn run_merged(
+    mut cmd: tokio::process::Command,
+    program: &str,
+    limit: Duration,
+) -> Result<String, DbError> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(DbError::io(format!("cannot start {program}")))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let work = async {
+        let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
+        (child.wait().await, out, err)
+    };
+    let Ok((status, out, err)) = tokio::time::timeout(limit, work).await else {
+        return Err(DbError::Timeout {
+            program: program.to_owned(),
+            limit_s: limit.as_secs(),
+        });
+    };
+    let status = status.map_err(DbError::io(format!("waiting for {program}")))?;
+    let text = format!("{err}{out}");
+    if status.success() {
+        Ok(text)
+    } else {
+        Err(DbError::Program {
+            program: program.to_owned(),
+            status: status.to_string(),
+            output: tail(text.trim_end()),
+        })
+    }
+}
+
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
     let mut buf = Vec::new();
     if let Some(r) = r {

@@ -66,6 +66,10 @@ impl Local {
             .user(SUPERUSER)
             .dbname("postgres")
             .application_name("piha-db")
+            // Our own writes (roles, slots) must not wait for a
+            // synchronous standby: at bootstrap none exists yet, and the
+            // standbys need those very roles to connect.
+            .options("-c synchronous_commit=local")
             .connect_timeout(CONNECT_TIMEOUT);
         let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
             .await

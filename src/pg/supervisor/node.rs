@@ -580,6 +580,13 @@ impl DbNode {
             }
         }
         self.fenced = false;
+        // pg_rewind reads the new primary's timeline from its control
+        // file, which a promotion updates only at its next checkpoint:
+        // without this one, an old primary rewinding right away is told
+        // "same timeline, no rewind required" and then cannot follow.
+        if let Err(e) = l.checkpoint().await {
+            tracing::warn!("db: checkpoint after the promotion failed: {e}");
+        }
         let polled = l.poll().await.map_err(|e| e.to_string())?;
         self.update(|s| {
             s.role = Some(polled.role);
@@ -806,18 +813,22 @@ impl DbNode {
             "--source-server".into(),
             source.into(),
         ];
+        let mut cmd = command::command(plan, "pg_rewind");
+        cmd.args(&args);
+        // Its progress goes to stderr; keep it for the event.
+        cmd.arg("--progress");
         match self
-            .cancellable(command::run(plan, "pg_rewind", &args, REWIND_LIMIT))
+            .cancellable(command::run_merged(cmd, "pg_rewind", REWIND_LIMIT))
             .await
         {
             Ok(out) => {
+                // pg_rewind says what it did on stderr ("servers diverged
+                // at ...", "no rewind required"), folded into stdout here.
                 let summary = out
                     .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("done")
-                    .trim()
-                    .to_owned();
+                    .filter(|l| l.starts_with("pg_rewind:"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 conf::set_standby_signal(plan, true)?;
                 self.ctx.events.info(
                     COMPONENT,

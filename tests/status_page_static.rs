@@ -172,7 +172,7 @@ fn read_request_path(stream: &mut TcpStream) -> Option<String> {
 /// can assert that nothing makes a phone scroll sideways.
 const PHONE_CHECK: &str = r#"<!doctype html>
 <html><body style="margin:0">
-<iframe id="f" src="/" style="width:390px;height:9000px;border:0"></iframe>
+<iframe id="f" src="/" style="width:390px;height:12000px;border:0"></iframe>
 <script>
   const frame = document.getElementById('f');
   frame.addEventListener('load', () => setTimeout(() => {
@@ -192,6 +192,7 @@ const PHONE_CHECK: &str = r#"<!doctype html>
     out.dataset.backends = doc.querySelectorAll('[data-testid=backend]').length;
     out.dataset.pgrows = doc.querySelectorAll('[data-testid=pg-server], [data-testid=pg-pool]').length;
     out.dataset.vrrp = doc.querySelectorAll('[data-testid=vrrp]').length;
+    out.dataset.db = doc.querySelectorAll('[data-testid=db-node], [data-testid=db-replica]').length;
     out.dataset.offenders = offenders.length;
     out.textContent = offenders.slice(0, 20).join('\n');
     document.body.append(out);
@@ -512,6 +513,11 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         "vrrp rendered in the phone frame: {result}"
     );
     assert_eq!(
+        attr(tag, "data-db").as_deref(),
+        Some("4"),
+        "db nodes rendered in the phone frame: {result}"
+    );
+    assert_eq!(
         attr(tag, "data-offenders").as_deref(),
         Some("0"),
         "elements wider than a phone:\n{result}"
@@ -524,12 +530,12 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
         ("status-desktop.png", 1280, 900, &[]),
         ("status-phone.png", 390, 844, &[]),
         ("status-desktop-full.png", 1280, 4000, &[]),
-        ("status-phone-full.png", 390, 7300, &[]),
+        ("status-phone-full.png", 390, 8600, &[]),
         ("status-desktop-dark.png", 1280, 900, &["--force-dark-mode"]),
         (
             "status-phone-full-dark.png",
             390,
-            7300,
+            8600,
             &["--force-dark-mode"],
         ),
         // The balancer section on its own (see FOCUS).
@@ -566,6 +572,15 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
             &["--force-dark-mode"],
         ),
         ("status-vrrp-phone.png", 390, 1200, &[]),
+        // The db section on its own.
+        ("status-db-desktop.png", 1280, 900, &[]),
+        (
+            "status-db-desktop-dark.png",
+            1280,
+            900,
+            &["--force-dark-mode"],
+        ),
+        ("status-db-phone.png", 390, 1500, &[]),
     ];
     for (name, w, h, flags) in shots {
         let path = dir.join(name);
@@ -575,6 +590,8 @@ fn status_page_fits_a_phone_and_leaves_screenshots() {
             format!("http://{addr}/focus.html?id=postgres")
         } else if name.starts_with("status-vrrp") {
             format!("http://{addr}/focus.html?id=vrrp")
+        } else if name.starts_with("status-db") {
+            format!("http://{addr}/focus.html?id=db")
         } else {
             url.clone()
         };
@@ -1151,8 +1168,8 @@ fn status_page_hides_postgres_without_a_pooler_and_shows_a_pause() {
     assert!(note.contains("paused"), "{note}");
 }
 
-/// The one `<div class="fe-stat">` of the VRRP panel labelled `label`.
-fn vrrp_stat<'a>(panel: &'a str, label: &str) -> &'a str {
+/// The one `<div class="fe-stat">` of a panel (VRRP, db) labelled `label`.
+fn fe_stat<'a>(panel: &'a str, label: &str) -> &'a str {
     let at = panel
         .find(&format!("<dt>{label}</dt>"))
         .unwrap_or_else(|| panic!("no {label} in {panel}"));
@@ -1207,31 +1224,31 @@ fn status_page_shows_the_vrrp_instance() {
     assert!(head.contains(">MASTER<"), "{head}");
 
     // Lowered by tracking: highlighted, with what lowered it.
-    let priority = vrrp_stat(panel, "Priority");
+    let priority = fe_stat(panel, "Priority");
     assert!(priority.contains(r#"data-level="warn""#), "{priority}");
     assert!(
         priority.contains("<dd>110<") && priority.contains("of 150: storage −40"),
         "{priority}"
     );
-    let master = vrrp_stat(panel, "Master");
+    let master = fe_stat(panel, "Master");
     assert!(
         master.contains(">192.0.2.11<") && master.contains(">this node<"),
         "{master}"
     );
-    assert!(vrrp_stat(panel, "VIP").contains(">192.0.2.10/24<"));
-    let interval = vrrp_stat(panel, "Interval");
+    assert!(fe_stat(panel, "VIP").contains(">192.0.2.10/24<"));
+    let interval = fe_stat(panel, "Interval");
     assert!(interval.contains("<dd>1&nbsp;s"), "{interval}");
     assert!(
         !interval.contains("fe-stat-sub"),
         "a master's own interval is not repeated: {interval}"
     );
-    let adverts = vrrp_stat(panel, "Adverts");
+    let adverts = fe_stat(panel, "Adverts");
     assert!(
         cell_text(adverts).contains("|7400|sent · 12 received|"),
         "{adverts}"
     );
     // Drops: the total and the reasons that happened, not the zeros.
-    let dropped = vrrp_stat(panel, "Dropped");
+    let dropped = fe_stat(panel, "Dropped");
     assert!(dropped.contains(r#"data-level="warn""#), "{dropped}");
     assert!(
         cell_text(dropped).contains("|4|bad ttl 1 · not a peer 3|"),
@@ -1307,14 +1324,14 @@ fn status_page_shows_every_vrrp_state_and_hides_vrrp_without_an_instance() {
     let badge = start_tags(panel, "vrrp-state")[0];
     assert_eq!(attr(badge, "data-vrrp").as_deref(), Some("backup"));
     assert!(panel.contains(">BACKUP<"));
-    let master = vrrp_stat(panel, "Master");
+    let master = fe_stat(panel, "Master");
     assert!(
         master.contains(">192.0.2.12<") && master.contains(">priority 100<"),
         "{master}"
     );
-    assert!(vrrp_stat(panel, "Interval").contains("master’s 2&nbsp;s"));
-    assert!(vrrp_stat(panel, "Priority").contains("of 150: storage −40"));
-    let io = vrrp_stat(panel, "I/O errors");
+    assert!(fe_stat(panel, "Interval").contains("master’s 2&nbsp;s"));
+    assert!(fe_stat(panel, "Priority").contains("of 150: storage −40"));
+    let io = fe_stat(panel, "I/O errors");
     assert!(
         io.contains(r#"data-level="warn""#) && io.contains("<dd>2<"),
         "{io}"
@@ -1348,8 +1365,8 @@ fn status_page_shows_every_vrrp_state_and_hides_vrrp_without_an_instance() {
     let badge = start_tags(panel, "vrrp-state")[0];
     assert_eq!(attr(badge, "data-vrrp").as_deref(), Some("fault"));
     assert!(panel.contains(">FAULT<"));
-    assert!(vrrp_stat(panel, "Master").contains("<dd>unknown</dd>"));
-    assert!(vrrp_stat(panel, "VIPs").contains("<dd>none</dd>"));
+    assert!(fe_stat(panel, "Master").contains("<dd>unknown</dd>"));
+    assert!(fe_stat(panel, "VIPs").contains("<dd>none</dd>"));
     assert!(panel.contains(">constructor<") && panel.contains(">toString<"));
     for markup in [
         "<img src=x",
@@ -1362,7 +1379,7 @@ fn status_page_shows_every_vrrp_state_and_hides_vrrp_without_an_instance() {
     }
     assert!(panel.contains(&html_text("fault: <b>link down</b>")));
     assert!(panel.contains(&html_text("<img src=x onerror=alert(1)>")));
-    assert!(cell_text(vrrp_stat(panel, "Dropped")).contains(&html_text("<s>odd</s> 5")));
+    assert!(cell_text(fe_stat(panel, "Dropped")).contains(&html_text("<s>odd</s> 5")));
     let bad = track_row(panel, "&lt;i&gt;x&lt;/i&gt;");
     assert!(
         bad.contains(r#"data-track="fault""#) && bad.contains(">puts the instance in fault<"),
@@ -1377,4 +1394,338 @@ fn status_page_shows_every_vrrp_state_and_hides_vrrp_without_an_instance() {
     let badge = start_tags(panel, "vrrp-state")[0];
     assert_eq!(attr(badge, "data-vrrp").as_deref(), Some("unknown"));
     assert!(panel.contains(">__PROTO__<"), "{panel}");
+}
+
+/// [`cell_text`] with each run of tag marks squashed to one `|`.
+fn cells(html: &str) -> String {
+    let text = cell_text(html);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !(c == '|' && out.ends_with('|')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `<tr>` of db node `name` in the cluster table.
+fn db_node_row<'a>(dom: &'a str, name: &str) -> &'a str {
+    element(
+        dom,
+        &format!(r#"data-testid="db-node" data-name="{name}""#),
+        "tr",
+    )
+}
+
+#[test]
+fn status_page_shows_the_db_role() {
+    if no_browser() {
+        return;
+    }
+    let addr = serve(Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+
+    let section = start_tags(&dom, r#" id="db""#);
+    assert_eq!(section.len(), 1, "one db section");
+    assert!(!section[0].contains(" hidden"), "shown: {}", section[0]);
+    // After the balancer, next to the pooler's section.
+    let at = |id: &str| dom.find(&format!(r#" id="{id}""#)).unwrap();
+    assert!(at("balancer") < at("db") && at("db") < at("postgres"));
+    let note = element(&dom, r#"id="db-note""#, "p");
+    assert!(
+        note.contains(">4 db nodes · primary pi-2 · 2 standbys · 1 down · VRRP master pi-1<"),
+        "{note}"
+    );
+
+    // This node: a standby streaming from pi-2.
+    let local = element(&dom, r#"data-testid="db-local""#, "article");
+    let head = element(local, r#"class="fe-head""#, "header");
+    assert!(
+        head.contains(">PostgreSQL<")
+            && head.contains(">version 16<")
+            && head.contains(">pid 812<"),
+        "{head}"
+    );
+    let badge = start_tags(head, "db-state");
+    assert_eq!(badge.len(), 1, "{head}");
+    assert_eq!(attr(badge[0], "data-dbstate").as_deref(), Some("running"));
+    assert!(head.contains(">RUNNING<"), "{head}");
+    assert!(
+        !local.contains("db-detail"),
+        "no detail line while running: {local}"
+    );
+    assert!(fe_stat(local, "Role").contains("<dd>standby<"));
+    assert!(fe_stat(local, "Timeline").contains("<dd>3<"));
+    let wal = fe_stat(local, "WAL position");
+    assert!(
+        wal.contains(">16/B374A848<") && wal.contains(">received 16/B374D848<"),
+        "{wal}"
+    );
+    let lag = fe_stat(local, "Replay lag");
+    assert!(cells(lag).contains("|120KiB|delay 08s|"), "{lag}");
+    assert!(fe_stat(local, "Upstream").contains("<dd>pi-2<"));
+    let restarts = fe_stat(local, "Restarts");
+    assert!(
+        restarts.contains(r#"data-level="warn""#) && restarts.contains("<dd>1<"),
+        "{restarts}"
+    );
+    let quorum = fe_stat(local, "Quorum");
+    assert!(
+        !quorum.contains("data-level") && quorum.contains(">majority seen<"),
+        "{quorum}"
+    );
+    assert!(
+        start_tags(local, "db-replica").is_empty() && !local.contains("No standby"),
+        "a standby has no replica table: {local}"
+    );
+
+    // The cluster: one row per db node, by name, the primary highlighted.
+    let rows: Vec<(String, String, Option<String>)> = start_tags(&dom, r#"data-testid="db-node""#)
+        .iter()
+        .map(|t| {
+            (
+                attr(t, "data-name").unwrap(),
+                attr(t, "data-db").unwrap(),
+                attr(t, "data-primary"),
+            )
+        })
+        .collect();
+    let want = [
+        ("pi-1", "standby", None),
+        ("pi-2", "primary", Some("true")),
+        ("pi-3", "standby", None),
+        ("pi-4", "down", None),
+    ];
+    assert_eq!(
+        rows,
+        want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.map(str::to_string))),
+    );
+    let cluster = element(&dom, r#"data-testid="db-cluster""#, "article");
+    assert!(
+        element(cluster, r#"class="fe-health""#, "span").contains(">primary pi-2<"),
+        "{cluster}"
+    );
+    let me = db_node_row(&dom, "pi-1");
+    assert!(
+        me.contains(">this node<") && me.contains(">VRRP master<"),
+        "{me}"
+    );
+    assert!(!me.contains("<a "), "no link to the page we are on: {me}");
+    assert!(cells(me).contains("|3|16/B374A848|120KiB|pi-2|"), "{me}");
+    let primary = db_node_row(&dom, "pi-2");
+    assert!(
+        primary.contains(r#"href="http://192.0.2.12:9000/""#),
+        "{primary}"
+    );
+    assert!(
+        cells(primary).contains("|primary|3|16/B374D848|–|–|"),
+        "{primary}"
+    );
+    assert!(cells(db_node_row(&dom, "pi-3")).contains("|200KiB|pi-2|"));
+    let down = db_node_row(&dom, "pi-4");
+    assert!(
+        start_tags(down, "db-node")[0].contains(r#"data-alive="false""#)
+            && down.contains(">unreachable<"),
+        "{down}"
+    );
+    // Its last report is kept (the old primary, timeline 2), its lag is not.
+    assert!(cells(down).contains("|2|16/A0000028|–|–|"), "{down}");
+}
+
+#[test]
+fn status_page_shows_every_db_state_and_hides_db_without_one() {
+    if no_browser() {
+        return;
+    }
+    let sample: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    let render = |db: serde_json::Value| {
+        let mut status = sample.clone();
+        status["db"] = db;
+        let addr = serve_json(status.to_string(), Api::Healthy);
+        (
+            addr,
+            browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM"),
+        )
+    };
+
+    // No db node anywhere: no section, the rest drawn.
+    let (_, dom) = render(serde_json::Value::Null);
+    let section = start_tags(&dom, r#" id="db""#);
+    assert_eq!(section.len(), 1);
+    assert!(section[0].contains(" hidden"), "hidden: {}", section[0]);
+    assert!(start_tags(&dom, r#"data-testid="db-node""#).is_empty());
+    assert_eq!(start_tags(&dom, r#"data-testid="member""#).len(), 4);
+
+    // A node without the db role: only the cluster, and no primary.
+    let mut db = sample["db"].clone();
+    db["local"] = serde_json::Value::Null;
+    db["primary"] = serde_json::Value::Null;
+    db["cluster"][1]["status"] = "fenced".into();
+    db["cluster"][1]["state"] = "fenced".into();
+    db["cluster"][1]["role"] = "standby".into();
+    let (_, dom) = render(db);
+    assert!(start_tags(&dom, r#"data-testid="db-local""#).is_empty());
+    let cluster = element(&dom, r#"data-testid="db-cluster""#, "article");
+    let health = element(cluster, r#"class="fe-health""#, "span");
+    assert!(
+        health.contains(r#"data-level="bad""#) && health.contains(">no primary<"),
+        "{health}"
+    );
+    let fenced = start_tags(db_node_row(&dom, "pi-2"), "db-node")[0];
+    assert_eq!(attr(fenced, "data-db").as_deref(), Some("fenced"));
+    assert_eq!(attr(fenced, "data-primary"), None);
+    let note = element(&dom, r#"id="db-note""#, "p");
+    assert!(
+        note.contains("no primary") && note.contains("1 fenced"),
+        "{note}"
+    );
+
+    // This node the primary, its standbys from pg_stat_replication, and
+    // the majority lost.
+    let mut db = sample["db"].clone();
+    let local = &mut db["local"];
+    local["role"] = "primary".into();
+    local["upstream"] = serde_json::Value::Null;
+    local["replay_lag_bytes"] = serde_json::Value::Null;
+    local["replay_delay_s"] = serde_json::Value::Null;
+    local["quorum"] = false.into();
+    local["restarts"] = 0.into();
+    local["replicas"] = serde_json::json!([
+        { "name": "pi-2", "client_addr": "192.0.2.12", "state": "streaming", "sync_state": "sync",
+          "replay_lsn": 97500059720u64, "lag_bytes": 0 },
+        { "name": "pi-3", "client_addr": "192.0.2.13", "state": "catchup", "sync_state": "async",
+          "replay_lsn": null, "lag_bytes": null }
+    ]);
+    let (addr, dom) = render(db.clone());
+    let local = element(&dom, r#"data-testid="db-local""#, "article");
+    assert!(fe_stat(local, "Role").contains(">takes writes<"));
+    assert!(
+        !local.contains("<dt>Replay lag</dt>") && !local.contains("<dt>Upstream</dt>"),
+        "{local}"
+    );
+    assert!(!fe_stat(local, "Restarts").contains("data-level"));
+    let quorum = fe_stat(local, "Quorum");
+    assert!(
+        quorum.contains(r#"data-level="bad""#) && quorum.contains(">majority lost<"),
+        "{quorum}"
+    );
+    let replicas: Vec<(String, String)> = start_tags(local, r#"data-testid="db-replica""#)
+        .iter()
+        .map(|t| {
+            (
+                attr(t, "data-name").unwrap(),
+                attr(t, "data-state").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        replicas,
+        vec![
+            ("pi-2".to_string(), "streaming".to_string()),
+            ("pi-3".to_string(), "catchup".to_string())
+        ]
+    );
+    let pi2 = element(local, r#"data-testid="db-replica" data-name="pi-2""#, "tr");
+    assert!(
+        cells(pi2).contains("|streaming|sync|16/B374D848|0B|"),
+        "{pi2}"
+    );
+    let pi3 = element(local, r#"data-testid="db-replica" data-name="pi-3""#, "tr");
+    assert!(cells(pi3).contains("|catchup|async|–|–|"), "{pi3}");
+    // The primary's page on a phone: nothing sticks out.
+    let check = browser::dump_dom(&format!("http://{addr}/phone-check.html"), 6000)
+        .expect("dump phone check");
+    let result = element(&check, r#"id="result""#, "pre");
+    let tag = start_tags(result, r#"id="result""#)[0];
+    assert_eq!(attr(tag, "data-db").as_deref(), Some("6"), "{result}");
+    assert_eq!(
+        attr(tag, "data-offenders").as_deref(),
+        Some("0"),
+        "{result}"
+    );
+
+    // A primary without standbys says so.
+    let mut alone = db.clone();
+    alone["local"]["replicas"] = serde_json::json!([]);
+    let (_, dom) = render(alone);
+    assert!(dom.contains(">No standby is connected.<"));
+
+    // Not running: the state, what it waits for, since when.
+    for (state, level) in [
+        ("cloning", "info"),
+        ("waiting", "info"),
+        ("restarting", "warn"),
+        ("fenced", "warn"),
+        ("failed", "bad"),
+    ] {
+        let mut db = sample["db"].clone();
+        db["local"]["state"] = state.into();
+        db["local"]["detail"] = format!("detail of {state}").into();
+        let (_, dom) = render(db);
+        let local = element(&dom, r#"data-testid="db-local""#, "article");
+        let detail = element(local, r#"data-testid="db-detail""#, "p");
+        assert!(
+            detail.contains(&format!(r#"data-level="{level}""#))
+                && detail.contains(&format!(">detail of {state}<"))
+                && detail.contains(r#"data-since="1763792600000""#)
+                && detail.contains(">for "),
+            "{state}: {detail}"
+        );
+        assert!(
+            local.contains(&format!(">{}<", state.to_uppercase())),
+            "{state}: {local}"
+        );
+    }
+
+    // Peers' strings are text, and names Object has find nothing.
+    let mut db = sample["db"].clone();
+    db["local"]["state"] = "__proto__".into();
+    db["local"]["detail"] = "<b>boom</b>".into();
+    db["local"]["server"] = "<img src=x onerror=alert(1)>".into();
+    db["local"]["replicas"] = serde_json::json!([{ "name": "<i>r</i>", "state": "constructor", "sync_state": "<u>s</u>" }]);
+    db["cluster"][2]["hostname"] = "<img src=x onerror=alert(2)>".into();
+    db["cluster"][2]["status"] = "constructor".into();
+    db["cluster"][2]["upstream"] = "<s>up</s>".into();
+    db["cluster"][3]["lsn"] = "<em>lsn</em>".into();
+    db["cluster"]
+        .as_array_mut()
+        .unwrap()
+        .push("not a row".into());
+    let (addr, dom) = render(db);
+    let names = element_names(&dom);
+    // (`b` is the charts' own; the peer's `<b>` is checked as text below.)
+    for bad in ["img", "i", "u", "s", "em"] {
+        assert!(!names.iter().any(|n| n == bad), "injected <{bad}> element");
+    }
+    assert!(!dom.contains("<b>boom</b>"), "injected <b> element");
+    for text in [
+        "<b>boom</b>",
+        "<i>r</i>",
+        "<u>s</u>",
+        "<img src=x onerror=alert(2)>",
+        "<s>up</s>",
+        "<em>lsn</em>",
+    ] {
+        assert!(dom.contains(&html_text(text)), "{text} shown as text");
+    }
+    let local = element(&dom, r#"data-testid="db-local""#, "article");
+    assert_eq!(
+        attr(start_tags(local, "db-state")[0], "data-dbstate").as_deref(),
+        Some("unknown")
+    );
+    assert!(!local.contains("version "), "no version from a bad path");
+    let odd = start_tags(&dom, r#"data-status="constructor""#);
+    assert_eq!(odd.len(), 1);
+    assert_eq!(attr(odd[0], "data-db").as_deref(), Some("unknown"));
+    assert_eq!(start_tags(&dom, r#"data-testid="db-node""#).len(), 4);
+    assert!(!dom.contains("function Object") && !dom.contains("[native code]"));
+    let check = browser::dump_dom(&format!("http://{addr}/phone-check.html"), 6000)
+        .expect("dump phone check");
+    let result = element(&check, r#"id="result""#, "pre");
+    let tag = start_tags(result, r#"id="result""#)[0];
+    assert_eq!(
+        attr(tag, "data-offenders").as_deref(),
+        Some("0"),
+        "{result}"
+    );
 }

@@ -36,6 +36,11 @@ pub struct StatusDoc {
     /// this node runs none.
     #[serde(default)]
     pub vrrp: Option<serde_json::Value>,
+    /// This node's PostgreSQL (null without the db role) and every db
+    /// node as its heartbeat reports it; null when the cluster has no db
+    /// node at all.
+    #[serde(default)]
+    pub db: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +174,7 @@ pub fn build(ctx: &NodeContext) -> StatusDoc {
         balancer: super::balancer::section(ctx),
         pooler: super::pooler::section(ctx),
         vrrp: super::vrrp::section(ctx),
+        db: super::db::section(ctx),
     }
 }
 

@@ -157,6 +157,10 @@ pub fn render(doc: &StatusDoc, now_ms: i64) -> String {
         doc.pooler
             .as_ref()
             .map(|p| format!("pooler: {}", pooler_line(p))),
+        doc.db
+            .as_ref()
+            .and_then(db_line)
+            .map(|d| format!("db:     {d}")),
     ]
     .into_iter()
     .flatten()
@@ -276,6 +280,56 @@ fn pooler_line(p: &Value) -> String {
     line
 }
 
+/// "pi-1 primary tl 2 3/60 | pi-2 standby of pi-1 lag 96 B | pi-3 fenced
+/// | pi-4 down"; None without a db node.
+fn db_line(d: &Value) -> Option<String> {
+    let rows = d["cluster"].as_array().filter(|a| !a.is_empty())?;
+    let nodes: Vec<String> = rows.iter().map(db_node).collect();
+    Some(nodes.join(" | "))
+}
+
+fn db_node(r: &Value) -> String {
+    let host = r["hostname"].as_str().unwrap_or("?");
+    let status = r["status"].as_str().unwrap_or("?");
+    let mut text = format!("{host} {status}");
+    match status {
+        "primary" => {
+            let tl = r["timeline"].as_u64().map_or("?".into(), |n| n.to_string());
+            let lsn = r["lsn"].as_str().unwrap_or("?");
+            let _ = write!(text, " tl {tl} {lsn}");
+        }
+        "standby" | "fenced" => {
+            if let Some(up) = r["upstream"].as_str() {
+                let _ = write!(text, " of {up}");
+            }
+            if let Some(lag) = r["lag_bytes"].as_u64() {
+                let _ = write!(text, " lag {}", bytes(lag));
+            }
+        }
+        _ => {}
+    }
+    text
+}
+
+/// 0 B, 512 B, 1.5 KiB, 48 KiB, 3.2 GiB.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v >= 10.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
@@ -343,14 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn the_vrrp_instance_and_the_pooler_get_a_line_each() {
+    fn the_vrrp_instance_the_pooler_and_the_db_nodes_get_a_line_each() {
         let doc = sample();
         let text = render(&doc, doc.generated_at_ms);
         let want = "\n\
             vrrp:   MASTER vrid 51 on eth0, priority 150 (effective 110: storage failing), \
             master 192.0.2.11, VIP 192.0.2.10/24\n\
             pooler: port 5432, transaction pooling, servers pi-2 primary, pi-3 standby, \
-            pi-4 down; 23 clients (2 waiting)\n";
+            pi-4 down; 23 clients (2 waiting)\n\
+            db:     pi-1 standby of pi-2 lag 12 KiB | pi-2 primary tl 3 16/B374D848 | \
+            pi-3 standby of pi-2 lag 20 KiB | pi-4 down\n";
         assert!(text.contains(want), "{text}");
     }
 
@@ -360,10 +416,11 @@ mod tests {
         let fields = doc.as_object_mut().expect("object");
         fields.remove("vrrp");
         fields.remove("pooler");
+        fields.remove("db");
         let doc: StatusDoc = serde_json::from_value(doc).expect("fields missing are null");
         let text = render(&doc, doc.generated_at_ms);
         assert!(
-            !text.contains("vrrp:") && !text.contains("pooler:"),
+            !text.contains("vrrp:") && !text.contains("pooler:") && !text.contains("db:"),
             "{text}"
         );
 
@@ -382,5 +439,34 @@ mod tests {
             text.contains("pooler: port ?, ? pooling, no servers; PAUSED\n"),
             "{text}"
         );
+
+        // A db section without rows prints nothing; rows missing fields
+        // print what they have.
+        doc.db = Some(serde_json::json!({"cluster": []}));
+        assert!(!render(&doc, doc.generated_at_ms).contains("db:"));
+        doc.db = Some(serde_json::json!({"cluster": [
+            {"hostname": "pi-1", "status": "primary"},
+            {"hostname": "pi-2", "status": "standby", "lag_bytes": 5_000_000_000u64},
+            {"hostname": "pi-3", "status": "fenced", "upstream": "pi-1", "lag_bytes": 1536},
+            {"status": "cloning"},
+        ]}));
+        let text = render(&doc, doc.generated_at_ms);
+        assert!(
+            text.contains(
+                "db:     pi-1 primary tl ? ? | pi-2 standby lag 4.7 GiB | \
+                 pi-3 fenced of pi-1 lag 1.5 KiB | ? cloning\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn byte_counts_read_naturally() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(12_288), "12 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(bytes(u64::MAX), "16384 PiB");
     }
 }

@@ -19,6 +19,7 @@ use crate::node::system_metrics::SystemView;
 use crate::store::StoreStats;
 
 use super::pooler::PoolerView;
+use crate::pg::supervisor::{DbRole, DbState, DbStatus};
 use crate::vrrp::machine::State as VrrpState;
 use crate::vrrp::status::VrrpStatus;
 
@@ -46,6 +47,7 @@ pub fn render(ctx: &NodeContext) -> Result<String, std::fmt::Error> {
             .collect(),
         pooler: super::pooler::running(ctx).map(|p| super::pooler::view(&p)),
         vrrp: super::vrrp::running(ctx),
+        db: super::db::running(ctx),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
@@ -69,6 +71,7 @@ struct Snapshot {
     tcp: Vec<TcpStats>,
     pooler: Option<PoolerView>,
     vrrp: Option<std::sync::Arc<VrrpStatus>>,
+    db: Option<std::sync::Arc<DbStatus>>,
 }
 
 /// Small helpers so each metric below is one line, not six.
@@ -139,6 +142,9 @@ impl Collector for Snapshot {
         }
         if let Some(v) = &self.vrrp {
             vrrp(v, &mut out)?;
+        }
+        if let Some(d) = &self.db {
+            db(d, &mut out)?;
         }
         Ok(())
     }
@@ -752,6 +758,86 @@ fn vrrp(s: &VrrpStatus, out: &mut Out) -> Result<(), std::fmt::Error> {
     )
 }
 
+/// The db role: this node's PostgreSQL. The state as one series per state
+/// (as for VRRP), WAL positions as plain numbers of bytes (a dashboard
+/// subtracts two nodes' to get a lag), and the primary's view of each
+/// standby.
+fn db(s: &DbStatus, out: &mut Out) -> Result<(), std::fmt::Error> {
+    type Series = Vec<(Vec<(&'static str, String)>, f64)>;
+    let flag = |b: bool| f64::from(u8::from(b));
+    out.gauge(
+        "piha_db_up",
+        "1 while this node's PostgreSQL is running normally (state running), 0 in any other state",
+        flag(s.state == DbState::Running),
+    )?;
+    let states: Series = DbState::ALL
+        .iter()
+        .map(|st| (vec![("state", st.name().to_owned())], flag(*st == s.state)))
+        .collect();
+    out.gauges(
+        "piha_db_state",
+        "1 for the db role's current state, 0 for the others",
+        &states,
+    )?;
+    out.gauge(
+        "piha_db_is_primary",
+        "1 while this node's PostgreSQL runs as the primary and takes writes",
+        flag(s.state == DbState::Running && s.role == Some(DbRole::Primary)),
+    )?;
+    out.gauge(
+        "piha_db_timeline",
+        "The PostgreSQL timeline this node is on (it goes up by one at each promotion)",
+        f64::from(s.timeline),
+    )?;
+    out.gauge(
+        "piha_db_lsn_bytes",
+        "WAL position: written on a primary, replayed on a standby",
+        s.lsn as f64,
+    )?;
+    out.gauge(
+        "piha_db_receive_lsn_bytes",
+        "WAL received and flushed to disk by a standby (equal to the written position on a primary)",
+        s.receive_lsn as f64,
+    )?;
+    if let Some(lag) = s.replay_lag_bytes {
+        out.gauge(
+            "piha_db_replay_lag_bytes",
+            "Standby: WAL received but not yet replayed",
+            lag as f64,
+        )?;
+    }
+    if let Some(delay) = s.replay_delay_s {
+        out.gauge(
+            "piha_db_replay_delay_seconds",
+            "Standby: time since the last replayed transaction committed on the primary (grows while the primary is idle)",
+            delay,
+        )?;
+    }
+    out.counter(
+        "piha_db_restarts",
+        "Times the PostgreSQL server was restarted after it died",
+        u64::from(s.restarts),
+    )?;
+    out.gauge(
+        "piha_db_quorum",
+        "1 while this node sees a majority of the cluster's voters; a primary without it stops taking writes",
+        flag(s.quorum),
+    )?;
+    let replicas: Series = s
+        .replicas
+        .iter()
+        .filter_map(|r| {
+            r.lag_bytes
+                .map(|l| (vec![("replica", r.name.clone())], l as f64))
+        })
+        .collect();
+    out.gauges(
+        "piha_db_replica_lag_bytes",
+        "Primary: how far each standby's replay is behind the primary's WAL position (absent while unknown)",
+        &replicas,
+    )
+}
+
 /// From /proc/self/statm (pages); `None` where there is no procfs.
 fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -770,7 +856,7 @@ pub fn find_value(text: &str, metric_with_labels: &str) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Only the pooler's families, from a view built by hand.
@@ -889,5 +975,90 @@ mod tests {
         );
         assert!(text.contains("# TYPE piha_vrrp_dropped counter"), "{text}");
         assert!(text.contains("# TYPE piha_vrrp_state gauge"), "{text}");
+    }
+
+    /// Only the db families, from a status built by hand.
+    #[derive(Debug)]
+    struct OnlyDb(DbStatus);
+
+    impl Collector for OnlyDb {
+        fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            db(&self.0, &mut Out(encoder))
+        }
+    }
+
+    #[test]
+    fn db_series_are_named_and_labelled_as_documented() {
+        let text = encode(OnlyDb(super::super::db::tests::sample()));
+        let state = |s: &str| format!(r#"piha_db_state{{state="{s}"}}"#);
+        for (series, value) in [
+            ("piha_db_up".to_owned(), 1.0),
+            (state("running"), 1.0),
+            (state("fenced"), 0.0),
+            (state("preparing"), 0.0),
+            ("piha_db_is_primary".into(), 1.0),
+            ("piha_db_timeline".into(), 2.0),
+            ("piha_db_lsn_bytes".into(), 12_884_901_984.0),
+            ("piha_db_receive_lsn_bytes".into(), 12_884_901_984.0),
+            ("piha_db_restarts_total".into(), 1.0),
+            ("piha_db_quorum".into(), 1.0),
+            (r#"piha_db_replica_lag_bytes{replica="pi-2"}"#.into(), 0.0),
+        ] {
+            assert_eq!(find_value(&text, &series), Some(value), "{series}\n{text}");
+        }
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("piha_db_state{"))
+                .count(),
+            DbState::ALL.len(),
+            "one series per state:\n{text}"
+        );
+        // A lag nobody knows is left out, as are a standby's figures on a
+        // primary.
+        assert!(!text.contains(r#"replica="pi-3""#), "{text}");
+        assert!(!text.contains("piha_db_replay_"), "{text}");
+        assert!(text.contains("# TYPE piha_db_restarts counter"), "{text}");
+        every_family_has_help(&text, 4);
+
+        // A fenced standby behind its primary.
+        let mut s = super::super::db::tests::sample();
+        s.state = DbState::Fenced;
+        s.role = Some(DbRole::Standby);
+        s.replay_lag_bytes = Some(4096);
+        s.replay_delay_s = Some(2.5);
+        s.quorum = false;
+        s.replicas.clear();
+        let text = encode(OnlyDb(s));
+        for (series, value) in [
+            ("piha_db_up".to_owned(), 0.0),
+            (state("running"), 0.0),
+            (state("fenced"), 1.0),
+            ("piha_db_is_primary".into(), 0.0),
+            ("piha_db_replay_lag_bytes".into(), 4096.0),
+            ("piha_db_replay_delay_seconds".into(), 2.5),
+            ("piha_db_quorum".into(), 0.0),
+        ] {
+            assert_eq!(find_value(&text, &series), Some(value), "{series}\n{text}");
+        }
+        assert!(!text.contains("piha_db_replica_lag_bytes{"), "{text}");
+        every_family_has_help(&text, 4);
+    }
+
+    /// Every `# TYPE` has a `# HELP` of at least `min_words` words.
+    pub(in crate::status) fn every_family_has_help(text: &str, min_words: usize) {
+        for family in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+        {
+            let help = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("# HELP {family} ")))
+                .unwrap_or_else(|| panic!("{family} has no HELP:\n{text}"));
+            assert!(
+                help.split_whitespace().count() >= min_words,
+                "{family}: {help:?}"
+            );
+        }
     }
 }

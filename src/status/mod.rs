@@ -6,6 +6,7 @@ pub mod auth;
 pub mod balancer;
 mod balancer_http;
 pub mod client;
+pub mod db;
 pub mod db_api;
 pub mod metrics;
 mod page;

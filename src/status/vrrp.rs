@@ -198,7 +198,7 @@ pub(super) mod tests {
         assert_eq!(doc["master"], Value::Null);
     }
 
-    fn context(dir: &Path) -> (NodeContext, crate::store::StoreWorker) {
+    pub(in crate::status) fn context(dir: &Path) -> (NodeContext, crate::store::StoreWorker) {
         let text = include_str!("../../pi-configs/cluster.toml");
         let config = crate::config::parse(text, &dir.join("cluster.toml")).expect("config");
         let plan = config.plan_for("pi-1").expect("plan");

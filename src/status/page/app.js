@@ -893,6 +893,188 @@
         item.detail ? el('span', { text: str(item.detail) }) : null));
   }
 
+  // -------------------------------------------------------------------- db
+  //
+  // The db role: this node's PostgreSQL (state, position, lag, and on a
+  // primary its standbys as pg_stat_replication shows them), then every db
+  // node of the cluster as its last heartbeat reports it, the primary
+  // highlighted. Same panels and tables as the balancer (and its phone
+  // layout).
+
+  // The cluster table's one word per node (db.rs `status_word`); the states
+  // a node passes through on its way share one colour.
+  const DB_STATUS = { primary: 'primary', standby: 'standby', fenced: 'fenced', down: 'down', unknown: 'unknown' };
+  const DB_PASSING = { preparing: 1, waiting: 1, initializing: 1, cloning: 1, rewinding: 1, starting: 1, restarting: 1, running: 1 };
+  const dbStatus = (s) => own(DB_STATUS, s) || (own(DB_PASSING, s) ? 'passing' : 'unknown');
+  // The local state badge (status.rs `DbState`).
+  const DB_STATE = { running: 'running', fenced: 'fenced', failed: 'failed', stopped: 'stopped', restarting: 'restarting' };
+  const dbState = (s) => own(DB_STATE, s) || (own(DB_PASSING, s) ? 'passing' : 'unknown');
+
+  // "16/B374D848", as PostgreSQL writes an LSN.
+  function fmtLsn(n) {
+    if (!isNum(n) || n < 0) return '–';
+    const hex = (v) => Math.floor(v).toString(16).toUpperCase();
+    return hex(n / 4294967296) + '/' + hex(n % 4294967296);
+  }
+
+  function fmtDelay(s) {
+    if (!isNum(s)) return '–';
+    return s < 10 ? fmtNum(s, 1) + '\u00a0s' : fmtDuration(s);
+  }
+
+  function renderDb(d) {
+    const db = isObj(d.db) ? d.db : null;
+    const links = memberLinks(d);
+    if (!changed('db', [db, links])) return;
+    $('db').hidden = !db;
+    if (!db) {
+      $('db-panels').replaceChildren();
+      $('db-note').textContent = '';
+      return;
+    }
+    const rows = arr(db.cluster).filter(isObj);
+    const primary = typeof db.primary === 'string' ? db.primary : null;
+    const master = typeof db.vrrp_master === 'string' ? db.vrrp_master : null;
+    $('db-panels').replaceChildren(...[
+      isObj(db.local) ? dbLocalPanel(db.local) : null,
+      dbClusterPanel(rows, primary, master, links),
+    ].filter(Boolean));
+
+    // "4 db nodes · primary pi-2 · 2 standbys · 1 down · VRRP master pi-1"
+    const counts = {};
+    for (const r of rows) { const k = dbStatus(r.status); counts[k] = (counts[k] || 0) + 1; }
+    const plural = (n, one, many) => n + ' ' + (n === 1 ? one : many);
+    $('db-note').textContent = [plural(rows.length, 'db node', 'db nodes'),
+      primary ? 'primary ' + primary : 'no primary',
+      counts.standby ? plural(counts.standby, 'standby', 'standbys') : null,
+      counts.fenced ? counts.fenced + ' fenced' : null,
+      counts.down ? counts.down + ' down' : null,
+      master ? 'VRRP master ' + master : null].filter(Boolean).join(' · ');
+  }
+
+  function dbLocalPanel(s) {
+    const st = str(s.state, 'unknown');
+    const kind = dbState(st);
+    const role = s.role === 'primary' || s.role === 'standby' ? s.role : null;
+    const standby = role === 'standby';
+    const version = /\/postgresql\/(\d+(?:\.\d+)?)\//.exec(str(s.server));
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' },
+        el('h3', { class: 'fe-name', text: 'PostgreSQL' }),
+        el('span', { class: 'fe-kind', text: 'this node' }),
+        version ? el('span', { class: 'chip', title: str(s.server), text: 'version ' + version[1] }) : null,
+        isNum(s.pid) ? el('span', { class: 'chip', title: 'postmaster process id', text: 'pid ' + s.pid }) : null),
+      el('span', { class: 'badge db-state', data: { dbstate: kind }, title: 'state of the db role' }, st.toUpperCase()));
+
+    // Not running: what it waits for or what went wrong, and since when.
+    const detail = st !== 'running'
+      ? el('p', { class: 'db-detail', data: { testid: 'db-detail', level: kind === 'failed' ? 'bad' : kind === 'passing' || kind === 'unknown' ? 'info' : 'warn' } },
+        el('span', { class: 'db-detail-text', text: str(s.detail) || st }),
+        isNum(s.since_ms) ? el('span', { class: 'db-detail-since', title: 'since ' + fmtDateTime(s.since_ms) }, 'for ',
+          el('span', { class: 'dur', data: { since: s.since_ms } }, fmtDuration((serverNow() - s.since_ms) / 1000))) : null)
+      : null;
+
+    const restarts = isNum(s.restarts) ? s.restarts : null;
+    const quorum = s.quorum === true;
+    const stats = el('dl', { class: 'fe-stats' }, [
+      ['Role', role || '–', null, 'as PostgreSQL says (pg_is_in_recovery)',
+        role === 'primary' && st === 'running' ? 'takes writes' : role ? 'read-only' : null],
+      ['Timeline', isNum(s.timeline) ? String(s.timeline) : '–', null, 'goes up by one at each promotion'],
+      ['WAL position', el('span', { class: 'mono', text: fmtLsn(s.lsn) }), null,
+        standby ? 'replayed; received and flushed ' + fmtLsn(s.receive_lsn) : 'written',
+        standby && isNum(s.receive_lsn) && s.receive_lsn !== s.lsn ? 'received ' + fmtLsn(s.receive_lsn) : null],
+      standby ? ['Replay lag', fmtBytes(s.replay_lag_bytes), null, 'received but not yet replayed; delay: since the last replayed transaction committed on the primary',
+        isNum(s.replay_delay_s) ? 'delay ' + fmtDelay(s.replay_delay_s) : null] : null,
+      standby || s.upstream ? ['Upstream', s.upstream ? str(s.upstream) : 'none', standby && !s.upstream ? 'warn' : null, 'the node this standby streams from'] : null,
+      ['Restarts', restarts === null ? '–' : fmtCount(restarts), restarts > 0 ? 'warn' : null, 'times the server was restarted after it died'],
+      ['Quorum', quorum ? 'yes' : 'no', quorum ? null : role === 'primary' ? 'bad' : 'warn',
+        'whether this node sees a majority of the cluster’s voters; a primary without it stops taking writes',
+        quorum ? 'majority seen' : 'majority lost'],
+    ].filter(Boolean).map(([label, value, level, title, sub]) =>
+      el('div', { class: 'fe-stat', data: level ? { level } : null, title },
+        el('dt', { text: label }),
+        el('dd', null, value, sub ? el('span', { class: 'fe-stat-sub', text: sub }) : null))));
+
+    const replicas = arr(s.replicas).filter(isObj);
+    let body = null;
+    if (replicas.length) {
+      body = el('div', { class: 'lb-scroll' }, el('table', { class: 'lb-table' },
+        tableHead([['Standby', 'be-name'], ['State', 'be-state']], DB_REPLICA_COLUMNS),
+        el('tbody', null, replicas.map(dbReplicaRow))));
+    } else if (role === 'primary') {
+      body = el('p', { class: 'placeholder', text: 'No standby is connected.' });
+    }
+    return el('article', { class: 'panel frontend', data: { testid: 'db-local', dbstate: kind } }, head, detail, stats, body);
+  }
+
+  const DB_REPLICA_COLUMNS = [
+    { head: 'Sync', title: 'async, sync, quorum or potential (pg_stat_replication.sync_state)', cls: 'sync', cell: (r) => el('span', { class: 'chip', text: str(r.sync_state, '–') }) },
+    { head: 'Replayed', label: 'Replayed LSN', cls: 'lsn', cell: (r) => el('span', { class: 'mono', text: fmtLsn(r.replay_lsn) }) },
+    { head: 'Lag', title: 'bytes between this node’s WAL position and the standby’s replay', cls: 'num', cell: (r) => dbLagCell(r.lag_bytes, false) },
+  ];
+
+  function dbReplicaRow(r) {
+    const name = str(r.name, '?');
+    const state = str(r.state, 'unknown');
+    const addr = str(r.client_addr);
+    const nameCell = el('th', { scope: 'row', class: 'be-name' },
+      el('span', { class: 'be-line' }, el('span', { class: 'be-title', text: name })),
+      addr && addr !== name ? el('span', { class: 'be-addr mono', text: addr }) : null);
+    const cells = DB_REPLICA_COLUMNS.map((c, i) => el('td', { class: colClass(DB_REPLICA_COLUMNS, i), 'data-label': c.label || c.head }, c.cell(r)));
+    const streaming = state === 'streaming';
+    return el('tr', { class: 'backend', data: { testid: 'db-replica', name, state, lb: streaming ? 'up' : 'drain' } },
+      nameCell, el('td', { class: 'be-state' }, badge('replica', streaming ? 'streaming' : 'other', state)), cells);
+  }
+
+  function dbLagCell(lag, isPrimary) {
+    if (isPrimary) return el('span', { class: 'n', data: { level: 'zero' }, title: 'the primary', text: '–' });
+    if (!isNum(lag)) return el('span', { class: 'n', data: { level: 'none' }, title: 'unknown', text: '–' });
+    return el('span', { class: 'n', data: lag === 0 ? { level: 'zero' } : null, title: fmtNum(lag, 0) + ' bytes' }, fmtBytes(lag));
+  }
+
+  function dbClusterPanel(rows, primary, master, links) {
+    const down = rows.filter((r) => dbStatus(r.status) === 'down').length;
+    const health = !primary ? 'bad' : down > 0 ? 'warn' : 'ok';
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' }, el('h3', { class: 'fe-name', text: 'Cluster' }),
+        el('span', { class: 'fe-kind', text: 'from heartbeats' })),
+      el('span', { class: 'fe-health', data: { level: health } }, primary ? 'primary ' + primary : 'no primary'));
+    const body = rows.length
+      ? el('div', { class: 'lb-scroll' }, el('table', { class: 'lb-table' },
+        tableHead([['Node', 'be-name'], ['Role', 'be-state']], DB_NODE_COLUMNS),
+        el('tbody', null, rows.map((r) => dbNodeRow(r, primary, master, links)))))
+      : el('p', { class: 'placeholder', text: 'No db node has reported yet.' });
+    return el('article', { class: 'panel frontend', data: { testid: 'db-cluster' } }, head, body);
+  }
+
+  const DB_NODE_COLUMNS = [
+    { head: 'Timeline', label: 'TL', cls: 'num', cell: (r) => el('span', { class: 'n', text: isNum(r.timeline) ? String(r.timeline) : '–' }) },
+    { head: 'WAL position', label: 'LSN', title: 'written (primary) or replayed (standby) WAL position', cls: 'lsn', cell: (r) => el('span', { class: 'mono', title: isNum(r.receive_lsn_bytes) ? 'received ' + str(r.receive_lsn) : null, text: str(r.lsn, '–') }) },
+    { head: 'Lag', title: 'bytes behind the primary’s WAL position', cls: 'num', cell: (r, isPrimary) => dbLagCell(r.lag_bytes, isPrimary) },
+    { head: 'Upstream', title: 'the node a standby streams from', cls: 'upstream', cell: (r) => el('span', { class: r.upstream ? null : 'muted', text: str(r.upstream, '–') }) },
+  ];
+
+  function dbNodeRow(r, primary, master, links) {
+    const name = str(r.hostname, '?');
+    const kind = dbStatus(r.status);
+    const isPrimary = primary !== null && name === primary;
+    const alive = r.alive === true;
+    const href = r.is_self === true ? null : links[name];
+    const nameCell = el('th', { scope: 'row', class: 'be-name' },
+      el('span', { class: 'be-line' },
+        href ? el('a', { class: 'be-title', href, title: 'Open ' + name + '’s status page', text: name }) : el('span', { class: 'be-title', text: name }),
+        r.is_self === true ? el('span', { class: 'self-tag', text: 'this node' }) : null),
+      master !== null && name === master ? el('span', { class: 'be-addr db-master', title: 'the node that makes the cluster’s db decisions', text: 'VRRP master' }) : null);
+    // Down: why (unreachable, or what its PostgreSQL is doing).
+    const why = !alive ? 'unreachable' : kind === 'down' && r.state ? str(r.state) : null;
+    const stateCell = el('td', { class: 'be-state' }, badge('db', kind, str(r.status, 'unknown')),
+      why ? el('span', { class: 'be-since', text: why }) : null);
+    const cells = DB_NODE_COLUMNS.map((c, i) => el('td', { class: colClass(DB_NODE_COLUMNS, i), 'data-label': c.label || c.head }, c.cell(r, isPrimary)));
+    const lb = kind === 'down' ? 'down' : kind === 'fenced' ? 'drain' : 'up';
+    return el('tr', { class: 'backend', data: { testid: 'db-node', name, status: str(r.status, 'unknown'), db: kind, alive: String(alive), lb, ...(isPrimary ? { primary: 'true' } : {}) } },
+      nameCell, stateCell, cells);
+  }
+
   // ---------------------------------------------------------------- system
 
   function renderStats(d) {
@@ -1276,6 +1458,7 @@
     safely('node', () => renderNode(d));
     safely('vrrp', () => renderVrrp(d));
     safely('balancer', () => renderBalancer(d));
+    safely('db', () => renderDb(d));
     safely('postgres', () => renderPostgres(d));
     safely('stats', () => renderStats(d));
     safely('charts', () => renderCharts(d));

@@ -16,6 +16,13 @@ use common::netns::poll;
 
 const START: Duration = Duration::from_secs(90);
 
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn failover_under_load(db: &str) -> (Duration, usize) {
     let mut net = DbNet::new(db);
     net.rig.start_all();
@@ -42,6 +49,7 @@ fn failover_under_load(db: &str) -> (Duration, usize) {
     let postmaster = net.postmaster_pid(0);
     let piha = net.rig.pid(0);
     let fault = Instant::now();
+    let fault_ms = unix_ms();
     let killed = std::process::Command::new("kill")
         .args(["-9", &postmaster.to_string(), &piha.to_string()])
         .status()
@@ -66,32 +74,44 @@ fn failover_under_load(db: &str) -> (Duration, usize) {
         .ids(net.vip_pooler())
         .unwrap_or_else(|e| panic!("reading back: {e}"));
     let lost = acked.iter().filter(|id| !present.contains(id)).count();
-    let events = net
-        .rig
-        .admin_get(new_primary, "/api/v1/status")
-        .unwrap_or_default();
+    let mode = if db.contains("synchronous = true") {
+        "synchronous"
+    } else {
+        "asynchronous"
+    };
     eprintln!(
-        "failover ({}): writes failed from {:?} after the kill until {:?} after it ({} failed inserts); \
-         {} acknowledged, {lost} missing afterwards; new primary pi-{}",
-        if db.contains("synchronous = true") {
-            "synchronous"
-        } else {
-            "asynchronous"
-        },
+        "failover ({mode}): writes failed from {:?} after the kill until {:?} after it ({} failed \
+         inserts); {} acknowledged, {lost} missing afterwards; new primary pi-{}",
         o.first_failure.map(|f| f.duration_since(fault)),
         downtime,
         o.failed,
         acked.len(),
         new_primary + 1,
     );
-    for line in events
-        .split("\"message\":\"")
-        .skip(1)
-        .filter_map(|s| s.split('"').next())
-        .filter(|m| m.starts_with("failover") || m.starts_with("promoted"))
-    {
-        eprintln!("  event: {line}");
+    if let Some(e) = writes.iter().find(|w| !w.ok && w.at >= fault) {
+        eprintln!("  what the client was told: {:?}", e.error);
     }
+    // The steps, from the events of the surviving nodes (wall clock).
+    let event_at = |prefix: &str| -> Option<i64> {
+        poll(Duration::from_secs(10), || {
+            [1usize, 2].iter().find_map(|i| {
+                let doc: serde_json::Value =
+                    serde_json::from_str(&net.rig.admin_get(*i, "/api/v1/status").ok()?).ok()?;
+                doc["events"].as_array()?.iter().find_map(|e| {
+                    let m = e["message"].as_str()?;
+                    m.starts_with(prefix).then(|| e["at_ms"].as_i64()).flatten()
+                })
+            })
+        })
+    };
+    let detected = event_at("failover: the primary").map(|t| t - fault_ms);
+    let promoted = event_at("promoted to primary").map(|t| t - fault_ms);
+    eprintln!(
+        "failover figures ({mode}): detected {detected:?} ms, promoted {promoted:?} ms, first \
+         write {} ms after the kill; {} acknowledged inserts, {lost} lost",
+        downtime.as_millis(),
+        acked.len()
+    );
     assert!(
         downtime <= Duration::from_secs(10),
         "writes came back after {downtime:?}, over the 10 s bound:\n{}",

@@ -43,9 +43,8 @@ pub async fn request(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let token = ctx.running().config.admin_token.clone();
-    if let Err(refusal) = auth::check(token.as_deref(), &headers) {
-        return error(refusal.status(), &refusal.to_string());
+    if let Some(refused) = refusal(&ctx, &headers) {
+        return refused;
     }
     let request = match action.as_str() {
         "promote" => Request::Promote,
@@ -89,9 +88,8 @@ pub async fn switchover(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let token = ctx.running().config.admin_token.clone();
-    if let Err(refusal) = auth::check(token.as_deref(), &headers) {
-        return error(refusal.status(), &refusal.to_string());
+    if let Some(refused) = refusal(&ctx, &headers) {
+        return refused;
     }
     let body: SwitchoverBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -130,6 +128,15 @@ pub async fn switchover(
         Ok(report) => Json(report).into_response(),
         Err(e) => error(StatusCode::CONFLICT, &e),
     }
+}
+
+/// The admin token check every changing endpoint makes: the answer to
+/// send when it fails.
+fn refusal(ctx: &NodeContext, headers: &HeaderMap) -> Option<Response> {
+    let token = ctx.running().config.admin_token.clone();
+    auth::check(token.as_deref(), headers)
+        .err()
+        .map(|r| error(r.status(), &r.to_string()))
 }
 
 /// The VRRP master as membership reports it: (hostname, admin address).

@@ -116,30 +116,9 @@ impl DbNet {
     /// psql from the client namespace as the app user.
     pub fn psql(&self, addr: SocketAddr, sql: &str) -> Result<String, String> {
         let client = self.rig.lab.client().name.clone();
-        let out = self
-            .rig
-            .lab
-            .command(&client, &super::pg::pg_bin().join("psql").to_string_lossy())
-            .args([
-                "-XAtq",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-                &format!(
-                    "host={} port={} user={APP_USER} dbname={APP_DB} sslmode=disable connect_timeout=3",
-                    addr.ip(),
-                    addr.port()
-                ),
-            ])
-            .env("PGPASSWORD", APP_PASSWORD)
-            .output()
-            .map_err(|e| format!("cannot run psql: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        let psql = super::pg::pg_bin().join("psql");
+        let cmd = self.rig.lab.command(&client, &psql.to_string_lossy());
+        super::db_rig::psql_with(cmd, addr, sql)
     }
 
     /// Every id in `numbers`, read through `addr`.

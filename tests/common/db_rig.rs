@@ -136,7 +136,18 @@ impl DbRig {
 
 /// psql `-XAtq` as the app user; stdout trimmed.
 pub fn psql(addr: SocketAddr, sql: &str) -> Result<String, String> {
-    let out = std::process::Command::new(super::pg::pg_bin().join("psql"))
+    let program = super::pg::pg_bin().join("psql");
+    psql_with(std::process::Command::new(program), addr, sql)
+}
+
+/// `psql` (a command that runs psql, perhaps inside a namespace) as the
+/// app user against `addr`.
+pub fn psql_with(
+    mut cmd: std::process::Command,
+    addr: SocketAddr,
+    sql: &str,
+) -> Result<String, String> {
+    let out = cmd
         .args([
             "-XAtq",
             "-v",

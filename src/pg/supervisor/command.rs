@@ -52,30 +52,11 @@ pub async fn run<S: AsRef<OsStr>>(
 }
 
 pub async fn run_command(
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     program: &str,
     limit: Duration,
 ) -> Result<String, DbError> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(DbError::io(format!(
-        "cannot start {}",
-        cmd.as_std().get_program().to_string_lossy()
-    )))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let work = async {
-        let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
-        let status = child.wait().await;
-        (status, out, err)
-    };
-    let Ok((status, out, err)) = tokio::time::timeout(limit, work).await else {
-        // kill_on_drop ends it when `child` goes out of scope here.
-        return Err(DbError::Timeout {
-            program: program.to_owned(),
-            limit_s: limit.as_secs(),
-        });
-    };
-    let status = status.map_err(DbError::io(format!("waiting for {program}")))?;
+    let (status, out, err) = output(cmd, program, limit).await?;
     if status.success() {
         Ok(out)
     } else {
@@ -90,27 +71,11 @@ pub async fn run_command(
 /// Like `run_command`, but Ok(stderr then stdout): for programs that
 /// report what they did on stderr (pg_rewind).
 pub async fn run_merged(
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     program: &str,
     limit: Duration,
 ) -> Result<String, DbError> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(DbError::io(format!("cannot start {program}")))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let work = async {
-        let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
-        (child.wait().await, out, err)
-    };
-    let Ok((status, out, err)) = tokio::time::timeout(limit, work).await else {
-        return Err(DbError::Timeout {
-            program: program.to_owned(),
-            limit_s: limit.as_secs(),
-        });
-    };
-    let status = status.map_err(DbError::io(format!("waiting for {program}")))?;
+    let (status, out, err) = output(cmd, program, limit).await?;
     let text = format!("{err}{out}");
     if status.success() {
         Ok(text)
@@ -121,6 +86,35 @@ pub async fn run_merged(
             output: tail(text.trim_end()),
         })
     }
+}
+
+/// Runs `cmd` to its end within `limit` (killed otherwise), reading at
+/// most READ_LIMIT of each stream.
+async fn output(
+    mut cmd: tokio::process::Command,
+    program: &str,
+    limit: Duration,
+) -> Result<(std::process::ExitStatus, String, String), DbError> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(DbError::io(format!(
+        "cannot start {}",
+        cmd.as_std().get_program().to_string_lossy()
+    )))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let work = async {
+        let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
+        (child.wait().await, out, err)
+    };
+    let Ok((status, out, err)) = tokio::time::timeout(limit, work).await else {
+        // kill_on_drop ends it when `child` goes out of scope here.
+        return Err(DbError::Timeout {
+            program: program.to_owned(),
+            limit_s: limit.as_secs(),
+        });
+    };
+    let status = status.map_err(DbError::io(format!("waiting for {program}")))?;
+    Ok((status, out, err))
 }
 
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {

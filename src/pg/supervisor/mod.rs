@@ -10,7 +10,7 @@
 //!   process, and SQL on the private socket.
 //! - `node`: the shell that runs all of it (the service of the db role).
 //! - `status`: what the role shows, locally and in heartbeats.
-//! - `backup`: scheduled base backups and the admin API's backup request.
+//! - `backup`, `restore`: scheduled base backups, and `piha db-restore`.
 
 pub mod backup;
 pub mod command;
@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod node;
 pub mod plan;
 pub mod postmaster;
+pub mod restore;
 pub mod settings;
 pub mod status;
 

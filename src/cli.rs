@@ -31,6 +31,10 @@ pub enum Command {
     /// Make another db node the PostgreSQL primary without losing a
     /// committed transaction (asks the VRRP master, which runs it).
     Switchover(SwitchoverArgs),
+    /// Restore a PostgreSQL base backup (from `[db] backup`) into a new
+    /// data directory; never writes into one that holds anything. Prints
+    /// how to put it in place.
+    DbRestore(DbRestoreArgs),
     /// Internal: started by `piha run` next to its VRRP instance. Waits for
     /// its parent to go away (stdin closes), then takes the VIPs off the
     /// interface, so a killed node never leaves its VIP behind.
@@ -91,6 +95,24 @@ pub struct SwitchoverArgs {
     /// node when --url is not given).
     #[arg(long, short = 'c', env = "PIHA_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DbRestoreArgs {
+    /// One backup's folder, like
+    /// /srv/piha/backups/postgresql/piha-20240305T060708Z-pi-1.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The new data directory: must not exist, or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// PostgreSQL's programs (pg_verifybackup checks the restored files).
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/postgresql/15/bin")]
+    pub bindir: PathBuf,
+    /// The OS user PostgreSQL runs as: it gets the restored directory when
+    /// db-restore runs as root.
+    #[arg(long, value_name = "NAME", default_value = "postgres")]
+    pub os_user: String,
 }
 
 #[derive(Debug, clap::Args)]

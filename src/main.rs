@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Status(args) => report(piha::status::client::run(&args)),
         Command::PgSecret(args) => report(piha::pg_secret::run(&args)),
         Command::Switchover(args) => report(piha::pg::failover::cli::run(&args)),
+        Command::DbRestore(args) => report(piha::pg::supervisor::restore::run(&args)),
         Command::VipGuard(args) => report(piha::vrrp::guard::run(&args)),
     }
 }

@@ -38,6 +38,17 @@ fn three_db_nodes_bootstrap_from_empty_and_a_second_start_changes_nothing() {
     }
     // pi-4 has no db role.
     assert!(rig.db(3).is_err());
+    // Backups are off in this rig (DbRig's default): asking for one says so.
+    let auth = format!("Bearer {}", common::node::TOKEN);
+    let (code, body) = common::node::http(
+        rig.cluster.nodes[0].admin,
+        "POST",
+        "/api/v1/db/backup",
+        &[("Authorization", &auth)],
+    )
+    .expect("POST /api/v1/db/backup");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("backups are off"), "{body}");
     // The primary streams to both standbys.
     wait_until(LIMIT, || {
         let d = rig.db(0)?;

@@ -1,6 +1,7 @@
 //! The db role's admin endpoints: `GET /api/v1/db` (open, like every read)
 //! and the requests that change something (admin token): promote, follow,
-//! fence, demote on the db node itself, and switchover on the VRRP master.
+//! fence, demote on the db node itself, switchover on the VRRP master,
+//! and a base backup now (`POST /api/v1/db/backup`, on any db node).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use super::auth;
 use super::server::error;
 use crate::node::context::NodeContext;
 use crate::pg::supervisor::Request;
+use crate::pg::supervisor::backup::{BackupError, Why};
+use crate::pg::supervisor::error::DbError;
 
 /// Longer than a promotion may take (pg_promote waits up to 60 s).
 const REQUEST_LIMIT: Duration = Duration::from_secs(75);
@@ -72,6 +75,40 @@ pub async fn request(
     match handle.ask(request, REQUEST_LIMIT).await {
         Ok(outcome) => Json(outcome).into_response(),
         Err(e) => error(StatusCode::CONFLICT, &e),
+    }
+}
+
+/// `POST /api/v1/db/backup`: a base backup of this node's PostgreSQL
+/// into the backup folder now (primary or standby), answered with the
+/// backup once it is complete. 409 while another runs here, when backups
+/// are off or PostgreSQL is not running.
+pub async fn backup(State(ctx): State<Arc<NodeContext>>, headers: HeaderMap) -> Response {
+    let token = ctx.running().config.admin_token.clone();
+    if let Err(refusal) = auth::check(token.as_deref(), &headers) {
+        return error(refusal.status(), &refusal.to_string());
+    }
+    let Some(handle) = ctx.roles.db.borrow().clone() else {
+        return error(StatusCode::NOT_FOUND, "this node has no db role");
+    };
+    let Some(backups) = handle.backups().cloned() else {
+        let s = handle.status();
+        return error(
+            StatusCode::CONFLICT,
+            &format!("the db role cannot run here: {}", s.detail),
+        );
+    };
+    match backups.take_now(Why::Requested).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e @ (BackupError::Off | BackupError::Busy)) => {
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
+        Err(BackupError::Failed(e @ DbError::Refused(_))) => {
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
+        Err(BackupError::Failed(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the backup failed: {e}"),
+        ),
     }
 }
 

@@ -42,22 +42,49 @@ pub fn postgres_lines() -> String {
 }
 
 /// The shipped cluster file on 127.61.`net`.x with the rig's `[postgres]`
-/// lines and `extra` appended at the end (e.g. a `[db]` section).
+/// lines and `extra` appended at the end. An `extra` starting with
+/// `[db]` has its lines put into the file's own `[db]` section (TOML
+/// allows a table once). Backups are off unless `extra` sets `backup`, so
+/// no test writes to the built-in folder under /srv.
 pub fn rig_file(net: u8, extra: &str) -> String {
-    let text = cluster_file(net).replacen(
+    let mut text = cluster_file(net).replacen(
         "[postgres]\n",
         &format!("[postgres]\n{}", postgres_lines()),
         1,
     );
-    format!("{text}\n{extra}\n")
+    let (db, rest) = match extra.strip_prefix("[db]\n") {
+        Some(body) => {
+            let end = body.find("\n[").map_or(body.len(), |i| i + 1);
+            (&body[..end], &body[end..])
+        }
+        None => ("", extra),
+    };
+    let db = if db.contains("backup") {
+        db.to_string()
+    } else {
+        format!("backup = false\n{db}")
+    };
+    assert!(
+        text.contains("\n[db]\n"),
+        "the shipped file has a [db] section"
+    );
+    text = text.replacen("\n[db]\n", &format!("\n[db]\n{db}"), 1);
+    format!("{text}\n{rest}\n")
 }
 
 impl DbRig {
-    /// Writes the file; starts nothing.
+    /// Writes the file; starts nothing. `@RIG_DIR@` in `extra` becomes the
+    /// rig's temp dir (e.g. for a backup folder).
     pub fn new(net: u8, extra: &str) -> DbRig {
         let cluster = Cluster::with_file(net, &rig_file(net, extra));
         std::fs::set_permissions(cluster.dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod temp dir");
+        if extra.contains("@RIG_DIR@") {
+            let text = std::fs::read_to_string(&cluster.config).expect("read cluster file");
+            let dir = cluster.dir.path().to_string_lossy().into_owned();
+            std::fs::write(&cluster.config, text.replace("@RIG_DIR@", &dir))
+                .expect("write cluster file");
+        }
         DbRig { cluster }
     }
 

@@ -135,7 +135,7 @@ pub fn pg_bin() -> PathBuf {
 
 /// `Some((uid, gid))` of the `postgres` OS user when we run as root (the
 /// programs are run as it), `None` otherwise (they run as we do).
-fn run_as() -> Option<(u32, u32)> {
+pub fn run_as() -> Option<(u32, u32)> {
     static RUN_AS: OnceLock<Option<(u32, u32)>> = OnceLock::new();
     *RUN_AS.get_or_init(|| {
         if !rustix::process::geteuid().is_root() {

@@ -10,7 +10,9 @@
 //!   process, and SQL on the private socket.
 //! - `node`: the shell that runs all of it (the service of the db role).
 //! - `status`: what the role shows, locally and in heartbeats.
+//! - `backup`, `restore`: scheduled base backups, and `piha db-restore`.
 
+pub mod backup;
 pub mod command;
 pub mod conf;
 pub mod control;
@@ -20,6 +22,7 @@ pub mod inspect;
 pub mod node;
 pub mod plan;
 pub mod postmaster;
+pub mod restore;
 pub mod settings;
 pub mod status;
 
@@ -80,11 +83,26 @@ pub struct Command {
 pub struct DbHandle {
     status: watch::Receiver<Arc<DbStatus>>,
     commands: mpsc::Sender<Command>,
+    /// `None` when the role cannot run at all (its settings are wrong).
+    backups: Option<Arc<backup::Backups>>,
 }
 
 impl DbHandle {
     pub fn new(status: watch::Receiver<Arc<DbStatus>>, commands: mpsc::Sender<Command>) -> Self {
-        DbHandle { status, commands }
+        DbHandle {
+            status,
+            commands,
+            backups: None,
+        }
+    }
+
+    pub fn with_backups(mut self, backups: Option<Arc<backup::Backups>>) -> Self {
+        self.backups = backups;
+        self
+    }
+
+    pub fn backups(&self) -> Option<&Arc<backup::Backups>> {
+        self.backups.as_ref()
     }
 
     pub fn status(&self) -> Arc<DbStatus> {

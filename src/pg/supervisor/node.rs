@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::backup::Backups;
 use super::command;
 use super::conf::{self, Mode};
 use super::control::Local;
@@ -61,9 +62,20 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         running.config.db.synchronous,
     )));
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
-    ctx.roles
-        .db
-        .send_replace(Some(Arc::new(DbHandle::new(status_rx, cmd_tx))));
+    let backups = plan.as_ref().ok().map(|p| {
+        Arc::new(Backups::new(
+            ctx.clone(),
+            p.clone(),
+            status_tx.clone(),
+            stop.clone(),
+        ))
+    });
+    let scheduler = backups
+        .clone()
+        .map(|b| tokio::spawn(b.schedule(status_rx.clone())));
+    ctx.roles.db.send_replace(Some(Arc::new(
+        DbHandle::new(status_rx, cmd_tx).with_backups(backups),
+    )));
     let mut node = DbNode {
         ctx: ctx.clone(),
         status: status_tx,
@@ -84,6 +96,11 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         }
     }
     watcher.abort();
+    // Ends the schedule and kills a backup still running.
+    stop.cancel();
+    if let Some(s) = scheduler {
+        s.abort();
+    }
     ctx.roles.db.send_replace(None);
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fence;
 pub mod inspect;
 pub mod node;
+pub mod os_user;
 pub mod plan;
 pub mod postmaster;
 pub mod restore;

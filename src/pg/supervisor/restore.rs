@@ -71,13 +71,13 @@ pub fn run(args: &DbRestoreArgs) -> anyhow::Result<()> {
 }
 
 fn lookup_user(name: &str) -> anyhow::Result<(u32, u32)> {
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+    match super::os_user::lookup(name) {
+        Ok(Some(ids)) => Ok(ids),
         Ok(None) => anyhow::bail!(
             "there is no OS user `{name}` to give the data directory to (install \
              postgresql-15, or pass --os-user)"
         ),
-        Err(e) => anyhow::bail!("cannot look up OS user `{name}`: {e}"),
+        Err(e) => anyhow::bail!("cannot look up OS user `{name}` in /etc/passwd: {e}"),
     }
 }
 

@@ -187,17 +187,14 @@ pub fn replication_password(admin_token: &str) -> String {
 }
 
 fn lookup_user(name: &str) -> Result<OsUser, DbError> {
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(u)) => Ok(OsUser {
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-        }),
+    match super::os_user::lookup(name) {
+        Ok(Some((uid, gid))) => Ok(OsUser { uid, gid }),
         Ok(None) => Err(DbError::Config(format!(
             "there is no OS user `{name}` to run PostgreSQL as (install postgresql-15, \
              or set [db] os_user)"
         ))),
         Err(e) => Err(DbError::Config(format!(
-            "cannot look up OS user `{name}`: {e}"
+            "cannot look up OS user `{name}` in /etc/passwd: {e}"
         ))),
     }
 }

@@ -355,14 +355,7 @@ impl Shell {
         limit: Duration,
     ) -> Result<String, String> {
         if node == self.ctx.identity.hostname {
-            let handle = self
-                .ctx
-                .roles
-                .db
-                .borrow()
-                .clone()
-                .ok_or("the db role is not running on this node")?;
-            return handle.ask(request, limit).await.map(|o| {
+            return self.local_db()?.ask(request, limit).await.map(|o| {
                 let mut m = o.message;
                 if let Some(lsn) = o.lsn {
                     m = format!("{m} at {lsn}");
@@ -389,6 +382,16 @@ impl Shell {
             m = format!("{m} at {lsn}");
         }
         Ok(m)
+    }
+
+    /// This node's own db role, for requests a decider makes of itself.
+    pub fn local_db(&self) -> Result<Arc<crate::pg::supervisor::DbHandle>, String> {
+        self.ctx
+            .roles
+            .db
+            .borrow()
+            .clone()
+            .ok_or_else(|| "the db role is not running on this node".to_string())
     }
 
     pub fn admin_addr(&self, node: &str) -> Option<SocketAddr> {

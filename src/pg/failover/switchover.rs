@@ -202,13 +202,7 @@ async fn wait_replayed(shell: &Shell, node: &str, lsn: u64) -> Result<(), String
 
 async fn fresh_lsn(shell: &Shell, node: &str) -> Result<u64, String> {
     if node == shell.ctx.identity.hostname {
-        let h = shell
-            .ctx
-            .roles
-            .db
-            .borrow()
-            .clone()
-            .ok_or("no db role here")?;
+        let h = shell.local_db()?;
         // The local status is at most one poll old; good enough here too.
         return Ok(h.status().lsn);
     }

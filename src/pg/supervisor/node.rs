@@ -801,13 +801,11 @@ impl DbNode {
         std::fs::rename(&tmp, &plan.data).map_err(DbError::io(
             "cannot move the copied data directory in place",
         ))?;
-        self.ctx.events.info(
-            COMPONENT,
-            format!(
-                "copied the database from {from} in {} ms",
-                started.elapsed().as_millis()
-            ),
-            json!({"from": from, "ms": started.elapsed().as_millis() as u64}),
+        self.step_done(
+            &format!("copied the database from {from}"),
+            "",
+            from,
+            started,
         );
         Ok(())
     }
@@ -847,14 +845,7 @@ impl DbNode {
                     .collect::<Vec<_>>()
                     .join("; ");
                 conf::set_standby_signal(plan, true)?;
-                self.ctx.events.info(
-                    COMPONENT,
-                    format!(
-                        "rewound onto {from} in {} ms: {summary}",
-                        started.elapsed().as_millis()
-                    ),
-                    json!({"from": from, "ms": started.elapsed().as_millis() as u64}),
-                );
+                self.step_done(&format!("rewound onto {from}"), &summary, from, started);
                 Ok(())
             }
             Err(DbError::Program { output, .. }) if !self.stop.is_cancelled() => {
@@ -878,6 +869,21 @@ impl DbNode {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The event of a finished clone or rewind, with its duration.
+    fn step_done(&self, what: &str, detail: &str, from: &str, started: Instant) {
+        let ms = started.elapsed().as_millis() as u64;
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        self.ctx.events.info(
+            COMPONENT,
+            format!("{what} in {ms} ms{detail}"),
+            json!({"from": from, "ms": ms}),
+        );
     }
 
     /// Runs `work` unless the node stops first (then the program is killed

@@ -1,0 +1,16 @@
+//! The storage role: forms the GlusterFS pool and volume from the cluster
+//! file, mounts it where the web role serves from, and watches it.
+//! Start with LIFECYCLE.md.
+//!
+//! - `runner.rs`: runs the `gluster` CLI with a deadline, one call at a
+//!   time, retrying a held cluster lock.
+//! - `reply.rs`, `xml/`, `heal_count.rs`: what the CLI printed, typed; every
+//!   way it fails becomes a [`reply::CliError`], never "0 volumes".
+//! - `model.rs`: the typed values; `health.rs`: what they mean (sans-IO).
+//! - `form.rs`: what the pool and volume still lack (sans-IO); `mount.rs`.
+//! - `role.rs`: the thin async shell that polls, forms, heals and publishes.
+
+pub mod heal_count;
+pub mod model;
+pub mod reply;
+pub mod xml;

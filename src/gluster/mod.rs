@@ -11,6 +11,8 @@
 //! - `role.rs`: the thin async shell that polls, forms, heals and publishes.
 
 pub mod heal_count;
+pub mod health;
 pub mod model;
 pub mod reply;
+pub mod runner;
 pub mod xml;

@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod identity;
 pub mod notify;
+pub mod program;
 pub mod reload;
 pub mod supervisor;
 pub mod system_metrics;

@@ -8,8 +8,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-
 use super::error::DbError;
 use super::settings::DbPlan;
 
@@ -18,7 +16,7 @@ use super::settings::DbPlan;
 const KEEP_OUTPUT: usize = 4096;
 /// Output read at most from a program; past it, the rest is discarded
 /// unread so a chatty program cannot fill memory.
-const READ_LIMIT: u64 = 1 << 20;
+const READ_LIMIT: u64 = crate::node::program::READ_LIMIT;
 
 /// A PostgreSQL program of the configured bindir, ready to run.
 pub fn command(plan: &DbPlan, program: &str) -> tokio::process::Command {
@@ -91,38 +89,24 @@ pub async fn run_merged(
 /// Runs `cmd` to its end within `limit` (killed otherwise), reading at
 /// most READ_LIMIT of each stream.
 async fn output(
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     program: &str,
     limit: Duration,
 ) -> Result<(std::process::ExitStatus, String, String), DbError> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(DbError::io(format!(
-        "cannot start {}",
-        cmd.as_std().get_program().to_string_lossy()
-    )))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let work = async {
-        let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
-        (child.wait().await, out, err)
-    };
-    let Ok((status, out, err)) = tokio::time::timeout(limit, work).await else {
-        // kill_on_drop ends it when `child` goes out of scope here.
-        return Err(DbError::Timeout {
+    use crate::node::program::{self, ProgramError};
+    match program::output(cmd, limit, READ_LIMIT).await {
+        Ok(ran) => Ok((ran.status, ran.stdout, ran.stderr)),
+        Err(ProgramError::Deadline { .. }) => Err(DbError::Timeout {
             program: program.to_owned(),
             limit_s: limit.as_secs(),
-        });
-    };
-    let status = status.map_err(DbError::io(format!("waiting for {program}")))?;
-    Ok((status, out, err))
-}
-
-async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
-    let mut buf = Vec::new();
-    if let Some(r) = r {
-        let _ = r.take(READ_LIMIT).read_to_end(&mut buf).await;
+        }),
+        Err(ProgramError::Spawn { program, source }) => {
+            Err(DbError::io(format!("cannot start {program}"))(source))
+        }
+        Err(ProgramError::Wait { source, .. }) => {
+            Err(DbError::io(format!("waiting for {program}"))(source))
+        }
     }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 fn tail(s: &str) -> String {

@@ -67,6 +67,9 @@ pub struct ClusterConfig {
     pub vrrp: VrrpSettings,
     /// How the db nodes run PostgreSQL (defaults when the file has no `[db]`).
     pub db: DbClusterSettings,
+    /// The Gluster volume of the storage nodes (defaults when the file has
+    /// no `[storage]`).
+    pub storage: StorageClusterSettings,
     /// Nodes named in the file, in file order.
     pub nodes: Vec<NodeConfig>,
     /// Hostname patterns (`pi-*`) for nodes that join with no edit to the file.
@@ -456,6 +459,49 @@ impl DbBackup {
 pub struct StorageSettings {
     /// Directory that holds this node's Gluster brick.
     pub brick: PathBuf,
+}
+
+/// `[storage]`: the one Gluster volume the storage nodes form, cluster-wide
+/// because every node must agree on its name, layout and mount point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageClusterSettings {
+    /// The volume's name in gluster.
+    pub volume: String,
+    /// Bricks per replica set. `None`: 2 for an even number of storage
+    /// nodes, 3 for a multiple of three, 1 for a single node.
+    pub replica: Option<u32>,
+    /// With replica 3: the third brick of each set holds metadata only (a
+    /// tie-breaker that needs little space).
+    pub arbiter: bool,
+    /// Where every storage node mounts the volume: the web root by default,
+    /// so all web nodes serve the same files.
+    pub mount: PathBuf,
+    /// How often the monitor asks gluster.
+    pub poll: Duration,
+    /// gluster's `network.ping-timeout`: how long clients wait on a brick
+    /// that stopped answering. gluster's 42 s default stalls every write
+    /// that long when a Pi dies.
+    pub ping_timeout: Duration,
+    /// Warn below this percentage of free space on a brick.
+    pub min_free: u32,
+    /// The gluster CLI.
+    pub gluster: PathBuf,
+}
+
+impl StorageClusterSettings {
+    /// The values a file without `[storage]` gets.
+    pub fn builtin() -> StorageClusterSettings {
+        StorageClusterSettings {
+            volume: "piha".into(),
+            replica: None,
+            arbiter: false,
+            mount: PathBuf::from("/srv/piha/www"),
+            poll: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(10),
+            min_free: 10,
+            gluster: PathBuf::from("/usr/sbin/gluster"),
+        }
+    }
 }
 
 /// `[[pattern]] match = "pi-*"`: a host whose name matches gets these roles.

@@ -14,6 +14,7 @@ use super::suggest::closest;
 pub use super::raw_db::*;
 pub use super::raw_postgres::*;
 pub use super::raw_sections::*;
+pub use super::raw_storage::*;
 pub use super::raw_vrrp::*;
 
 #[derive(Default)]
@@ -32,6 +33,8 @@ pub struct RawFile {
     pub vrrp: Option<RawVrrp>,
     /// `None` when the file has no `[db]`: built-in values.
     pub db: Option<RawDbCluster>,
+    /// `None` when the file has no `[storage]`: built-in values.
+    pub storage: Option<RawStorageCluster>,
     pub nodes: Vec<RawNode>,
     pub patterns: Vec<RawPattern>,
 }
@@ -145,6 +148,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
     let postgres = top.table("postgres").map(|t| read_postgres(t, top.report));
     let vrrp = top.table("vrrp").map(|t| read_vrrp(t, top.report));
     let db = top.table("db").map(|t| read_db(t, top.report));
+    let storage = top.table("storage").map(|t| read_storage(t, top.report));
     let nodes = top.array_of_tables("node");
     let nodes = nodes
         .into_iter()
@@ -165,6 +169,7 @@ pub fn read_file(root: &DeTable<'_>, report: &mut Report<'_>) -> RawFile {
         postgres,
         vrrp,
         db,
+        storage,
         nodes,
         patterns,
     }

@@ -19,6 +19,7 @@ use super::model::*;
 use super::postgres_settings;
 use super::raw::*;
 use super::roles::{Owner, RoleDefaults, required_roles, role_settings};
+use super::storage_settings;
 use super::values;
 use super::vrrp_settings::{self, Members};
 
@@ -97,6 +98,7 @@ pub fn validate(
     };
     let vrrp = vrrp_settings::vrrp(raw.vrrp.as_ref(), &cluster, members, report);
     let db = db_settings::db(raw.db.as_ref(), report);
+    let storage = storage_settings::storage(raw.storage.as_ref(), report);
 
     if report.has_errors() {
         return None;
@@ -112,6 +114,7 @@ pub fn validate(
         postgres,
         vrrp,
         db,
+        storage,
         nodes: nodes
             .into_iter()
             .filter_map(NodeFacts::into_config)

@@ -385,3 +385,22 @@ fn damaged_documents_get_errors_naming_what_was_wrong() {
         Err(CliError::Malformed { .. })
     ));
 }
+
+#[test]
+fn heal_launch_is_read_from_its_text() {
+    use piha::gluster::xml::heal_launched;
+    let ok = "Launching heal operation to perform index self heal on volume piha has been successful \nUse heal info commands to check status.\n";
+    assert_eq!(heal_launched(ok, Some(0)), Ok(()));
+    let busy = "Launching heal operation to perform index self heal on volume piha has been unsuccessful:\nAnother transaction is in progress for piha. Please try again after some time.\n";
+    assert!(heal_launched(busy, Some(0)).is_err_and(|e| e.retryable()));
+    let other = "Launching heal operation to perform index self heal on volume piha has been unsuccessful:\nSelf-heal daemon is not running.\n";
+    assert!(matches!(
+        heal_launched(other, Some(0)),
+        Err(CliError::Refused { .. })
+    ));
+    let down = "Connection failed. Please check if gluster daemon is operational.\n";
+    assert!(matches!(
+        heal_launched(down, Some(1)),
+        Err(CliError::GlusterdDown { .. })
+    ));
+}

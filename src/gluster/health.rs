@@ -23,13 +23,17 @@ pub struct Observation {
     pub volumes: Result<Vec<VolumeInfo>, CliError>,
     /// `volume status <vol> detail`, per started volume asked.
     pub status: BTreeMap<String, Result<VolumeStatus, CliError>>,
-    /// `volume heal <vol> statistics heal-count`, per healing volume asked.
+    /// `volume heal <vol> statistics heal-count`, per healing volume asked
+    /// (not every poll while nothing is healing or down); the last answer
+    /// stands for a volume not asked.
     pub heal_count: BTreeMap<String, Result<Vec<HealCount>, CliError>>,
     /// `volume heal <vol> info summary` (asked less often: it walks every
     /// pending entry), for split-brain counts.
     pub heal_summary: BTreeMap<String, Result<Vec<HealBrick>, CliError>>,
     /// `pool list`.
-    pub peers: Result<Vec<Peer>, CliError>,
+    /// `pool list`; `None` when not asked this poll (peers change rarely;
+    /// it is asked every few polls to spare the Pi's CPU).
+    pub peers: Option<Result<Vec<Peer>, CliError>>,
 }
 
 /// Thresholds from the cluster file.
@@ -38,6 +42,11 @@ pub struct Limits {
     /// A brick with less free space than this share is "low on space".
     pub min_free: f64,
     pub min_free_inodes: f64,
+    /// A question that failed while its last good answer is younger than
+    /// this keeps that answer in force (with its age): several nodes'
+    /// polls contend for gluster's cluster lock, and one lost round is not
+    /// news. Older than this, the state becomes UNKNOWN.
+    pub grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -109,6 +118,8 @@ pub struct BrickView {
     pub low_inodes: bool,
     /// Entries this brick holds for others to heal (`None`: not known).
     pub heal_pending: Option<u64>,
+    /// The state comes from an earlier poll's answer (this poll's failed).
+    pub stale: bool,
 }
 
 impl BrickView {
@@ -174,7 +185,9 @@ pub enum Change {
         to: BrickState,
         why: Option<String>,
     },
-    /// A brick came back: its volume should heal.
+    /// A brick came back (a fresh answer shows it online after one that
+    /// showed it offline or missing): what was written meanwhile must be
+    /// copied to it, so its volume should heal.
     BrickBack {
         volume: String,
         brick: String,
@@ -199,6 +212,10 @@ pub struct Monitor {
     split_brain: BTreeMap<String, u64>,
     peers: Option<Vec<Peer>>,
     view: Option<StorageView>,
+    /// Each brick's state as last seen in a fresh answer, by (volume,
+    /// brick): a brick seen offline (or missing) and now online has come
+    /// back and needs a heal, however many polls failed in between.
+    observed: BTreeMap<(String, String), BrickState>,
 }
 
 impl Monitor {
@@ -268,8 +285,9 @@ impl Monitor {
             }
         }
         match obs.peers {
-            Ok(p) => self.peers = Some(p),
-            Err(e) => errors.push(format!("pool list: {e}")),
+            Some(Ok(p)) => self.peers = Some(p),
+            Some(Err(e)) => errors.push(format!("pool list: {e}")),
+            None => {}
         }
         let volumes_age_ms = self
             .volumes
@@ -283,11 +301,16 @@ impl Monitor {
                 vols.iter()
                     .map(|info| {
                         let status = self.status.get(&info.name);
-                        let problem = if !fresh_info {
+                        let status_age = status.map(|(_, at)| now_ms.saturating_sub(*at));
+                        let within_grace =
+                            |age: Option<u64>| age.is_some_and(|a| a <= limits.grace_ms);
+                        let problem = if !fresh_info && !within_grace(Some(volumes_age_ms)) {
                             errors
                                 .first()
                                 .cloned()
                                 .or_else(|| Some("volume info did not answer".into()))
+                        } else if within_grace(status_age) {
+                            None
                         } else {
                             status_errors.get(&info.name).cloned()
                         };
@@ -314,13 +337,38 @@ impl Monitor {
             volumes_age_ms,
             errors,
         };
-        let changes = changes(self.view.as_ref(), &view);
+        let mut changes = changes(self.view.as_ref(), &view);
+        changes.extend(self.returned_bricks(&view));
         self.view = Some(view.clone());
         // Status of volumes that no longer exist is forgotten.
         if let Some((vols, _)) = &self.volumes {
             self.status.retain(|n, _| vols.iter().any(|v| &v.name == n));
         }
         (view, changes)
+    }
+
+    /// Bricks that a fresh answer shows online after a fresh answer showed
+    /// them offline or missing.
+    fn returned_bricks(&mut self, view: &StorageView) -> Vec<Change> {
+        let mut out = Vec::new();
+        for v in view
+            .volumes
+            .iter()
+            .filter(|v| v.run_state == RunState::Started)
+        {
+            for b in v.bricks.iter().filter(|b| !b.stale) {
+                let key = (v.name.clone(), b.name());
+                let before = self.observed.insert(key, b.state);
+                if b.state == BrickState::Online && before.is_some_and(|s| s != BrickState::Online)
+                {
+                    out.push(Change::BrickBack {
+                        volume: v.name.clone(),
+                        brick: b.name(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn last_state(&self, volume: &str) -> Option<VolumeState> {
@@ -379,6 +427,7 @@ fn volume_view(input: VolumeInput<'_>) -> VolumeView {
                 found,
                 input.limits,
             );
+            view.stale = input.status.is_some_and(|(_, at)| *at != input.now_ms);
             if !started {
                 view.state = BrickState::Offline;
                 view.why = Some("the volume is not started".into());
@@ -392,7 +441,8 @@ fn volume_view(input: VolumeInput<'_>) -> VolumeView {
             if input.problem.is_some() && view.state == BrickState::Online {
                 // Last good data, shown as such.
                 view.state = BrickState::Unknown;
-                view.why = Some("last known online; gluster did not answer this poll".into());
+                view.why = Some("last known online; gluster has not answered since".into());
+                view.stale = true;
             }
             view.heal_pending = input
                 .heal_count
@@ -468,6 +518,7 @@ fn brick_view(
             low_space: false,
             low_inodes: false,
             heal_pending: None,
+            stale: false,
         };
     };
     let low = |free: Option<u64>, total: Option<u64>, min: f64| match (free, total) {
@@ -496,6 +547,7 @@ fn brick_view(
             limits.min_free_inodes,
         ),
         heal_pending: None,
+        stale: false,
         host,
         path,
     }
@@ -615,14 +667,6 @@ fn changes(before: Option<&StorageView>, now: &StorageView) -> Vec<Change> {
                     to: b.state,
                     why: b.why.clone(),
                 });
-                // Back from offline (or from a node we could not see):
-                // what was written meanwhile must be copied to it.
-                if b.state == BrickState::Online && v.run_state == RunState::Started {
-                    out.push(Change::BrickBack {
-                        volume: v.name.clone(),
-                        brick: b.name(),
-                    });
-                }
             }
             if was.low_space != b.low_space {
                 out.push(Change::LowSpace {

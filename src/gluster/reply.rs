@@ -97,7 +97,12 @@ pub fn check_op(op_ret: i64, op_errno: i64, op_errstr: &str) -> Result<(), CliEr
         return Ok(());
     }
     let text = short(op_errstr);
-    if op_errno == ERRNO_LOCKED || text.contains("Another transaction is in progress") {
+    // "Locking failed on <peer>" (opErrno 30800) is the same contention seen
+    // from the other side: a peer's glusterd held its lock.
+    if op_errno == ERRNO_LOCKED
+        || text.contains("Another transaction is in progress")
+        || text.contains("Locking failed")
+    {
         return Err(CliError::Busy { text });
     }
     Err(CliError::Refused { op_errno, text })

@@ -257,11 +257,14 @@ fn spawn_roles(supervisor: &mut Supervisor, plan: &NodePlan) {
     if plan.roles.contains(&Role::Db) {
         supervisor.spawn("db", crate::pg::supervisor::node::run);
     }
+    if plan.roles.contains(&Role::Storage) {
+        supervisor.spawn("storage", crate::gluster::role::run);
+    }
 }
 
 /// Whether this build contains the role.
 fn built(role: Role) -> bool {
-    matches!(role, Role::Balancer | Role::Web)
+    matches!(role, Role::Balancer | Role::Web | Role::Db | Role::Storage)
 }
 
 /// Built roles start as "starting" until their service reports; roles of

@@ -85,6 +85,8 @@ pub struct RoleHandles {
     /// The db role: its status and the commands it takes (promote, follow,
     /// fence) from the admin API.
     pub db: watch::Sender<Option<Arc<crate::pg::supervisor::DbHandle>>>,
+    /// The storage role: the Gluster volume as this node sees it.
+    pub storage: watch::Sender<Option<Arc<crate::gluster::status::StorageHandle>>>,
     /// The failover decider of a balancer node: takes switchover requests.
     pub failover: watch::Sender<Option<Arc<crate::pg::failover::FailoverHandle>>>,
 }

@@ -36,7 +36,10 @@ pub enum ProgramError {
 }
 
 /// Runs `cmd` to its end within `limit`, reading at most `read_limit`
-/// bytes of each stream; killed (SIGKILL) when the limit passes.
+/// bytes of each stream; killed (SIGKILL) when the limit passes, with every
+/// process it started: the program runs in its own process group and the
+/// whole group is killed. (The gluster CLI runs `glfsheal` for `heal info`;
+/// killing only the CLI left glfsheal walking thousands of entries.)
 pub async fn output(
     mut cmd: tokio::process::Command,
     limit: Duration,
@@ -46,11 +49,13 @@ pub async fn output(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|source| ProgramError::Spawn {
         program: program.clone(),
         source,
     })?;
+    let group = child.id();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let work = async {
@@ -58,16 +63,33 @@ pub async fn output(
         (child.wait().await, out, err)
     };
     let Ok((status, stdout, stderr)) = tokio::time::timeout(limit, work).await else {
-        // kill_on_drop ends it when `child` goes out of scope here; tokio
-        // reaps it in the background.
+        kill_group(group);
+        // kill_on_drop ends the program itself when `child` goes out of
+        // scope here (also if it left the group); tokio reaps it.
         return Err(ProgramError::Deadline { program, limit });
     };
+    // Not after a normal exit: `mount -t glusterfs` leaves the FUSE client
+    // running, which must live on.
     let status = status.map_err(|source| ProgramError::Wait { program, source })?;
     Ok(Ran {
         status,
         stdout,
         stderr,
     })
+}
+
+/// SIGKILL to process group `pgid` (the program's own: it was started with
+/// `process_group(0)`, so its pid is the group id).
+fn kill_group(pgid: Option<u32>) {
+    let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) else {
+        return;
+    };
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>, limit: u64) -> String {

@@ -41,6 +41,10 @@ pub struct StatusDoc {
     /// node at all.
     #[serde(default)]
     pub db: Option<serde_json::Value>,
+    /// The Gluster volume as this node's storage role sees it (bricks,
+    /// heals, peers, data age); null without the storage role.
+    #[serde(default)]
+    pub storage: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,6 +179,7 @@ pub fn build(ctx: &NodeContext) -> StatusDoc {
         pooler: super::pooler::section(ctx),
         vrrp: super::vrrp::section(ctx),
         db: super::db::section(ctx),
+        storage: super::storage::section(ctx),
     }
 }
 

@@ -48,6 +48,7 @@ pub fn render(ctx: &NodeContext) -> Result<String, std::fmt::Error> {
         pooler: super::pooler::running(ctx).map(|p| super::pooler::view(&p)),
         vrrp: super::vrrp::running(ctx),
         db: super::db::running(ctx),
+        storage: super::storage::running(ctx),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
@@ -72,13 +73,19 @@ struct Snapshot {
     pooler: Option<PoolerView>,
     vrrp: Option<std::sync::Arc<VrrpStatus>>,
     db: Option<std::sync::Arc<DbStatus>>,
+    storage: Option<std::sync::Arc<crate::gluster::status::StorageStatus>>,
 }
 
 /// Small helpers so each metric below is one line, not six.
-struct Out<'a>(DescriptorEncoder<'a>);
+pub(super) struct Out<'a>(DescriptorEncoder<'a>);
 
 impl Out<'_> {
-    fn gauge(&mut self, name: &str, help: &str, value: f64) -> Result<(), std::fmt::Error> {
+    pub(super) fn gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: f64,
+    ) -> Result<(), std::fmt::Error> {
         let m = ConstGauge::new(value);
         m.encode(
             self.0
@@ -94,7 +101,7 @@ impl Out<'_> {
         )
     }
 
-    fn gauges(
+    pub(super) fn gauges(
         &mut self,
         name: &str,
         help: &str,
@@ -145,6 +152,9 @@ impl Collector for Snapshot {
         }
         if let Some(d) = &self.db {
             db(d, &mut out)?;
+        }
+        if let Some(s) = &self.storage {
+            super::storage::metrics(s, crate::node::events::now_ms(), &mut out)?;
         }
         Ok(())
     }

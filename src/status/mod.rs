@@ -12,4 +12,5 @@ pub mod metrics;
 mod page;
 pub mod pooler;
 pub mod server;
+pub mod storage;
 pub mod vrrp;

@@ -99,6 +99,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             post(super::balancer::change_backend),
         )
         .route("/api/v1/db", get(super::db_api::status))
+        .route("/api/v1/storage", get(super::storage::status))
         .route("/api/v1/db/switchover", post(super::db_api::switchover))
         .route("/api/v1/db/backup", post(super::db_api::backup))
         .route("/api/v1/db/{action}", post(super::db_api::request))

@@ -46,8 +46,14 @@ pub fn chromium_path() -> Option<PathBuf> {
 /// Load `url`, let its scripts run for `budget_ms` of virtual time (timers and
 /// fetches included), and return the serialized DOM.
 pub fn dump_dom(url: &str, budget_ms: u64) -> Result<String, String> {
+    dump_dom_in(None, url, budget_ms)
+}
+
+/// [`dump_dom`] with Chromium run inside network namespace `netns` (a lab
+/// node's page is only reachable from inside the lab).
+pub fn dump_dom_in(netns: Option<&str>, url: &str, budget_ms: u64) -> Result<String, String> {
     let budget = format!("--virtual-time-budget={budget_ms}");
-    let out = run_chromium(&[&budget, "--dump-dom", url])?;
+    let out = run_chromium(netns, &[&budget, "--dump-dom", url])?;
     if out.trim().is_empty() {
         return Err(format!("chromium printed no DOM for {url}"));
     }
@@ -76,6 +82,18 @@ pub fn screenshot_with(
     budget_ms: u64,
     extra_flags: &[&str],
 ) -> Result<(), String> {
+    screenshot_in(None, url, path, (width, height), budget_ms, extra_flags)
+}
+
+/// [`screenshot_with`] with Chromium run inside network namespace `netns`.
+pub fn screenshot_in(
+    netns: Option<&str>,
+    url: &str,
+    path: &Path,
+    (width, height): (u32, u32),
+    budget_ms: u64,
+    extra_flags: &[&str],
+) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -89,7 +107,7 @@ pub fn screenshot_with(
     let mut args: Vec<&str> = vec![&shot, &size, "--hide-scrollbars", &budget];
     args.extend_from_slice(extra_flags);
     args.push(url);
-    run_chromium(&args)?;
+    run_chromium(netns, &args)?;
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() > 0 => Ok(()),
         _ => Err(format!(
@@ -99,12 +117,20 @@ pub fn screenshot_with(
     }
 }
 
-/// Run Chromium with BASE_FLAGS + `args` in a fresh profile; return stdout.
-fn run_chromium(args: &[&str]) -> Result<String, String> {
+/// Run Chromium with BASE_FLAGS + `args` in a fresh profile (inside
+/// network namespace `netns` when given); return stdout.
+fn run_chromium(netns: Option<&str>, args: &[&str]) -> Result<String, String> {
     let exe = chromium_path().ok_or("chromium not found (apt-get install chromium)")?;
     let profile = TempDir::new()?;
 
-    let mut cmd = Command::new(&exe);
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
     cmd.args(BASE_FLAGS)
         .arg(format!("--user-data-dir={}", profile.0.display()))
         .args(args)

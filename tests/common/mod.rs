@@ -5,8 +5,10 @@
 pub mod browser;
 pub mod db_net;
 pub mod db_rig;
+pub mod gluster_net;
 pub mod netns;
 pub mod node;
 pub mod pg;
 pub mod pooler;
+pub mod storage_rig;
 pub mod vrrp_rig;

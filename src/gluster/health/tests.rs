@@ -7,6 +7,7 @@ use crate::gluster::{heal_count, xml};
 const LIMITS: Limits = Limits {
     min_free: 0.10,
     min_free_inodes: 0.05,
+    grace_ms: 2_000,
 };
 
 macro_rules! fixture {
@@ -44,7 +45,7 @@ fn obs(
         status: gv0.map(|s| ("gv0".to_owned(), s)).into_iter().collect(),
         heal_count: BTreeMap::new(),
         heal_summary: BTreeMap::new(),
-        peers: xml::peers(fixture!("healthy__pool_list.xml"), Some(0)),
+        peers: Some(xml::peers(fixture!("healthy__pool_list.xml"), Some(0))),
     }
 }
 
@@ -140,9 +141,9 @@ fn a_hung_glusterd_keeps_the_last_good_data_with_its_age() {
     m.observe(healthy(), 1_000, LIMITS);
     let hung = fixture!("glusterd_hung_local_timeout5__volume_info.NOT_XML.out.txt");
     let mut o = obs(xml::volume_info(hung, Some(0)), None);
-    o.peers = Err(CliError::Deadline {
+    o.peers = Some(Err(CliError::Deadline {
         after: std::time::Duration::from_secs(5),
-    });
+    }));
     let (view, changes) = m.observe(o, 31_000, LIMITS);
     assert!(
         matches!(view.glusterd, Glusterd::Hung(_)),
@@ -267,7 +268,7 @@ fn layout(replica: usize, sets: usize, arbiter: bool, offline: &[usize]) -> Volu
         status: [("v".to_owned(), Ok(status))].into(),
         heal_count: BTreeMap::new(),
         heal_summary: BTreeMap::new(),
-        peers: Ok(vec![]),
+        peers: Some(Ok(vec![])),
     };
     Monitor::new().observe(o, 0, LIMITS).0.volumes.remove(0)
 }
@@ -306,7 +307,7 @@ fn stopped_and_never_started_volumes_are_down() {
         status: BTreeMap::new(),
         heal_count: BTreeMap::new(),
         heal_summary: BTreeMap::new(),
-        peers: Ok(vec![]),
+        peers: Some(Ok(vec![])),
     };
     let (view, _) = Monitor::new().observe(o, 0, LIMITS);
     let gvnew = view
@@ -324,11 +325,93 @@ fn stopped_and_never_started_volumes_are_down() {
 }
 
 #[test]
+fn one_lost_round_within_the_grace_keeps_the_last_answer() {
+    let mut m = Monitor::new();
+    m.observe(healthy(), 1_000, LIMITS);
+    let busy = Err(CliError::Busy {
+        text: "Another transaction is in progress".into(),
+    });
+    let (view, changes) = m.observe(
+        obs(
+            gv0_info(fixture!("healthy__volume_info.xml")),
+            Some(busy.clone()),
+        ),
+        2_000,
+        LIMITS,
+    );
+    let v = &view.volumes[0];
+    assert_eq!(
+        v.state,
+        VolumeState::Up,
+        "one lost round is not news: {}",
+        v.why
+    );
+    assert_eq!(v.data_age_ms, 1_000);
+    assert!(v.bricks.iter().all(|b| b.stale));
+    assert!(changes.is_empty(), "{changes:?}");
+    // Past the grace: could not tell.
+    let (view, _) = m.observe(
+        obs(gv0_info(fixture!("healthy__volume_info.xml")), Some(busy)),
+        4_000,
+        LIMITS,
+    );
+    assert_eq!(view.volumes[0].state, VolumeState::Unknown);
+}
+
+#[test]
+fn a_brick_back_after_unanswered_polls_still_asks_for_a_heal() {
+    let mut m = Monitor::new();
+    m.observe(healthy(), 1_000, LIMITS);
+    let down = || {
+        obs(
+            gv0_info(fixture!("healthy__volume_info.xml")),
+            Some(status(fixture!("brickdown__volume_status_gv0_detail.xml"))),
+        )
+    };
+    m.observe(down(), 2_000, LIMITS);
+    let hung = Err(CliError::RequestTimedOut);
+    for t in [10_000, 20_000] {
+        let (_, changes) = m.observe(
+            obs(
+                gv0_info(fixture!("healthy__volume_info.xml")),
+                Some(hung.clone()),
+            ),
+            t,
+            LIMITS,
+        );
+        assert!(
+            !changes
+                .iter()
+                .any(|c| matches!(c, Change::BrickBack { .. }))
+        );
+    }
+    let (_, changes) = m.observe(healthy(), 30_000, LIMITS);
+    let back: Vec<_> = changes
+        .iter()
+        .filter(|c| matches!(c, Change::BrickBack { .. }))
+        .collect();
+    assert_eq!(back.len(), 1, "{changes:?}");
+    // And an unanswered round alone is no return.
+    m.observe(
+        obs(gv0_info(fixture!("healthy__volume_info.xml")), Some(hung)),
+        40_000,
+        LIMITS,
+    );
+    let (_, changes) = m.observe(healthy(), 50_000, LIMITS);
+    assert!(
+        !changes
+            .iter()
+            .any(|c| matches!(c, Change::BrickBack { .. })),
+        "{changes:?}"
+    );
+}
+
+#[test]
 fn peers_that_disconnect_are_changes() {
     let mut m = Monitor::new();
     m.observe(healthy(), 1_000, LIMITS);
     let mut o = healthy();
-    o.peers = xml::peers(fixture!("nodedown__pool_list.xml"), Some(0));
+    o.peers = Some(xml::peers(fixture!("nodedown__pool_list.xml"), Some(0)));
     let (_, changes) = m.observe(o, 6_000, LIMITS);
     assert!(changes.contains(&Change::Peer {
         hostname: "pi-storage3".into(),

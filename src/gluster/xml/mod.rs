@@ -91,6 +91,25 @@ pub fn done(stdout: &str, exit: Option<i32>) -> Result<(), CliError> {
     envelope(stdout, exit).map(|_| ())
 }
 
+/// `volume heal <vol>`: gluster 10 answers it in text even with `--xml`
+/// ("Launching heal operation to perform index self heal on volume piha
+/// has been successful"); failures may come as XML or text.
+pub fn heal_launched(stdout: &str, exit: Option<i32>) -> Result<(), CliError> {
+    let text = stdout.trim_start();
+    if text.starts_with("Launching heal operation") {
+        if text.contains("has been successful") && exit == Some(0) {
+            return Ok(());
+        }
+        let text = super::reply::short(text);
+        // Worth asking again: another node's operation held the lock.
+        if text.contains("Another transaction is in progress") || text.contains("Locking failed") {
+            return Err(CliError::Busy { text });
+        }
+        return Err(CliError::Refused { op_errno: 0, text });
+    }
+    done(stdout, exit)
+}
+
 /// Finds and parses the document and fails on `opRet` != 0.
 fn envelope(stdout: &str, exit: Option<i32>) -> Result<raw::CliOutput, CliError> {
     if stdout.len() > MAX_XML {

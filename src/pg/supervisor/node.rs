@@ -1056,6 +1056,31 @@ impl DbNode {
 
     fn update(&self, f: impl FnOnce(&mut DbStatus)) {
         self.status.send_modify(|arc| f(Arc::make_mut(arc)));
+        let health = role_health(&self.status.borrow());
+        self.ctx.health.set_role(health);
+    }
+}
+
+/// The db role's line on the status page: healthy while PostgreSQL runs
+/// (as primary or streaming standby), failed when it cannot, degraded in
+/// between (starting, cloning, waiting, fenced).
+fn role_health(s: &DbStatus) -> crate::node::health::RoleHealth {
+    use crate::node::health::RoleState;
+    let state = match s.state {
+        DbState::Running => RoleState::Healthy,
+        DbState::Failed => RoleState::Failed,
+        _ => RoleState::Degraded,
+    };
+    let role = s.role.map_or(String::new(), |r| format!(" {}", r.name()));
+    let detail = if s.detail.is_empty() {
+        format!("{}{role}", s.state.name())
+    } else {
+        format!("{}{role}: {}", s.state.name(), s.detail)
+    };
+    crate::node::health::RoleHealth {
+        role: crate::config::Role::Db,
+        state,
+        detail,
     }
 }
 

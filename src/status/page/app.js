@@ -1075,6 +1075,163 @@
       nameCell, stateCell, cells);
   }
 
+  // ---------------------------------------------------------------- storage
+
+  // The volume's state word and the colour it gets.
+  const VOLUME_LEVEL = { UP: 'ok', DEGRADED: 'warn', UNKNOWN: 'idle', DOWN: 'bad' };
+  // The heal backlog over the last polls, to show it draining.
+  const healTrend = [];
+
+  function renderStorage(d) {
+    const s = isObj(d.storage) ? d.storage : null;
+    const names = addressNames(d);
+    if (!changed('storage', [s, names])) return;
+    $('storage').hidden = !s;
+    if (!s) {
+      $('storage-panels').replaceChildren();
+      $('storage-note').textContent = '';
+      return;
+    }
+    const view = isObj(s.view) ? s.view : null;
+    const volumes = view ? arr(view.volumes).filter(isObj) : [];
+    const vol = volumes.find((v) => v.name === s.volume) || null;
+    noteHeal(vol);
+    $('storage-panels').replaceChildren(...[
+      storageVolumePanel(s, vol, view),
+      vol ? storageBricksPanel(vol, names) : null,
+      view ? storagePeersPanel(view, names) : null,
+    ].filter(Boolean));
+    const age = isNum(s.data_age_ms) ? s.data_age_ms : null;
+    $('storage-note').textContent = [
+      'volume ' + str(s.volume, '?') + (vol ? ' ' + str(vol.state, '?') : ''),
+      vol ? arr(vol.bricks).length + ' bricks' : null,
+      s.mounted === true ? 'mounted on ' + str(s.mount) : s.mounted === false ? 'not mounted' : null,
+      age !== null && age >= 10000 ? 'data ' + fmtDuration(age / 1000) + ' old' : null,
+    ].filter(Boolean).join(' · ');
+  }
+
+  // Brick hosts are addresses; the members list names them.
+  function addressNames(d) {
+    const out = {};
+    for (const m of arr(d.members).filter(isObj)) if (m.address && m.hostname) out[str(m.address)] = str(m.hostname);
+    return out;
+  }
+
+  function noteHeal(vol) {
+    const n = vol && isNum(vol.heal_pending) ? vol.heal_pending : null;
+    if (n === null) return;
+    healTrend.push({ at: Date.now(), n });
+    while (healTrend.length > 30) healTrend.shift();
+  }
+
+  // "3,002 entries · draining 120/s" from the last polls' counts.
+  function healWords(n) {
+    if (!isNum(n)) return ['–', null];
+    if (n === 0) return ['none', null];
+    const first = healTrend[0];
+    const last = healTrend[healTrend.length - 1];
+    if (!first || !last || last.at - first.at < 1000) return [fmtCount(n), null];
+    const rate = (first.n - last.n) / ((last.at - first.at) / 1000);
+    const trend = rate > 0 ? 'draining ' + fmtNum(rate, rate >= 10 ? 0 : 1) + '/s' : rate < 0 ? 'growing' : 'steady';
+    return [fmtCount(n), trend];
+  }
+
+  function storageVolumePanel(s, vol, view) {
+    const state = vol ? str(vol.state, 'UNKNOWN') : null;
+    const glusterd = view && isObj(view.glusterd) ? str(view.glusterd.state, 'running') : null;
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' },
+        el('h3', { class: 'fe-name', text: 'Volume ' + str(s.volume, '?') }),
+        vol && vol.kind ? el('span', { class: 'fe-kind', text: str(vol.kind) }) : null,
+        vol && isNum(vol.replica_count) && vol.replica_count > 1
+          ? el('span', { class: 'chip', text: 'replica ' + vol.replica_count + (vol.arbiter_count > 0 ? ' arbiter ' + vol.arbiter_count : '') }) : null),
+      el('span', { class: 'badge db-state', data: { volume: state ? volumeLevel(state) : 'idle', testid: 'volume-state' }, title: 'the volume as this node’s glusterd reports it' },
+        state || 'NOT FORMED'));
+    const lines = [];
+    if (s.layout_error) lines.push(['bad', 'Cannot form the volume: ' + str(s.layout_error)]);
+    if (glusterd && glusterd !== 'running') lines.push(['bad', 'glusterd ' + glusterd.replace('_', ' ') + ': ' + str(view.glusterd.why)]);
+    if (vol && vol.state !== 'UP') {
+      const last = vol.last_known ? ' (last known ' + str(vol.last_known) + ')' : '';
+      lines.push([VOLUME_LEVEL[vol.state] === 'bad' ? 'bad' : 'warn', str(vol.why) + last]);
+    }
+    for (const f of arr(s.forming)) lines.push(['info', str(f)]);
+    for (const w of vol ? arr(vol.warnings) : []) lines.push(['warn', str(w)]);
+    const age = isNum(s.data_age_ms) ? s.data_age_ms : null;
+    if (age !== null && age >= 10000) lines.push(['warn', 'gluster has not answered for ' + fmtDuration(age / 1000) + ': showing the last good data']);
+    const detail = lines.map(([level, text]) => el('p', { class: 'db-detail', data: { testid: 'storage-detail', level } }, el('span', { class: 'db-detail-text', text })));
+    const [heal, trend] = healWords(vol ? vol.heal_pending : null);
+    const stats = el('dl', { class: 'fe-stats' }, [
+      ['To heal', heal, vol && vol.heal_pending > 0 ? 'warn' : null, 'entries written while a brick was away, waiting to be copied to it', trend],
+      ['Split brain', vol && isNum(vol.split_brain) ? fmtCount(vol.split_brain) : '–', vol && vol.split_brain > 0 ? 'bad' : null, 'entries the copies disagree on; gluster cannot heal them alone'],
+      ['Mounted', s.mounted === true ? 'yes' : s.mounted === false ? 'no' : '–', s.mounted === false ? 'warn' : null, 'where the web role serves from', str(s.mount)],
+      ['Data age', age === null ? '–' : fmtDuration(age / 1000), age !== null && age >= 10000 ? 'warn' : null, 'since gluster last answered'],
+      ['Poll', isNum(s.poll_took_ms) ? fmtNum(s.poll_took_ms / 1000, 2) + '\u00a0s' : '–', null, 'wall time of the last poll of gluster'],
+    ].map(([label, value, level, title, sub]) =>
+      el('div', { class: 'fe-stat', data: level ? { level } : null, title },
+        el('dt', { text: label }),
+        el('dd', null, value, sub ? el('span', { class: 'fe-stat-sub', text: sub }) : null))));
+    return el('article', { class: 'panel frontend', data: { testid: 'storage-volume', state: state || 'none' } }, head, detail, stats);
+  }
+
+  function volumeLevel(state) {
+    return own(VOLUME_LEVEL, state) || 'idle';
+  }
+
+  const BRICK_COLUMNS = [
+    { head: 'Space', title: 'free space of the brick’s file system', cls: 'space', cell: brickSpace },
+    { head: 'Inodes', title: 'free inodes', cls: 'num', cell: (b) => el('span', { class: 'n', text: isNum(b.inodes_free) && b.inodes_total > 0 ? fmtPercent(100 * b.inodes_free / b.inodes_total) + ' free' : '–' }) },
+    { head: 'To heal', title: 'entries this brick holds for others', cls: 'num', cell: (b) => el('span', { class: 'n', data: b.heal_pending > 0 ? { level: 'warn' } : null, text: isNum(b.heal_pending) ? fmtCount(b.heal_pending) : '–' }) },
+    { head: 'Process', title: 'brick process id and port', cls: 'mono', cell: (b) => el('span', { class: 'muted', text: isNum(b.pid) ? 'pid ' + b.pid + (isNum(b.port) ? ' · :' + b.port : '') : '–' }) },
+  ];
+
+  function brickSpace(b) {
+    if (!isNum(b.size_total) || !isNum(b.size_free) || b.size_total <= 0) return el('span', { class: 'muted', text: '–' });
+    const usedPct = 100 * (b.size_total - b.size_free) / b.size_total;
+    return el('span', { class: 'brick-space', title: fmtBytes(b.size_free) + ' free of ' + fmtBytes(b.size_total) },
+      bar(usedPct, b.low_space ? 'hot' : null), el('span', { class: 'n', text: fmtBytes(b.size_free) + ' free' }));
+  }
+
+  function storageBricksPanel(v, names) {
+    const bricks = arr(v.bricks).filter(isObj);
+    const online = bricks.filter((b) => b.state === 'online').length;
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' }, el('h3', { class: 'fe-name', text: 'Bricks' })),
+      el('span', { class: 'fe-health', data: { level: online === bricks.length ? 'ok' : online === 0 ? 'bad' : 'warn' } }, online + ' of ' + bricks.length + ' online'));
+    const size = isNum(v.replica_count) && v.replica_count > 0 ? v.replica_count : 1;
+    const rows = bricks.map((b, i) => {
+      const node = names[str(b.host)] || str(b.host);
+      const set = size > 1 ? 'set ' + (Math.floor(i / size) + 1) : null;
+      const nameCell = el('th', { scope: 'row', class: 'be-name' },
+        el('span', { class: 'be-line' }, el('span', { class: 'be-title', text: node }),
+          b.arbiter ? el('span', { class: 'chip', text: 'arbiter' }) : null),
+        el('span', { class: 'be-addr mono', text: str(b.host) + ':' + str(b.path) + (set ? ' · ' + set : '') }));
+      const st = str(b.state, 'unknown');
+      const stateCell = el('td', { class: 'be-state' }, badge('brick', st, st),
+        b.why && st !== 'online' ? el('span', { class: 'be-since', text: str(b.why) }) : null);
+      const cells = BRICK_COLUMNS.map((c, j) => el('td', { class: colClass(BRICK_COLUMNS, j), 'data-label': c.head }, c.cell(b)));
+      return el('tr', { class: 'backend', data: { testid: 'brick', name: str(b.host) + ':' + str(b.path), state: st, lb: st === 'online' ? 'up' : st === 'offline' ? 'down' : 'drain' } }, nameCell, stateCell, cells);
+    });
+    const body = el('div', { class: 'lb-scroll' }, el('table', { class: 'lb-table' },
+      tableHead([['Node', 'be-name'], ['State', 'be-state']], BRICK_COLUMNS), el('tbody', null, rows)));
+    return el('article', { class: 'panel frontend', data: { testid: 'storage-bricks' } }, head, body);
+  }
+
+  function storagePeersPanel(view, names) {
+    const peers = arr(view.peers).filter((p) => isObj(p) && p.is_self !== true);
+    if (!peers.length) return null;
+    const up = peers.filter((p) => p.connected === true).length;
+    const head = el('header', { class: 'fe-head' },
+      el('div', { class: 'fe-title' }, el('h3', { class: 'fe-name', text: 'Gluster peers' })),
+      el('span', { class: 'fe-health', data: { level: up === peers.length ? 'ok' : 'warn' } }, up + ' of ' + peers.length + ' connected'));
+    const list = el('ul', { class: 'peer-list' }, peers.map((p) => {
+      const host = str(p.hostname, '?');
+      const st = p.connected === true ? 'online' : 'offline';
+      return el('li', { data: { testid: 'gluster-peer', state: st } }, badge('brick', st, p.connected === true ? 'connected' : 'disconnected'), ' ',
+        el('span', { text: names[host] ? names[host] + ' (' + host + ')' : host }));
+    }));
+    return el('article', { class: 'panel frontend', data: { testid: 'storage-peers' } }, head, list);
+  }
+
   // ---------------------------------------------------------------- system
 
   function renderStats(d) {
@@ -1459,6 +1616,7 @@
     safely('vrrp', () => renderVrrp(d));
     safely('balancer', () => renderBalancer(d));
     safely('db', () => renderDb(d));
+    safely('storage', () => renderStorage(d));
     safely('postgres', () => renderPostgres(d));
     safely('stats', () => renderStats(d));
     safely('charts', () => renderCharts(d));

@@ -1,0 +1,110 @@
+//! Mounting the volume where the web role serves from, with the FUSE
+//! client of Debian's glusterfs-client (`mount -t glusterfs`).
+//!
+//! Whether it is mounted is read from /proc/self/mountinfo, never by
+//! touching the mount point: a FUSE mount whose bricks are gone can block
+//! any stat() on it.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::node::program;
+
+/// mountinfo of a Pi is a few KiB; a container host's can be large.
+const MOUNTINFO_LIMIT: u64 = 4 << 20;
+/// mount.glusterfs waits for the volfile and the first brick connection.
+pub const MOUNT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether `dir` is a glusterfs FUSE mount in this mount namespace.
+pub fn is_mounted(dir: &Path) -> std::io::Result<bool> {
+    let mut text = String::new();
+    std::fs::File::open("/proc/self/mountinfo")?
+        .take(MOUNTINFO_LIMIT)
+        .read_to_string(&mut text)?;
+    Ok(glusterfs_mounted(&text, dir))
+}
+
+/// mountinfo lines: `id parent major:minor root mountpoint opts... - fstype
+/// source superopts`, with spaces in paths written as `\040`.
+fn glusterfs_mounted(mountinfo: &str, dir: &Path) -> bool {
+    let want = dir.to_string_lossy();
+    mountinfo.lines().any(|line| {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        let point = left.split(' ').nth(4).map(unescape);
+        let fstype = right.split(' ').next();
+        point.as_deref() == Some(&*want) && fstype == Some("fuse.glusterfs")
+    })
+}
+
+fn unescape(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Mounts `volume` from this node's own glusterd (`server`), naming the
+/// other storage nodes as backup volfile servers so a later remount works
+/// while this node's glusterd is down.
+pub async fn mount(
+    volume: &str,
+    server: IpAddr,
+    backups: &[IpAddr],
+    dir: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut cmd = tokio::process::Command::new("mount");
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .args(["-t", "glusterfs"]);
+    if !backups.is_empty() {
+        let list: Vec<String> = backups.iter().map(IpAddr::to_string).collect();
+        cmd.arg("-o")
+            .arg(format!("backup-volfile-servers={}", list.join(":")));
+    }
+    cmd.arg(format!("{server}:/{volume}")).arg(dir);
+    let ran = program::output(cmd, MOUNT_LIMIT, 64 * 1024)
+        .await
+        .map_err(|e| e.to_string())?;
+    if ran.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount -t glusterfs {server}:/{volume} {} failed ({}): {}",
+            dir.display(),
+            ran.status,
+            super::reply::short(&format!("{}{}", ran.stderr, ran.stdout))
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "\
+22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw
+98 22 0:52 / /srv/piha/www rw,relatime shared:55 - fuse.glusterfs 192.0.2.11:/piha rw,user_id=0
+99 22 0:53 / /srv/my\\040site rw,relatime - fuse.glusterfs 192.0.2.11:/other rw
+100 22 0:54 / /srv/plain rw,relatime - ext4 /dev/sda1 rw
+";
+
+    #[test]
+    fn only_glusterfs_mounts_at_that_exact_path_count() {
+        assert!(glusterfs_mounted(INFO, Path::new("/srv/piha/www")));
+        assert!(glusterfs_mounted(INFO, Path::new("/srv/my site")));
+        assert!(!glusterfs_mounted(INFO, Path::new("/srv/plain")));
+        assert!(!glusterfs_mounted(INFO, Path::new("/srv/piha")));
+        assert!(!glusterfs_mounted(
+            "garbage without separator",
+            Path::new("/srv/piha/www")
+        ));
+    }
+}

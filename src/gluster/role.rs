@@ -1,0 +1,507 @@
+//! The storage role's service: the thin async shell around the sans-IO
+//! parts. Every `poll` it asks gluster (poll.rs), feeds the answers to the
+//! monitor (health.rs), turns what changed into events and heals, lets the
+//! former take the next formation steps (form.rs), mounts the volume, and
+//! publishes the status. See LIFECYCLE.md.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::form::{FormInput, Layout, Step, next_steps};
+use super::health::{BrickState, Change, Glusterd, Limits, Monitor, VolumeState};
+use super::model::VolumeInfo;
+use super::runner::Runner;
+use super::status::{StorageHandle, StorageStatus};
+use super::{mount, poll, xml};
+use crate::config::Role;
+use crate::membership::PeerState;
+use crate::node::context::{NodeContext, Running};
+use crate::node::events::now_ms;
+use crate::node::health::{RoleHealth, RoleState};
+
+/// A formation or heal command may take longer than a status question
+/// (`volume start` spawns every brick), but not forever.
+const ACTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many polls in a row a heal is asked for after a brick returns.
+const HEAL_TRIES: u32 = 10;
+
+pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
+    let running = ctx.running();
+    let key = restart_key(&running);
+    let stop = CancellationToken::new();
+    let watcher = {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            ctx.wait_for_restart(|r| restart_key(r) != key).await;
+            stop.cancel();
+        })
+    };
+    let settings = running.config.storage.clone();
+    let layout = Layout::from_config(&running.config);
+    let mut status = StorageStatus::new(settings.volume.clone(), settings.mount.clone());
+    status.former = layout
+        .as_ref()
+        .ok()
+        .and_then(|l| l.former().map(str::to_owned));
+    status.layout_error = layout.as_ref().err().cloned();
+    let (tx, rx) = watch::channel(Arc::new(status.clone()));
+    ctx.roles
+        .storage
+        .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+    if let Some(brick) = running.plan.settings.storage.as_ref().map(|s| &s.brick) {
+        if let Err(e) = std::fs::create_dir_all(brick) {
+            ctx.events.warning(
+                "storage",
+                format!("cannot create the brick folder {}: {e}", brick.display()),
+                json!({}),
+            );
+        }
+    }
+    let mut shell = Shell {
+        ctx: ctx.clone(),
+        runner: Runner::new(settings.gluster.clone()),
+        monitor: Monitor::new(),
+        limits: Limits {
+            min_free: f64::from(settings.min_free) / 100.0,
+            min_free_inodes: 0.05,
+            // Two polls' answers may be lost to lock contention before a
+            // volume turns UNKNOWN.
+            grace_ms: 2 * settings.poll.as_millis() as u64 + poll::POLL_BUDGET.as_millis() as u64,
+        },
+        layout: layout.ok(),
+        status,
+        tx,
+        heal_wanted: Default::default(),
+    };
+    let mut tick = tokio::time::interval(settings.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for poll_no in 0u64.. {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = shell.round(poll_no) => {}
+        }
+    }
+    watcher.abort();
+    ctx.roles.storage.send_replace(None);
+    Ok(())
+}
+
+/// What a change of the file restarts the role for.
+fn restart_key(running: &Running) -> String {
+    let storage_nodes: Vec<_> = running
+        .config
+        .nodes
+        .iter()
+        .filter(|n| n.roles.contains(&Role::Storage))
+        .map(|n| {
+            (
+                &n.hostname,
+                n.address,
+                n.settings.storage.as_ref().map(|s| &s.brick),
+            )
+        })
+        .collect();
+    serde_json::to_string(&(
+        &running.config.storage,
+        storage_nodes,
+        running.plan.settings.storage.as_ref().map(|s| &s.brick),
+    ))
+    .unwrap_or_default()
+}
+
+struct Shell {
+    ctx: Arc<NodeContext>,
+    runner: Runner,
+    monitor: Monitor,
+    limits: Limits,
+    /// `None` when the file describes no volume that can be formed.
+    layout: Option<Layout>,
+    status: StorageStatus,
+    tx: watch::Sender<Arc<StorageStatus>>,
+    /// Volumes whose returned brick still waits for gluster to take a heal
+    /// request: the brick, and how many polls asked so far.
+    heal_wanted: std::collections::BTreeMap<String, (String, u32)>,
+}
+
+impl Shell {
+    async fn round(&mut self, poll_no: u64) {
+        let started = Instant::now();
+        let obs = poll::poll(&self.runner, poll_no, self.focus()).await;
+        // Formation acts only on answers from this poll, never on stale
+        // ones: a failed `volume info` must not look like "no volume".
+        let fresh: Option<(Vec<VolumeInfo>, Vec<super::model::Peer>)> =
+            match (&obs.volumes, &obs.peers) {
+                (Ok(v), Some(Ok(p))) => Some((v.clone(), p.clone())),
+                _ => None,
+            };
+        let (view, changes) = self.monitor.observe(obs, now_ms() as u64, self.limits);
+        self.status.poll_took_ms = started.elapsed().as_millis() as u64;
+        self.status.polls = poll_no + 1;
+        self.status.polled_at_ms = Some(now_ms());
+        if view.volumes_age_ms == 0 && fresh.is_some() {
+            self.status.last_good_ms = Some(now_ms());
+        }
+        self.status.view = Some(view);
+        self.report(&changes);
+        self.heal_returned(&changes).await;
+        if let Some((volumes, pool)) = fresh {
+            self.form(&volumes, &pool).await;
+        }
+        self.mount().await;
+        self.publish();
+    }
+
+    /// Whether to count the heal backlog every poll: while a volume heals
+    /// or has a brick that is not online.
+    fn focus(&self) -> poll::Focus {
+        let healing = self.monitor.view().is_some_and(|v| {
+            v.volumes.iter().any(|v| {
+                v.heal_pending.is_some_and(|n| n > 0)
+                    || v.bricks.iter().any(|b| b.state != BrickState::Online)
+            })
+        });
+        let forming = self.status.own_volume().is_none() || !self.status.forming.is_empty();
+        poll::Focus { healing, forming }
+    }
+
+    fn publish(&self) {
+        let s = &self.status;
+        let state = if s.layout_error.is_some() {
+            RoleState::Failed
+        } else if s.healthy() {
+            RoleState::Healthy
+        } else if s
+            .view
+            .as_ref()
+            .is_some_and(|v| !matches!(v.glusterd, Glusterd::Running))
+        {
+            RoleState::Failed
+        } else {
+            RoleState::Degraded
+        };
+        self.ctx.health.set_role(RoleHealth {
+            role: Role::Storage,
+            state,
+            detail: s.summary(),
+        });
+        self.tx.send_replace(Arc::new(s.clone()));
+    }
+
+    /// Storage nodes membership reports up, this one included.
+    fn alive(&self) -> BTreeSet<String> {
+        let view = self.ctx.membership.borrow().clone();
+        let mut up: BTreeSet<String> = view
+            .members
+            .iter()
+            .filter(|m| m.state == PeerState::Up)
+            .map(|m| m.hostname.clone())
+            .collect();
+        up.insert(self.ctx.identity.hostname.clone());
+        up
+    }
+
+    fn me(&self) -> &str {
+        &self.ctx.identity.hostname
+    }
+
+    /// The formation steps this poll: only on the former, stopping at the
+    /// first failure (it is tried again next poll).
+    async fn form(&mut self, volumes: &[VolumeInfo], pool: &[super::model::Peer]) {
+        let Some(layout) = self.layout.clone() else {
+            return;
+        };
+        if layout.former() != Some(self.me()) {
+            self.status.forming.clear();
+            return;
+        }
+        let alive = self.alive();
+        let steps = next_steps(&FormInput {
+            layout: &layout,
+            alive: &alive,
+            pool,
+            volumes,
+        });
+        let mut waiting = Vec::new();
+        for step in steps {
+            match self.take(&layout, &step).await {
+                Ok(Some(note)) => waiting.push(note),
+                Ok(None) => {}
+                Err(e) => {
+                    waiting.push(e);
+                    break;
+                }
+            }
+        }
+        if waiting != self.status.forming {
+            for w in waiting.iter().filter(|w| !self.status.forming.contains(w)) {
+                self.ctx.events.info("storage", w.clone(), json!({}));
+            }
+        }
+        self.status.forming = waiting;
+    }
+
+    /// Ok(Some(text)): nothing done, waiting for what the text says.
+    async fn take(&self, layout: &Layout, step: &Step) -> Result<Option<String>, String> {
+        let volume = layout.volume.as_str();
+        let (args, done): (Vec<String>, String) = match step {
+            Step::Wait(why) => return Ok(Some(why.clone())),
+            Step::Conflict(why) => return Ok(Some(why.clone())),
+            Step::Probe { address, node } => (
+                vec!["peer".into(), "probe".into(), address.to_string()],
+                format!("added {node} ({address}) to the gluster pool"),
+            ),
+            Step::Create => (
+                layout.create_args(),
+                format!(
+                    "created volume {volume}: {} bricks, replica {}{}",
+                    layout.bricks.len(),
+                    layout.replica,
+                    if layout.arbiter { " arbiter 1" } else { "" }
+                ),
+            ),
+            Step::Start => (
+                vec!["volume".into(), "start".into(), volume.into()],
+                format!("started volume {volume}"),
+            ),
+            Step::SetOption { key, value } => (
+                vec![
+                    "volume".into(),
+                    "set".into(),
+                    volume.into(),
+                    (*key).into(),
+                    value.clone(),
+                ],
+                format!("set {key} = {value} on volume {volume}"),
+            ),
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let until = Instant::now() + ACTION_LIMIT;
+        match self.runner.ask(&args, until, xml::done).await {
+            Ok(()) => {
+                self.ctx
+                    .events
+                    .info("storage", done, json!({"command": args}));
+                Ok(None)
+            }
+            Err(e) => {
+                let msg = format!("gluster {}: {e}", args.join(" "));
+                self.ctx.events.warning("storage", msg.clone(), json!({}));
+                Err(msg)
+            }
+        }
+    }
+
+    /// A brick that came back gets `volume heal`, from one node only: the
+    /// first storage node in cluster order that is up. Asked again each
+    /// poll until gluster takes it (right after a brick returns, its
+    /// self-heal daemon may not answer yet), at most HEAL_TRIES times.
+    async fn heal_returned(&mut self, changes: &[Change]) {
+        let Some(layout) = &self.layout else {
+            return;
+        };
+        let alive = self.alive();
+        let leader = layout.bricks.iter().find(|b| alive.contains(&b.node));
+        if leader.map(|b| b.node.as_str()) != Some(self.me()) {
+            self.heal_wanted.clear();
+            return;
+        }
+        for change in changes {
+            if let Change::BrickBack { volume, brick } = change {
+                self.heal_wanted.insert(volume.clone(), (brick.clone(), 0));
+            }
+        }
+        let wanted: Vec<(String, String, u32)> = self
+            .heal_wanted
+            .iter()
+            .map(|(v, (b, n))| (v.clone(), b.clone(), *n))
+            .collect();
+        for (volume, brick, tries) in wanted {
+            let until = Instant::now() + ACTION_LIMIT;
+            let args = ["volume", "heal", volume.as_str()];
+            match self.runner.ask(&args, until, xml::heal_launched).await {
+                Ok(()) => {
+                    self.heal_wanted.remove(&volume);
+                    self.ctx.events.info(
+                        "storage",
+                        format!(
+                            "brick {brick} of {volume} is back: asked gluster to heal {volume}"
+                        ),
+                        json!({"volume": volume, "brick": brick}),
+                    );
+                }
+                Err(e) if tries + 1 >= HEAL_TRIES => {
+                    self.heal_wanted.remove(&volume);
+                    self.ctx.events.warning(
+                        "storage",
+                        format!("brick {brick} of {volume} is back, but gluster volume heal {volume} failed {HEAL_TRIES} times (the self-heal daemon still heals on its own schedule): {e}"),
+                        json!({"volume": volume, "brick": brick}),
+                    );
+                }
+                Err(e) => {
+                    tracing::info!("gluster volume heal {volume}: {e}; asking again next poll");
+                    self.heal_wanted.insert(volume, (brick, tries + 1));
+                }
+            }
+        }
+    }
+
+    /// Mounts the volume once it is started, if it is not mounted yet.
+    async fn mount(&mut self) {
+        let Some(layout) = &self.layout else {
+            return;
+        };
+        let started = self
+            .status
+            .own_volume()
+            .is_some_and(|v| v.run_state == super::model::RunState::Started);
+        let dir = self.status.mount.clone();
+        let mounted = mount::is_mounted(&dir).unwrap_or(false);
+        if mounted || !started {
+            self.note_mounted(mounted);
+            return;
+        }
+        let me = self.ctx.identity.address;
+        let backups: Vec<IpAddr> = layout
+            .bricks
+            .iter()
+            .map(|b| b.address)
+            .filter(|a| *a != me)
+            .collect();
+        match mount::mount(&layout.volume, me, &backups, &dir).await {
+            Ok(()) => {
+                self.ctx.events.info(
+                    "storage",
+                    format!("mounted volume {} on {}", layout.volume, dir.display()),
+                    json!({}),
+                );
+                self.note_mounted(true);
+            }
+            Err(e) => {
+                self.ctx.events.warning("storage", e, json!({}));
+                self.note_mounted(false);
+            }
+        }
+    }
+
+    fn note_mounted(&mut self, mounted: bool) {
+        if self.status.mounted == Some(true) && !mounted {
+            self.ctx.events.warning(
+                "storage",
+                format!(
+                    "volume {} is no longer mounted on {}",
+                    self.status.volume,
+                    self.status.mount.display()
+                ),
+                json!({}),
+            );
+        }
+        self.status.mounted = Some(mounted);
+    }
+
+    /// Changes become events: worse states as warnings, recoveries as info.
+    fn report(&self, changes: &[Change]) {
+        let events = &self.ctx.events;
+        for change in changes {
+            match change {
+                Change::Glusterd {
+                    to: Glusterd::Running,
+                    ..
+                } => events.info("storage", "glusterd answers again", json!({})),
+                Change::Glusterd { to, .. } => events.error(
+                    "storage",
+                    format!("glusterd: {}", glusterd_words(to)),
+                    json!({}),
+                ),
+                Change::Volume {
+                    name,
+                    from,
+                    to,
+                    why,
+                } => {
+                    let was = from.map_or(String::new(), |f| format!(" (was {})", f.name()));
+                    let msg = format!("volume {name} is {}{was}: {why}", to.name());
+                    let details = json!({"volume": name, "state": to.name()});
+                    match to {
+                        VolumeState::Up => events.info("storage", msg, details),
+                        VolumeState::Down => events.error("storage", msg, details),
+                        _ => events.warning("storage", msg, details),
+                    }
+                }
+                Change::Brick {
+                    volume,
+                    brick,
+                    from,
+                    to,
+                    why,
+                } => {
+                    let why = why.as_deref().map_or(String::new(), |w| format!(": {w}"));
+                    let msg = format!(
+                        "brick {brick} of {volume} is {} (was {}){why}",
+                        to.name(),
+                        from.name()
+                    );
+                    let details = json!({"volume": volume, "brick": brick, "state": to.name()});
+                    if *to == BrickState::Online {
+                        events.info("storage", msg, details);
+                    } else {
+                        events.warning("storage", msg, details);
+                    }
+                }
+                Change::BrickBack { .. } => {}
+                Change::Peer {
+                    hostname,
+                    connected,
+                } => {
+                    let msg = format!(
+                        "gluster peer {hostname} {}",
+                        if *connected {
+                            "connected"
+                        } else {
+                            "disconnected"
+                        }
+                    );
+                    if *connected {
+                        events.info("storage", msg, json!({}));
+                    } else {
+                        events.warning("storage", msg, json!({}));
+                    }
+                }
+                Change::LowSpace { volume, brick, low } => {
+                    if *low {
+                        events.warning(
+                            "storage",
+                            format!("brick {brick} of {volume} is low on space"),
+                            json!({}),
+                        );
+                    } else {
+                        events.info(
+                            "storage",
+                            format!("brick {brick} of {volume} has space again"),
+                            json!({}),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn glusterd_words(g: &Glusterd) -> String {
+    match g {
+        Glusterd::Running => "running".into(),
+        Glusterd::Down(why) => format!("down ({why})"),
+        Glusterd::Hung(why) => format!("not answering ({why})"),
+        Glusterd::Erratic(why) => format!("answers badly ({why})"),
+    }
+}

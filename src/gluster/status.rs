@@ -1,0 +1,115 @@
+//! What the storage role publishes for the status page, the JSON API and
+//! /metrics: the monitor's view plus the role's own progress (formation,
+//! mount) and the cost of its polls.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::health::{StorageView, VolumeState, VolumeView};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageStatus {
+    /// The cluster's volume (`[storage] volume`).
+    pub volume: String,
+    pub mount: PathBuf,
+    /// `None` until first checked.
+    pub mounted: Option<bool>,
+    /// The node that forms the pool and the volume.
+    pub former: Option<String>,
+    /// What formation waits for or last failed on; empty when done.
+    pub forming: Vec<String>,
+    /// Why no volume can be formed from the file, if so.
+    pub layout_error: Option<String>,
+    /// `None` until the first poll ends.
+    pub view: Option<StorageView>,
+    /// Wall clock (unix ms) of the last poll's end, and of the last poll in
+    /// which `volume info` answered: the age of the data shown.
+    pub polled_at_ms: Option<i64>,
+    pub last_good_ms: Option<i64>,
+    pub poll_took_ms: u64,
+    pub polls: u64,
+}
+
+impl StorageStatus {
+    pub fn new(volume: String, mount: PathBuf) -> StorageStatus {
+        StorageStatus {
+            volume,
+            mount,
+            mounted: None,
+            former: None,
+            forming: Vec::new(),
+            layout_error: None,
+            view: None,
+            polled_at_ms: None,
+            last_good_ms: None,
+            poll_took_ms: 0,
+            polls: 0,
+        }
+    }
+
+    /// The cluster's own volume in the latest view.
+    pub fn own_volume(&self) -> Option<&VolumeView> {
+        self.view
+            .as_ref()?
+            .volumes
+            .iter()
+            .find(|v| v.name == self.volume)
+    }
+
+    /// One line for the role's health and `piha status`.
+    pub fn summary(&self) -> String {
+        if let Some(e) = &self.layout_error {
+            return format!("cannot form volume {}: {e}", self.volume);
+        }
+        let Some(view) = &self.view else {
+            return "waiting for the first answer from gluster".into();
+        };
+        match &view.glusterd {
+            super::health::Glusterd::Running => {}
+            other => {
+                return format!(
+                    "glusterd: {}",
+                    serde_json::to_string(other).unwrap_or_default()
+                );
+            }
+        }
+        let Some(v) = self.own_volume() else {
+            return match self.forming.first() {
+                Some(f) => format!("forming volume {}: {f}", self.volume),
+                None => format!("volume {} does not exist yet", self.volume),
+            };
+        };
+        let mount = match self.mounted {
+            Some(true) => format!(", mounted on {}", self.mount.display()),
+            Some(false) => format!(", not mounted on {} yet", self.mount.display()),
+            None => String::new(),
+        };
+        let heal = match v.heal_pending {
+            Some(n) if n > 0 => format!(", {n} entries to heal"),
+            _ => String::new(),
+        };
+        format!(
+            "volume {} {}: {}{heal}{mount}",
+            v.name,
+            v.state.name(),
+            v.why
+        )
+    }
+
+    /// Healthy only when the volume is UP and mounted.
+    pub fn healthy(&self) -> bool {
+        self.layout_error.is_none()
+            && self
+                .own_volume()
+                .is_some_and(|v| v.state == VolumeState::Up)
+            && self.mounted == Some(true)
+    }
+}
+
+/// What the role hands the status server.
+pub struct StorageHandle {
+    pub status: watch::Receiver<Arc<StorageStatus>>,
+}

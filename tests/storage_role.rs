@@ -1,0 +1,513 @@
+//! The storage role on real GlusterFS: three nodes (each glusterd and piha
+//! in its own network + mount + UTS namespace, tests/common/gluster_net.rs)
+//! with a replica-3 volume formed by piha from the cluster file, then the
+//! failures a Pi cluster meets: a dead brick, a node's glusterd gone, a
+//! peer's glusterd hung, sixteen concurrent CLI callers. Prints the figures
+//! the README quotes (detection time, poll cost with 3,000 pending heals,
+//! heal drain time); asserts only what a user would check.
+//!
+//! Needs root, iproute2, util-linux and glusterfs-server (.ci/run installs
+//! them); Chromium for the page check.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::browser;
+use common::netns::poll;
+use common::storage_rig::{StorageNet, VOLUME};
+use piha::gluster::xml;
+
+/// Poll every second so a test sees several polls per phase.
+const STORAGE: &str = "replica = 3\npoll = \"1s\"\nping_timeout = \"5s\"";
+const FORM_LIMIT: Duration = Duration::from_secs(90);
+
+fn volume_info(net: &StorageNet, i: usize) -> Vec<piha::gluster::model::VolumeInfo> {
+    let out = net.gl.gluster_ok(i, &["--xml", "volume", "info"]);
+    xml::volume_info(&out, Some(0)).expect("volume info")
+}
+
+fn polls(net: &StorageNet, i: usize) -> u64 {
+    net.storage(i)
+        .ok()
+        .and_then(|s| s["polls"].as_u64())
+        .unwrap_or(0)
+}
+
+/// CPU seconds of process `pid` and its reaped children (utime, stime,
+/// cutime, cstime of /proc/PID/stat), to price a poll including the
+/// gluster CLI processes it ran.
+fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14-17 of stat; `after` starts at field 3.
+    let ticks = f.get(11).copied().unwrap_or(0.0)
+        + f.get(12).copied().unwrap_or(0.0)
+        + if with_children {
+            f.get(13).copied().unwrap_or(0.0) + f.get(14).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+    ticks / 100.0
+}
+
+fn write_files(net: &StorageNet, i: usize, dir: &str, n: usize) {
+    net.gl.sh(
+        i,
+        &format!(
+            "mkdir -p {m}/{dir} && i=0; while [ $i -lt {n} ]; do echo $i > {m}/{dir}/f$i; i=$((i+1)); done",
+            m = net.mount.display()
+        ),
+    );
+}
+
+#[test]
+fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
+    let mut net = StorageNet::new(3, STORAGE);
+    net.start_all();
+
+    // --- formation -------------------------------------------------------
+    let t0 = Instant::now();
+    for i in 0..3 {
+        net.wait_volume(i, "UP", FORM_LIMIT);
+    }
+    println!(
+        "formed, started and mounted on 3 nodes in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let info = volume_info(&net, 0);
+    let vol = info
+        .iter()
+        .find(|v| v.name == VOLUME)
+        .expect("the volume exists");
+    assert_eq!(vol.replica_count, 3);
+    let bricks: Vec<String> = vol.bricks.iter().map(|b| b.name()).collect();
+    let want: Vec<String> = (0..3)
+        .map(|i| format!("{}:{}", net.gl.addr(i), net.brick(i).display()))
+        .collect();
+    assert_eq!(bricks, want, "bricks in cluster order");
+    assert_eq!(
+        vol.options.get("network.ping-timeout").map(String::as_str),
+        Some("5")
+    );
+    assert_eq!(
+        vol.options.get("cluster.quorum-type").map(String::as_str),
+        Some("auto")
+    );
+    let events = net.events(0);
+    assert!(
+        events.iter().any(|e| e.starts_with("created volume piha")),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("mounted volume piha")),
+        "{events:#?}"
+    );
+
+    // --- a second run changes nothing ------------------------------------
+    let id = vol.id.clone();
+    for i in 0..3 {
+        net.kill(i);
+    }
+    net.start_all();
+    for i in 0..3 {
+        net.wait_volume(i, "UP", FORM_LIMIT);
+    }
+    let polls_after = polls(&net, 0);
+    poll(Duration::from_secs(10), || {
+        (polls(&net, 0) >= polls_after + 2).then_some(())
+    });
+    let again = volume_info(&net, 0);
+    let vol = again
+        .iter()
+        .find(|v| v.name == VOLUME)
+        .expect("still there");
+    assert_eq!(vol.id, id, "the volume was not recreated");
+    let log = net.log(0);
+    for once in [
+        "created volume",
+        "started volume",
+        "set network.ping-timeout",
+    ] {
+        assert_eq!(
+            log.matches(once).count(),
+            1,
+            "{once:?} happened again:\n{log}"
+        );
+    }
+
+    // --- the mount serves the same files on every node --------------------
+    write_files(&net, 0, "a", 3);
+    let on_node_1 = net.gl.node_view(1, &net.mount.join("a/f2"));
+    assert_eq!(
+        std::fs::read_to_string(&on_node_1)
+            .expect("read via pi-2")
+            .trim(),
+        "2"
+    );
+
+    // --- the page shows the storage panel --------------------------------
+    check_page(&net, "healthy");
+
+    // --- a dead brick: DEGRADED within one poll, with an event ------------
+    let brick_pid = net
+        .gl
+        .brick_pid(2, VOLUME, &net.brick(2))
+        .expect("pi-3's brick runs");
+    let before = polls(&net, 0);
+    let killed = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(brick_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the brick");
+    // The poll count from the same answer that first shows DEGRADED.
+    let mut trail = Vec::new();
+    let (seen, after) = poll(Duration::from_secs(30), || {
+        let s = net.storage(0).ok()?;
+        trail.push((
+            s["polls"].as_u64(),
+            s["poll_took_ms"].as_u64(),
+            s["view"]["errors"].clone(),
+        ));
+        let degraded = s["view"]["volumes"]
+            .as_array()?
+            .iter()
+            .any(|v| v["name"] == VOLUME && v["state"] == "DEGRADED");
+        degraded.then(|| (Instant::now(), s["polls"].as_u64().unwrap_or(0)))
+    })
+    .unwrap_or_else(|| panic!("no DEGRADED: {:#?}\n{}", net.volume(0), net.logs()));
+    let detect = seen.duration_since(killed);
+    assert!(
+        after <= before + 2,
+        "seen after {} polls (one in progress at the kill, then the next): {trail:?}",
+        after - before
+    );
+    assert_eq!(net.brick_state(0, 2).as_deref(), Some("offline"));
+    let events = net.events(0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("volume piha is DEGRADED (was UP)")),
+        "{events:#?}"
+    );
+    println!(
+        "dead brick detected in {:.2} s (poll = 1s)",
+        detect.as_secs_f64()
+    );
+
+    // --- 3,000 pending heals: what a poll costs ----------------------------
+    let t = Instant::now();
+    write_files(&net, 0, "heal", 3000);
+    println!(
+        "wrote 3000 files with a brick down in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let pending = poll(Duration::from_secs(30), || {
+        let v = net.volume(0)?;
+        let n = v["heal_pending"].as_u64()?;
+        (n >= 3000).then_some(n)
+    })
+    .unwrap_or_else(|| panic!("no heal backlog shown: {:#?}", net.volume(0)));
+    poll_cost(&net, pending);
+    check_page(&net, "degraded");
+
+    // --- the brick comes back: heal asked, backlog drains, UP again -------
+    let back = Instant::now();
+    net.gl.gluster_ok(0, &["volume", "start", VOLUME, "force"]);
+    net.wait_volume(0, "UP", Duration::from_secs(60));
+    let drained = poll(Duration::from_secs(180), || {
+        let n = net.volume(0)?["heal_pending"].as_u64()?;
+        (n == 0).then(Instant::now)
+    })
+    .unwrap_or_else(|| panic!("heal backlog did not drain: {:#?}", net.volume(0)));
+    println!(
+        "{pending} pending heals drained {:.1} s after the brick came back",
+        drained.duration_since(back).as_secs_f64()
+    );
+    let events = net.events(0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("is back: asked gluster to heal piha")),
+        "{events:#?}"
+    );
+    let on_node_2 = net.brick(2).join("heal/f2999");
+    assert_eq!(
+        std::fs::read_to_string(on_node_2)
+            .expect("healed file")
+            .trim(),
+        "2999"
+    );
+    check_page(&net, "recovered");
+
+    // --- a node's glusterd dies: its brick UNKNOWN, not vanished -----------
+    net.gl.kill_glusterd(2);
+    let seen = poll(Duration::from_secs(30), || {
+        let v = net.volume(0)?;
+        let bricks = v["bricks"].as_array()?.len();
+        let state = net.brick_state(0, 2)?;
+        (state == "unknown").then_some((bricks, state))
+    });
+    let (bricks, _) =
+        seen.unwrap_or_else(|| panic!("pi-3's brick not unknown: {:#?}", net.volume(0)));
+    assert_eq!(
+        bricks, 3,
+        "the brick of the node whose glusterd died is still listed"
+    );
+    let s2 = poll(Duration::from_secs(15), || {
+        let s = net.storage(2).ok()?;
+        (s["view"]["glusterd"]["state"] == "down").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("pi-3 does not say glusterd is down: {:#?}", net.storage(2)));
+    assert!(
+        s2["view"]["volumes"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "pi-3 keeps the last good volumes, never \"0 volumes\": {s2:#}"
+    );
+    net.gl.start_glusterd(2);
+    for i in 0..3 {
+        net.wait_volume(i, "UP", Duration::from_secs(60));
+    }
+
+    // --- a peer's glusterd hangs: polls stay bounded, data keeps its age ---
+    net.gl.stop_glusterd(1);
+    let hung_from = Instant::now();
+    let mut longest_poll = 0;
+    let mut slowest_answer = Duration::ZERO;
+    let mut hung_seen = false;
+    let mut max_age = 0;
+    while hung_from.elapsed() < Duration::from_secs(25) {
+        for i in 0..3 {
+            let asked = Instant::now();
+            let s = net.storage(i).unwrap_or_else(|e| {
+                panic!(
+                    "pi-{}'s page does not answer while pi-2's glusterd hangs: {e}",
+                    i + 1
+                )
+            });
+            slowest_answer = slowest_answer.max(asked.elapsed());
+            longest_poll = longest_poll.max(s["poll_took_ms"].as_u64().unwrap_or(0));
+            if i == 1 {
+                hung_seen |= s["view"]["glusterd"]["state"] == "hung";
+                max_age = max_age.max(s["data_age_ms"].as_u64().unwrap_or(0));
+                assert!(
+                    s["view"]["volumes"]
+                        .as_array()
+                        .is_some_and(|v| !v.is_empty()),
+                    "pi-2 keeps its last good data: {s:#}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(longest_poll < 10_000, "a poll took {longest_poll} ms");
+    assert!(
+        hung_seen,
+        "pi-2 never said its glusterd hangs: {:#?}",
+        net.storage(1)
+    );
+    assert!(
+        max_age >= 10_000,
+        "pi-2's data age did not grow: {max_age} ms"
+    );
+    println!(
+        "peer glusterd hung 25 s: longest poll {longest_poll} ms, slowest page answer {} ms, data age reached {:.0} s",
+        slowest_answer.as_millis(),
+        max_age as f64 / 1000.0
+    );
+    net.gl.cont_glusterd(1);
+    for i in 0..3 {
+        net.wait_volume(i, "UP", Duration::from_secs(90));
+    }
+}
+
+/// What one poll costs with `pending` heals: wall time (as the role
+/// reports it), CPU of piha and the gluster CLIs it ran, CPU of glusterd;
+/// and for comparison, one `heal info summary` call.
+fn poll_cost(net: &StorageNet, pending: u64) {
+    let pid = net.pid(0).expect("piha on pi-1");
+    let glusterd = net.gl.glusterd_pid(0).expect("glusterd on pi-1");
+    let p0 = polls(net, 0);
+    let (c0, g0) = (cpu_seconds(pid, true), cpu_seconds(glusterd, false));
+    let mut walls = Vec::new();
+    let mut last = p0;
+    let start = Instant::now();
+    while walls.len() < 10 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+        let s = net.storage(0).expect("status");
+        let n = s["polls"].as_u64().unwrap_or(0);
+        if n > last {
+            last = n;
+            walls.push(s["poll_took_ms"].as_u64().unwrap_or(0));
+        }
+    }
+    let n = (polls(net, 0) - p0).max(1) as f64;
+    let cpu = (cpu_seconds(pid, true) - c0) / n;
+    let gcpu = (cpu_seconds(glusterd, false) - g0) / n;
+    walls.sort_unstable();
+    let median = walls.get(walls.len() / 2).copied().unwrap_or(0);
+    // One CLI run on its own: what each of a poll's calls costs.
+    let one = net.gl.sh_output(
+        0,
+        "bash -c \"TIMEFORMAT='%U %S'; time gluster --mode=script --xml pool list >/dev/null\"",
+    );
+    let cpu_one: f64 = String::from_utf8_lossy(&one.stderr)
+        .split_whitespace()
+        .filter_map(|x| x.parse::<f64>().ok())
+        .sum();
+    println!(
+        "one `gluster --xml pool list` run: {:.0} ms CPU",
+        cpu_one * 1000.0
+    );
+    let t = Instant::now();
+    net.gl
+        .gluster_ok(0, &["--xml", "volume", "heal", VOLUME, "info", "summary"]);
+    let summary = t.elapsed();
+    let t = Instant::now();
+    net.gl
+        .gluster_ok(0, &["volume", "heal", VOLUME, "statistics", "heal-count"]);
+    let count = t.elapsed();
+    println!(
+        "poll cost with {pending} pending heals over {} polls: wall median {median} ms (max {} ms); \
+         CPU per poll: piha + gluster CLI {:.0} ms, glusterd {:.0} ms; \
+         for comparison one `heal info summary` {} ms vs one `statistics heal-count` {} ms",
+        walls.len(),
+        walls.last().copied().unwrap_or(0),
+        cpu * 1000.0,
+        gcpu * 1000.0,
+        summary.as_millis(),
+        count.as_millis()
+    );
+}
+
+/// The node's status page in Chromium (inside the lab) shows the storage
+/// panel with its three bricks; a screenshot goes to target/screenshots.
+fn check_page(net: &StorageNet, moment: &str) {
+    if browser::chromium_path().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is required under CI"
+        );
+        println!("skipping the page check: chromium not installed");
+        return;
+    }
+    let ns = net.gl.lab.client().name.clone();
+    let url = format!("http://{}:9000/", net.gl.addr(0));
+    let dom = browser::dump_dom_in(Some(&ns), &url, 3000).expect("page DOM");
+    let section = dom
+        .split("id=\"storage\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no storage section in the page:\n{dom}"));
+    let head = &dom[dom.find("id=\"storage\"").unwrap_or(0).saturating_sub(80)..];
+    assert!(
+        !head[..120.min(head.len())].contains("hidden"),
+        "storage section hidden"
+    );
+    assert_eq!(
+        section.matches("data-testid=\"brick\"").count(),
+        3,
+        "three brick rows"
+    );
+    assert!(
+        section.contains("data-testid=\"storage-volume\""),
+        "volume panel"
+    );
+    let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let path = shots.join(format!("storage-{moment}.png"));
+    browser::screenshot_in(Some(&ns), &url, &path, (1280, 1700), 3000, &[]).expect("screenshot");
+}
+
+#[test]
+fn sixteen_concurrent_callers_never_change_the_volume_set() {
+    let mut net = StorageNet::new(3, STORAGE);
+    net.start_all();
+    net.wait_volume(0, "UP", FORM_LIMIT);
+    // A second volume, made by hand, so "a volume dropped" is visible.
+    let bricks: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "{}:{}",
+                net.gl.addr(i),
+                net.gl.node_dir(i).join("extra").display()
+            )
+        })
+        .collect();
+    let mut create = vec!["volume", "create", "extra"];
+    create.extend(bricks.iter().map(String::as_str));
+    create.push("force");
+    net.gl.gluster_ok(0, &create);
+    net.gl.gluster_ok(0, &["volume", "start", "extra"]);
+    let mut truth: Vec<String> = volume_info(&net, 0).into_iter().map(|v| v.name).collect();
+    truth.sort();
+    assert_eq!(truth, ["extra", "piha"]);
+    poll(Duration::from_secs(20), || {
+        let s = net.storage(0).ok()?;
+        let n = s["view"]["volumes"].as_array()?.len();
+        (n == 2).then_some(())
+    })
+    .expect("piha sees both volumes");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..16)
+        .map(|k| {
+            let stop = stop.clone();
+            let mut cmd = net.gl.command(0, "sh");
+            let verb = if k % 2 == 0 { "volume status all detail" } else { "volume info" };
+            cmd.args([
+                "-c",
+                &format!("end=$(($(date +%s)+25)); while [ $(date +%s) -lt $end ]; do gluster --mode=script --xml {verb} >/dev/null 2>&1; done"),
+            ]);
+            std::thread::spawn(move || {
+                let mut child = cmd.spawn().expect("caller");
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let (mut checks, mut unknown) = (0, 0);
+    while started.elapsed() < Duration::from_secs(20) {
+        let s = net.storage(0).expect("status");
+        let mut names: Vec<String> = s["view"]["volumes"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        assert_eq!(
+            names, truth,
+            "the monitor's volume set differs from volume info: {s:#}"
+        );
+        unknown += s["view"]["volumes"]
+            .as_array()
+            .map_or(0, |v| v.iter().filter(|v| v["state"] == "UNKNOWN").count());
+        checks += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        let _ = c.join();
+    }
+    println!(
+        "16 concurrent callers for 20 s: {checks} checks, volume set always {truth:?}; \
+         {unknown} volume observations were UNKNOWN (could not tell) rather than wrong; {} polls",
+        polls(&net, 0)
+    );
+}

@@ -1729,3 +1729,126 @@ fn status_page_shows_every_db_state_and_hides_db_without_one() {
         "{result}"
     );
 }
+
+/// The brick row of `name` (host:path) in the storage panel.
+fn brick_row<'a>(dom: &'a str, name: &str) -> &'a str {
+    let needle = format!(r#"data-name="{name}""#);
+    let at = dom
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no brick row {name}"));
+    let start = dom[..at].rfind("<tr").expect("row start");
+    let end = dom[at..].find("</tr>").map_or(dom.len(), |e| at + e);
+    &dom[start..end]
+}
+
+#[test]
+fn status_page_shows_the_storage_role() {
+    if no_browser() {
+        return;
+    }
+    let addr = serve(Api::Healthy);
+    let dom = browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM");
+    let section = start_tags(&dom, r#" id="storage""#);
+    assert_eq!(section.len(), 1, "one storage section");
+    assert!(!section[0].contains(" hidden"), "shown: {}", section[0]);
+    let note = element(&dom, r#"id="storage-note""#, "p");
+    assert!(
+        note.contains(">volume piha DEGRADED · 4 bricks · mounted on /srv/piha/www<"),
+        "{note}"
+    );
+
+    // The volume: its state, why, the heal backlog and the low-space warning.
+    let volume = element(&dom, r#"data-testid="storage-volume""#, "article");
+    assert_eq!(
+        attr(start_tags(volume, "storage-volume")[0], "data-state").as_deref(),
+        Some("DEGRADED")
+    );
+    assert!(
+        volume.contains(">DEGRADED<") && volume.contains(">replica 2<"),
+        "{volume}"
+    );
+    assert!(
+        volume.contains("set 2 has 1 of 2 bricks online and keeps quorum"),
+        "{volume}"
+    );
+    assert!(volume.contains("is low on space"), "{volume}");
+    let heal = fe_stat(volume, "To heal");
+    assert!(
+        heal.contains(r#"data-level="warn""#) && heal.contains("<dd>44"),
+        "{heal}"
+    );
+    assert!(fe_stat(volume, "Split brain").contains("<dd>0<"));
+    assert!(fe_stat(volume, "Mounted").contains("<dd>yes"));
+
+    // Bricks per node, named from the members list, with space bars.
+    let bricks = element(&dom, r#"data-testid="storage-bricks""#, "article");
+    assert!(bricks.contains(">3 of 4 online<"), "{bricks}");
+    let pi1 = brick_row(&dom, "192.0.2.11:/srv/piha/brick");
+    assert!(pi1.contains(">pi-1<") && pi1.contains("set 1"), "{pi1}");
+    assert!(
+        pi1.contains(r#"class="bar""#) && pi1.contains("free"),
+        "{pi1}"
+    );
+    let pi3 = brick_row(&dom, "192.0.2.13:/srv/piha/brick");
+    assert!(
+        pi3.contains(r#"data-level="hot""#),
+        "low space shows hot: {pi3}"
+    );
+    assert!(pi3.contains(">44<"), "its heal count: {pi3}");
+    let pi4 = brick_row(&dom, "192.0.2.14:/srv/piha/brick");
+    assert_eq!(
+        attr(start_tags(pi4, "brick")[0], "data-state").as_deref(),
+        Some("unknown")
+    );
+    assert!(pi4.contains("missing from volume status"), "{pi4}");
+
+    // Peers: pi-4's glusterd disconnected.
+    let peers = element(&dom, r#"data-testid="storage-peers""#, "article");
+    assert!(peers.contains(">2 of 3 connected<"), "{peers}");
+    assert!(
+        peers.contains("pi-4 (192.0.2.14)") && peers.contains(">disconnected<"),
+        "{peers}"
+    );
+}
+
+#[test]
+fn status_page_shows_stale_storage_data_and_hides_storage_without_the_role() {
+    if no_browser() {
+        return;
+    }
+    let sample: serde_json::Value = serde_json::from_str(&sample_json()).unwrap();
+    let render = |storage: serde_json::Value| {
+        let mut status = sample.clone();
+        status["storage"] = storage;
+        let addr = serve_json(status.to_string(), Api::Healthy);
+        browser::dump_dom(&format!("http://{addr}/"), 5000).expect("dump DOM")
+    };
+    let dom = render(serde_json::Value::Null);
+    let section = start_tags(&dom, r#" id="storage""#);
+    assert!(section[0].contains(" hidden"), "hidden: {}", section[0]);
+    assert!(start_tags(&dom, r#"data-testid="brick""#).is_empty());
+
+    // glusterd hung for 40 s: the last good data stays, with its age.
+    let mut storage = sample["storage"].clone();
+    storage["view"]["glusterd"] =
+        serde_json::json!({"state": "hung", "why": "gluster did not answer within 5s"});
+    storage["view"]["volumes"][0]["state"] = "UNKNOWN".into();
+    storage["view"]["volumes"][0]["last_known"] = "DEGRADED".into();
+    storage["data_age_ms"] = 40_000.into();
+    let dom = render(storage);
+    let volume = element(&dom, r#"data-testid="storage-volume""#, "article");
+    assert!(volume.contains(">UNKNOWN<"), "{volume}");
+    assert!(volume.contains("(last known DEGRADED)"), "{volume}");
+    assert!(
+        volume.contains("glusterd hung: gluster did not answer within 5s"),
+        "{volume}"
+    );
+    assert!(volume.contains("showing the last good data"), "{volume}");
+    assert_eq!(
+        start_tags(&dom, r#"data-testid="brick""#).len(),
+        4,
+        "bricks still shown"
+    );
+    let note = element(&dom, r#"id="storage-note""#, "p");
+    assert!(note.contains("data 40"), "{note}");
+}

@@ -495,6 +495,19 @@ fn sixteen_concurrent_callers_never_change_the_volume_set() {
             names, truth,
             "the monitor's volume set differs from volume info: {s:#}"
         );
+        // No false alarm either: nothing is down, so no brick is "offline".
+        let offline: Vec<String> = s["view"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v["bricks"].as_array().cloned().unwrap_or_default())
+            .filter(|b| b["state"] == "offline")
+            .map(|b| format!("{}:{}", b["host"], b["path"]))
+            .collect();
+        assert!(
+            offline.is_empty(),
+            "bricks reported offline under load: {offline:?}"
+        );
         unknown += s["view"]["volumes"]
             .as_array()
             .map_or(0, |v| v.iter().filter(|v| v["state"] == "UNKNOWN").count());

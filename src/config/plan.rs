@@ -93,10 +93,11 @@ impl ClusterConfig {
         };
         let _ = writeln!(
             out,
-            "\n{}\n{}\n{}\n{token}",
+            "\n{}\n{}\n{}\n{}\n{token}",
             self.vrrp_line(),
             self.pooler_line(),
-            self.db_line()
+            self.db_line(),
+            self.storage_line()
         );
         out
     }
@@ -166,6 +167,29 @@ impl ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// One line on the Gluster volume the storage nodes form, or why none.
+    fn storage_line(&self) -> String {
+        use crate::gluster::form::Layout;
+        let Ok(layout) = Layout::from_config(self) else {
+            return "storage: none (no [[node]] has the storage role)".to_string();
+        };
+        let sets = layout.bricks.len() / layout.replica.max(1);
+        let shape = match (layout.replica, sets) {
+            (1, n) => format!("distributed over {n} bricks, no copies"),
+            (r, 1) => format!("replica {r}"),
+            (r, n) => format!("replica {r} x {n}"),
+        };
+        let arbiter = if layout.arbiter { " arbiter 1" } else { "" };
+        let nodes: Vec<&str> = layout.bricks.iter().map(|b| b.node.as_str()).collect();
+        format!(
+            "storage: volume {} ({shape}{arbiter}) on {}, formed by {}, mounted on {}",
+            layout.volume,
+            nodes.join(", "),
+            layout.former().unwrap_or("-"),
+            self.storage.mount.display()
+        )
+    }
+
     /// One line on how the db nodes run PostgreSQL (`[db]`), or why none do.
     fn db_line(&self) -> String {
         let has_db = |roles: &std::collections::BTreeSet<Role>| roles.contains(&Role::Db);

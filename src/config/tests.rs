@@ -1898,10 +1898,108 @@ fn shipped_db_comments_show_the_built_in_values() {
         format!("{:?}", DbClusterSettings::builtin())
     );
 
-    let (text, count) = uncommented("\n# Where PostgreSQL keeps", "\n# ------");
+    let (text, count) = uncommented("\n# Where PostgreSQL keeps", "\n[storage]");
     assert_eq!(count, 1, "{text}");
     assert_eq!(
         db_of(&text).data_dir.as_deref(),
         Some(Path::new("/srv/postgresql"))
     );
+}
+
+fn storage_of(text: &str) -> StorageClusterSettings {
+    parse(text, Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .storage
+}
+
+/// The shipped `[storage]` block shows the built-in values (with replica
+/// written out as the 2 that four storage Pis get anyway).
+#[test]
+fn shipped_storage_comments_show_the_built_in_values() {
+    assert_eq!(shipped().storage, StorageClusterSettings::builtin());
+    let (text, count) = uncommented("\n[storage]\n", "\n# ------");
+    assert_eq!(
+        count,
+        1 + 8,
+        "[storage] and every key with a value:\n{text}"
+    );
+    let written = storage_of(&text);
+    assert_eq!(written.replica, Some(2));
+    assert_eq!(
+        StorageClusterSettings {
+            replica: None,
+            ..written
+        },
+        StorageClusterSettings::builtin()
+    );
+}
+
+#[test]
+fn storage_values_are_checked_with_help() {
+    let s = storage_of(&format!(
+        "{SMALL}[storage]\nvolume = \"web_files\"\nreplica = 3\narbiter = true\nmount = \"/srv/site\"\npoll = \"2s\"\nping_timeout = \"5s\"\nmin_free = 20\n"
+    ));
+    assert_eq!(s.volume, "web_files");
+    assert_eq!((s.replica, s.arbiter), (Some(3), true));
+    assert_eq!(s.mount, Path::new("/srv/site"));
+    assert_eq!(
+        (s.poll, s.ping_timeout),
+        (Duration::from_secs(2), Duration::from_secs(5))
+    );
+    assert_eq!(s.min_free, 20);
+    let cases = [
+        ("volume = \"my volume\"\n", "may hold only letters, digits"),
+        ("volume = \"-x\"\n", "must not start with '-'"),
+        ("replica = 7\n", "`replica` must be from 1 to 4"),
+        ("mount = \"www\"\n", "absolute"),
+        ("poll = \"100ms\"\n", "`poll` must be at least 1s"),
+        ("ping_timeout = \"1500ms\"\n", "whole seconds"),
+        ("ping_timeout = \"2h\"\n", "whole seconds from 1s to 1013s"),
+        ("min_free = 0\n", "`min_free` must be from 1 to 50"),
+        ("brick = \"/srv/b\"\n", "belongs to one node"),
+    ];
+    for (line, message) in cases {
+        let d = diagnostics(&format!("{SMALL}[storage]\n{line}"));
+        assert_eq!(d.len(), 1, "{line}: {d:#?}");
+        assert_eq!(d[0].line, 10, "{line}");
+        assert!(d[0].message.contains(message), "{line}: {:?}", d[0].message);
+    }
+}
+
+#[test]
+fn storage_nodes_that_cannot_form_the_volume_are_an_error() {
+    let five = format!(
+        "{SMALL}{}",
+        (2..=6)
+            .map(|i| format!(
+                "\n[[node]]\nhostname = \"s{i}\"\naddress = \"192.0.2.{}/24\"\nroles = [\"storage\"]\n",
+                20 + i
+            ))
+            .collect::<String>()
+    );
+    let d = diagnostics(&five);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(
+        d[0].message
+            .contains("5 storage nodes fit neither pairs nor triples"),
+        "{}",
+        d[0].message
+    );
+    let four = format!(
+        "{SMALL}{}\n[storage]\nreplica = 3\n",
+        (2..=5)
+            .map(|i| format!(
+                "\n[[node]]\nhostname = \"s{i}\"\naddress = \"192.0.2.{}/24\"\nroles = [\"storage\"]\n",
+                20 + i
+            ))
+            .collect::<String>()
+    );
+    let d = diagnostics(&four);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(
+        d[0].message.contains("cannot form replica-3 sets"),
+        "{}",
+        d[0].message
+    );
+    assert!(d[0].line > 20, "points at `replica`: line {}", d[0].line);
 }

@@ -103,7 +103,12 @@ pub fn validate(
     if report.has_errors() {
         return None;
     }
-    Some(ClusterConfig {
+    let cluster_span = cluster.span.clone();
+    let storage_span = raw
+        .storage
+        .as_ref()
+        .and_then(|s| s.replica.as_ref().map(|r| r.span()));
+    let config = ClusterConfig {
         name: cluster.name,
         vip: cluster.vip.map(Spanned::into_inner),
         admin_token: cluster.admin_token,
@@ -121,7 +126,29 @@ pub fn validate(
             .collect(),
         patterns: patterns.into_iter().filter_map(|p| p.rule).collect(),
         source,
-    })
+    };
+    storage_layout(&config, storage_span.unwrap_or(cluster_span), report);
+    (!report.has_errors()).then_some(config)
+}
+
+/// The storage nodes must be able to form the volume `[storage]` describes
+/// (a count that fits the replica sets, arbiter only with replica 3): the
+/// storage role would refuse to start otherwise, so `piha check` says it
+/// first.
+fn storage_layout(config: &ClusterConfig, span: Span, report: &mut Report<'_>) {
+    let storage_nodes = config
+        .nodes
+        .iter()
+        .filter(|n| n.roles.contains(&super::model::Role::Storage))
+        .count();
+    if storage_nodes == 0 {
+        return;
+    }
+    if let Err(why) = crate::gluster::form::Layout::from_config(config) {
+        report
+            .error(span, format!("the storage nodes cannot form the Gluster volume: {why}"))
+            .help("the volume's bricks are the [[node]] entries with the storage role, in file order; consecutive `replica` of them hold the same files");
+    }
 }
 
 impl NodeFacts<'_> {

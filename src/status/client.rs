@@ -161,6 +161,10 @@ pub fn render(doc: &StatusDoc, now_ms: i64) -> String {
             .as_ref()
             .and_then(db_line)
             .map(|d| format!("db:     {d}")),
+        doc.storage
+            .as_ref()
+            .and_then(|s| s["summary"].as_str())
+            .map(|s| format!("storage: {s}")),
     ]
     .into_iter()
     .flatten()
@@ -406,7 +410,9 @@ mod tests {
             pooler: port 5432, transaction pooling, servers pi-2 primary, pi-3 standby, \
             pi-4 down; 23 clients (2 waiting)\n\
             db:     pi-1 standby of pi-2 lag 12 KiB | pi-2 primary tl 3 16/B374D848 | \
-            pi-3 standby of pi-2 lag 20 KiB | pi-4 down\n";
+            pi-3 standby of pi-2 lag 20 KiB | pi-4 down\n\
+            storage: volume piha DEGRADED: brick 192.0.2.14:/srv/piha/brick unknown; \
+            set 2 has 1 of 2 bricks online and keeps quorum, 44 entries to heal, mounted on /srv/piha/www\n";
         assert!(text.contains(want), "{text}");
     }
 
@@ -417,10 +423,14 @@ mod tests {
         fields.remove("vrrp");
         fields.remove("pooler");
         fields.remove("db");
+        fields.remove("storage");
         let doc: StatusDoc = serde_json::from_value(doc).expect("fields missing are null");
         let text = render(&doc, doc.generated_at_ms);
         assert!(
-            !text.contains("vrrp:") && !text.contains("pooler:") && !text.contains("db:"),
+            !text.contains("vrrp:")
+                && !text.contains("pooler:")
+                && !text.contains("db:")
+                && !text.contains("storage:"),
             "{text}"
         );
 

@@ -55,15 +55,9 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     ctx.roles
         .storage
         .send_replace(Some(Arc::new(StorageHandle { status: rx })));
-    if let Some(brick) = running.plan.settings.storage.as_ref().map(|s| &s.brick) {
-        if let Err(e) = std::fs::create_dir_all(brick) {
-            ctx.events.warning(
-                "storage",
-                format!("cannot create the brick folder {}: {e}", brick.display()),
-                json!({}),
-            );
-        }
-    }
+    // The brick folder is not made here: glusterd makes it on each node
+    // when the volume is created, and a node that never joins a volume
+    // (a loopback test, a misconfigured card) gets no stray folders.
     let mut shell = Shell {
         ctx: ctx.clone(),
         runner: Runner::new(settings.gluster.clone()),

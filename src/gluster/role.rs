@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use serde_json::json;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::form::{FormInput, Layout, Step, next_steps};
 use super::health::{BrickState, Change, Glusterd, Limits, Monitor, VolumeState};
@@ -33,16 +32,8 @@ const HEAL_TRIES: u32 = 10;
 
 pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     let running = ctx.running();
-    let key = restart_key(&running);
-    let stop = CancellationToken::new();
-    let watcher = {
-        let ctx = ctx.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            ctx.wait_for_restart(|r| restart_key(r) != key).await;
-            stop.cancel();
-        })
-    };
+    let restart = ctx.restart_watch(restart_key);
+    let stop = restart.stop.clone();
     let settings = running.config.storage.clone();
     let layout = Layout::from_config(&running.config);
     let mut status = StorageStatus::new(settings.volume.clone(), settings.mount.clone());
@@ -86,7 +77,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
             _ = shell.round(poll_no) => {}
         }
     }
-    watcher.abort();
+    drop(restart);
     ctx.roles.storage.send_replace(None);
     Ok(())
 }

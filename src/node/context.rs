@@ -91,7 +91,38 @@ pub struct RoleHandles {
     pub failover: watch::Sender<Option<Arc<crate::pg::failover::FailoverHandle>>>,
 }
 
+/// A token cancelled when the node stops or when a new config changes the
+/// key a role restarts for (see [`NodeContext::restart_watch`]). Dropping
+/// it ends the watching task.
+pub struct RestartWatch {
+    pub stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RestartWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl NodeContext {
+    /// For a role that must start over when `key` of the config changes
+    /// (where it runs, as whom): its `stop` is cancelled at shutdown or at
+    /// the first config whose key differs from the current one's.
+    pub fn restart_watch(self: &Arc<Self>, key: fn(&Running) -> String) -> RestartWatch {
+        let stop = CancellationToken::new();
+        let now = key(&self.running());
+        let task = {
+            let ctx = self.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                ctx.wait_for_restart(|r| key(r) != now).await;
+                stop.cancel();
+            })
+        };
+        RestartWatch { stop, task }
+    }
+
     pub fn running(&self) -> Arc<Running> {
         self.config.borrow().clone()
     }

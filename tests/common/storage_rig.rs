@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::gluster_net::GlusterLab;
 use super::netns::poll;
 use super::node::BIN;
-use super::vrrp_rig::http;
+use super::vrrp_rig::{http, spawn_piha};
 
 pub const VOLUME: &str = "piha";
 const ADMIN_PORT: u16 = 9000;
@@ -74,26 +74,13 @@ impl StorageNet {
     }
 
     pub fn start(&mut self, i: usize) {
-        let data = self.gl.node_dir(i).join("piha-data");
-        std::fs::create_dir_all(&data).expect("data dir");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(i))
-            .expect("log file");
-        let child = self
-            .gl
-            .command(i, BIN)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .args(["--hostname", &format!("pi-{}", i + 1), "--data-dir"])
-            .arg(&data)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start piha");
+        let child = spawn_piha(
+            self.gl.command(i, BIN),
+            &self.config,
+            &format!("pi-{}", i + 1),
+            &self.gl.node_dir(i).join("piha-data"),
+            &self.log_path(i),
+        );
         self.children[i] = Some(child);
     }
 

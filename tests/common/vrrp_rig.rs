@@ -95,27 +95,14 @@ impl Rig {
 
     pub fn start(&mut self, i: usize) {
         let data = self.dir.path().join(format!("data-{i}"));
-        std::fs::create_dir_all(&data).expect("data dir");
-        // Appended to: a node started again keeps its earlier log.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("node-{i}.log")))
-            .expect("log file");
         let ns = self.lab.node(i).name.clone();
-        let child = self
-            .lab
-            .command(&ns, BIN)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .args(["--hostname", &format!("pi-{}", i + 1), "--data-dir"])
-            .arg(&data)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start piha");
+        let child = spawn_piha(
+            self.lab.command(&ns, BIN),
+            &self.config,
+            &format!("pi-{}", i + 1),
+            &data,
+            &self.dir.path().join(format!("node-{i}.log")),
+        );
         self.children[i] = Some(child);
     }
 
@@ -343,6 +330,34 @@ impl Rig {
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `piha run` as `hostname` through `cmd` (the piha binary, wrapped to run
+/// inside a lab node), its data in `data`, its log appended to `log` (a
+/// node started again keeps its earlier log).
+pub fn spawn_piha(
+    mut cmd: std::process::Command,
+    config: &std::path::Path,
+    hostname: &str,
+    data: &std::path::Path,
+    log: &std::path::Path,
+) -> Child {
+    std::fs::create_dir_all(data).expect("data dir");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .args(["--hostname", hostname, "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start piha")
 }
 
 /// A bare HTTP/1.1 request from inside namespace `ns`, with short timeouts.

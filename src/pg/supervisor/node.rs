@@ -44,16 +44,8 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     let running = ctx.running();
-    let key = restart_key(&running);
-    let stop = CancellationToken::new();
-    let watcher = {
-        let ctx = ctx.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            ctx.wait_for_restart(|r| restart_key(r) != key).await;
-            stop.cancel();
-        })
-    };
+    let restart = ctx.restart_watch(restart_key);
+    let stop = restart.stop.clone();
     let plan = DbPlan::new(&running, &ctx.identity);
     let data_dir = plan.as_ref().map(|p| p.data.clone()).unwrap_or_default();
     let (status_tx, status_rx) = watch::channel(Arc::new(DbStatus::new(
@@ -95,7 +87,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
             node.idle_until_stop().await;
         }
     }
-    watcher.abort();
+    drop(restart);
     // Ends the schedule and kills a backup still running.
     stop.cancel();
     if let Some(s) = scheduler {

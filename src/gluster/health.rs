@@ -100,6 +100,18 @@ pub enum Glusterd {
     Erratic(String),
 }
 
+impl Glusterd {
+    /// "running", "down (why)", ... for events and the role's summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Glusterd::Running => "running".into(),
+            Glusterd::Down(why) => format!("down ({why})"),
+            Glusterd::Hung(why) => format!("not answering ({why})"),
+            Glusterd::Erratic(why) => format!("answers badly ({why})"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BrickView {
     pub host: String,
@@ -340,9 +352,13 @@ impl Monitor {
         let mut changes = changes(self.view.as_ref(), &view);
         changes.extend(self.returned_bricks(&view));
         self.view = Some(view.clone());
-        // Status of volumes that no longer exist is forgotten.
+        // What is kept of volumes that no longer exist is forgotten.
         if let Some((vols, _)) = &self.volumes {
-            self.status.retain(|n, _| vols.iter().any(|v| &v.name == n));
+            let exists = |name: &str| vols.iter().any(|v| v.name == name);
+            self.status.retain(|n, _| exists(n));
+            self.heal_count.retain(|n, _| exists(n));
+            self.split_brain.retain(|n, _| exists(n));
+            self.observed.retain(|(n, _), _| exists(n));
         }
         (view, changes)
     }

@@ -403,11 +403,9 @@ impl Shell {
                     to: Glusterd::Running,
                     ..
                 } => events.info("storage", "glusterd answers again", json!({})),
-                Change::Glusterd { to, .. } => events.error(
-                    "storage",
-                    format!("glusterd: {}", glusterd_words(to)),
-                    json!({}),
-                ),
+                Change::Glusterd { to, .. } => {
+                    events.error("storage", format!("glusterd: {}", to.describe()), json!({}))
+                }
                 Change::Volume {
                     name,
                     from,
@@ -479,14 +477,5 @@ impl Shell {
                 }
             }
         }
-    }
-}
-
-fn glusterd_words(g: &Glusterd) -> String {
-    match g {
-        Glusterd::Running => "running".into(),
-        Glusterd::Down(why) => format!("down ({why})"),
-        Glusterd::Hung(why) => format!("not answering ({why})"),
-        Glusterd::Erratic(why) => format!("answers badly ({why})"),
     }
 }

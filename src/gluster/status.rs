@@ -67,14 +67,8 @@ impl StorageStatus {
         let Some(view) = &self.view else {
             return "waiting for the first answer from gluster".into();
         };
-        match &view.glusterd {
-            super::health::Glusterd::Running => {}
-            other => {
-                return format!(
-                    "glusterd: {}",
-                    serde_json::to_string(other).unwrap_or_default()
-                );
-            }
+        if view.glusterd != super::health::Glusterd::Running {
+            return format!("glusterd: {}", view.glusterd.describe());
         }
         let Some(v) = self.own_volume() else {
             return match self.forming.first() {

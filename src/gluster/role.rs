@@ -123,6 +123,7 @@ impl Shell {
     async fn round(&mut self, poll_no: u64) {
         let started = Instant::now();
         let obs = poll::poll(&self.runner, poll_no, self.focus()).await;
+        let info_answered = obs.volumes.is_ok();
         // Formation acts only on answers from this poll, never on stale
         // ones: a failed `volume info` must not look like "no volume".
         let fresh: Option<(Vec<VolumeInfo>, Vec<super::model::Peer>)> =
@@ -134,7 +135,9 @@ impl Shell {
         self.status.poll_took_ms = started.elapsed().as_millis() as u64;
         self.status.polls = poll_no + 1;
         self.status.polled_at_ms = Some(now_ms());
-        if view.volumes_age_ms == 0 && fresh.is_some() {
+        // The age the page shows: of the last `volume info` that answered
+        // (`pool list`, asked only every few polls, does not count).
+        if info_answered {
             self.status.last_good_ms = Some(now_ms());
         }
         self.status.view = Some(view);
@@ -147,14 +150,18 @@ impl Shell {
         self.publish();
     }
 
-    /// Whether to count the heal backlog every poll: while a volume heals
-    /// or has a brick that is not online.
+    /// Whether to count the heal backlog every poll: while a started
+    /// volume heals or has a brick that is not online (a stopped volume's
+    /// bricks are offline by design and heal nothing).
     fn focus(&self) -> poll::Focus {
         let healing = self.monitor.view().is_some_and(|v| {
-            v.volumes.iter().any(|v| {
-                v.heal_pending.is_some_and(|n| n > 0)
-                    || v.bricks.iter().any(|b| b.state != BrickState::Online)
-            })
+            v.volumes
+                .iter()
+                .filter(|v| v.run_state == super::model::RunState::Started)
+                .any(|v| {
+                    v.heal_pending.is_some_and(|n| n > 0)
+                        || v.bricks.iter().any(|b| b.state != BrickState::Online)
+                })
         });
         let forming = self.status.own_volume().is_none() || !self.status.forming.is_empty();
         poll::Focus { healing, forming }

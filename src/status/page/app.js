@@ -1152,7 +1152,7 @@
     if (glusterd && glusterd !== 'running') lines.push(['bad', 'glusterd ' + glusterd.replace('_', ' ') + ': ' + str(view.glusterd.why)]);
     if (vol && vol.state !== 'UP') {
       const last = vol.last_known ? ' (last known ' + str(vol.last_known) + ')' : '';
-      lines.push([VOLUME_LEVEL[vol.state] === 'bad' ? 'bad' : 'warn', str(vol.why) + last]);
+      lines.push([volumeLevel(vol.state) === 'bad' ? 'bad' : 'warn', str(vol.why) + last]);
     }
     for (const f of arr(s.forming)) lines.push(['info', str(f)]);
     for (const w of vol ? arr(vol.warnings) : []) lines.push(['warn', str(w)]);

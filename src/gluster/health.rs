@@ -275,6 +275,12 @@ impl Monitor {
         for (name, answer) in obs.heal_count {
             match answer {
                 Ok(c) => {
+                    // Above this the split-brain count is no longer asked
+                    // (poll.rs): an old count would pass for a current one.
+                    let pending: u64 = c.iter().filter_map(|b| b.entries).sum();
+                    if pending > super::poll::SUMMARY_MAX_PENDING {
+                        self.split_brain.remove(&name);
+                    }
                     self.heal_count.insert(name, c);
                 }
                 Err(e) => {

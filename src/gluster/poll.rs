@@ -27,7 +27,7 @@ const SLOW_EVERY: u64 = 3;
 /// backlog is small. Above that the split-brain count shows as unknown.
 const SUMMARY_EVERY: u64 = 6;
 const SUMMARY_BUDGET: Duration = Duration::from_secs(3);
-const SUMMARY_MAX_PENDING: u64 = 1000;
+pub const SUMMARY_MAX_PENDING: u64 = 1000;
 
 /// What the last view says about how closely to look.
 #[derive(Debug, Clone, Copy, Default)]

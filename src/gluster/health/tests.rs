@@ -216,8 +216,27 @@ fn heal_backlog_counts_each_replica_set_once() {
         Some(0),
     );
     o.heal_count.insert("gv0".into(), counts);
-    let (view, _) = Monitor::new().observe(o, 1_000, LIMITS);
+    o.heal_summary.insert(
+        "gv0".into(),
+        xml::heal_summary(
+            fixture!("healthy__volume_heal_gv0_info_summary.xml"),
+            Some(0),
+        ),
+    );
+    let mut m = Monitor::new();
+    let (view, _) = m.observe(o.clone(), 1_000, LIMITS);
+    assert_eq!(
+        view.volumes[0].split_brain,
+        Some(0),
+        "counted with the summary"
+    );
+    o.heal_summary.clear();
+    let (view, _) = m.observe(o, 2_000, LIMITS);
     let v = &view.volumes[0];
+    assert_eq!(
+        v.split_brain, None,
+        "not counted above the backlog limit: unknown"
+    );
     assert_eq!(v.heal_pending, Some(3002));
     assert_eq!(v.bricks[0].heal_pending, Some(3002));
     assert_eq!(v.bricks[2].heal_pending, None);

@@ -17,6 +17,7 @@ use super::events::{Events, now_ms};
 use super::health::{HealthBoard, RoleHealth, RoleState};
 use super::reload::{ReloadOutcome, reload};
 use super::supervisor::Supervisor;
+use super::unconfigured::{Setup, wait_for_setup};
 use super::{identity, notify, system_metrics};
 use crate::cli::RunArgs;
 use crate::config::{self, ClusterConfig, NodePlan, Role};
@@ -41,10 +42,15 @@ struct Started {
 
 /// Runs the node until SIGTERM or SIGINT; returns the store's worker for the
 /// caller to close once the runtime is done.
-pub async fn run(args: RunArgs) -> anyhow::Result<StoreWorker> {
+/// `None` when the node was stopped before it could start (it was waiting
+/// for its owner to fix the cluster file or the hostname: `unconfigured`).
+pub async fn run(args: RunArgs) -> anyhow::Result<Option<StoreWorker>> {
+    if let Setup::Stopped = wait_for_setup(&args).await? {
+        return Ok(None);
+    }
     let mut node = start(args)?;
     let reason = serve_signals(&mut node).await?;
-    Ok(stop(node, reason).await)
+    Ok(Some(stop(node, reason).await))
 }
 
 /// Everything up to the point the node runs; errors here stop the start

@@ -14,6 +14,7 @@ pub mod program;
 pub mod reload;
 pub mod supervisor;
 pub mod system_metrics;
+pub mod unconfigured;
 
 use tracing_subscriber::EnvFilter;
 
@@ -35,7 +36,9 @@ pub fn run(args: crate::cli::RunArgs) -> anyhow::Result<()> {
         .build()?;
     let worker = runtime.block_on(agent::run(args))?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    agent::close_store(worker);
+    if let Some(worker) = worker {
+        agent::close_store(worker);
+    }
     Ok(())
 }
 

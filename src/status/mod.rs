@@ -13,4 +13,5 @@ mod page;
 pub mod pooler;
 pub mod server;
 pub mod storage;
+pub mod unconfigured;
 pub mod vrrp;

@@ -45,7 +45,23 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot serve the status page on tcp {addr}"))?;
     tracing::info!("status page on http://{addr}/");
     notify::ready(&format!("status page on http://{addr}/"));
-    let app = router(ctx.clone());
+    serve(listener, router(ctx.clone()), ctx.shutdown.clone()).await;
+    Ok(())
+}
+
+/// Serves `app` on `listener` until `shutdown`, with the admin port's
+/// limits (connection cap, header timeout, head size), then lets in-flight
+/// requests finish for a bounded time. Also used by the page a Pi shows
+/// while it is not set up (`node::unconfigured`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "the admin port".to_owned());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -59,7 +75,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
                     continue;
                 }
             },
-            _ = ctx.shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue; // over the cap: dropping the stream closes it
@@ -81,7 +97,6 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         });
     }
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
-    Ok(())
 }
 
 pub fn router(ctx: Arc<NodeContext>) -> Router {

@@ -358,6 +358,17 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
             "unknown key `falover` in [db]; did you mean `failover`?",
         )],
     ),
+    (
+        "64-bad-mac.toml",
+        &[(
+            12,
+            "invalid MAC address \"dc:a6:32:01:02\": write six pairs of hex digits",
+        )],
+    ),
+    (
+        "65-duplicate-mac.toml",
+        &[(15, "duplicate MAC address \"dc:a6:32:01:02:03\"")],
+    ),
 ];
 
 fn root() -> PathBuf {

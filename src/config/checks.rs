@@ -34,6 +34,7 @@ pub fn across_nodes(
     report: &mut Report<'_>,
 ) {
     unique_hostnames(nodes, report);
+    unique_macs(nodes, report);
     unique_sockets(nodes, report);
     vip(cluster, nodes, patterns, report);
     one_initial_primary(nodes, patterns, report);
@@ -55,6 +56,29 @@ fn unique_hostnames(nodes: &[NodeFacts<'_>], report: &mut Report<'_>) {
                 report
                     .error(written.span(), format!("duplicate hostname \"{name}\""))
                     .note(format!("first defined at line {line}"));
+            }
+        }
+    }
+}
+
+/// One MAC address names one Pi: a copied entry would give two cards the
+/// same hostname on first boot.
+fn unique_macs(nodes: &[NodeFacts<'_>], report: &mut Report<'_>) {
+    let mut first: HashMap<&str, &NodeFacts<'_>> = HashMap::new();
+    for node in nodes {
+        let (Some(mac), Some(written)) = (&node.mac, &node.raw.mac) else {
+            continue;
+        };
+        match first.get(mac.as_str()) {
+            None => {
+                first.insert(mac, node);
+            }
+            Some(earlier) => {
+                let at = earlier.raw.mac.as_ref().map_or(0, |m| m.span().start);
+                let line = report.line_of(at);
+                report
+                    .error(written.span(), format!("duplicate MAC address \"{mac}\""))
+                    .note(format!("also given to the node at line {line}"));
             }
         }
     }

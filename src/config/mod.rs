@@ -27,7 +27,7 @@ mod search;
 mod storage_settings;
 mod suggest;
 mod validate;
-mod values;
+pub mod values;
 mod vrrp_settings;
 mod web_settings;
 

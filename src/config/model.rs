@@ -133,6 +133,9 @@ pub struct NodeConfig {
     pub network: IpNet,
     pub admin_port: u16,
     pub gossip_port: u16,
+    /// The Ethernet address that names this Pi on first boot when the boot
+    /// partition's firstboot.txt gives no hostname (`piha firstboot`).
+    pub mac: Option<String>,
     pub roles: BTreeSet<Role>,
     pub settings: RoleSettings,
 }

@@ -95,6 +95,7 @@ pub struct RawNode {
     pub roles: Option<Spanned<Vec<Spanned<String>>>>,
     pub admin_port: Option<Spanned<i64>>,
     pub gossip_port: Option<Spanned<i64>>,
+    pub mac: Option<Spanned<String>>,
     pub sections: RawSections,
 }
 
@@ -229,6 +230,10 @@ fn read_node(t: Table<'_, '_>, report: &mut Report<'_>) -> RawNode {
         roles: f.string_array("roles", ROLES, ROLE),
         admin_port: f.integer("admin_port", PORT),
         gossip_port: f.integer("gossip_port", PORT),
+        mac: f.string(
+            "mac",
+            "the Pi's Ethernet address in quotes, like \"dc:a6:32:01:02:03\"",
+        ),
         sections: read_sections(&mut f),
     };
     node.reported = f.finish();

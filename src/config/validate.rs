@@ -31,6 +31,8 @@ pub struct NodeFacts<'r> {
     pub net: Option<IpNet>,
     pub admin_port: u16,
     pub gossip_port: u16,
+    /// Lowercase, colon-separated.
+    pub mac: Option<String>,
     pub roles: BTreeSet<Role>,
     pub settings: RoleSettings,
 }
@@ -160,6 +162,7 @@ impl NodeFacts<'_> {
             network: net,
             admin_port: self.admin_port,
             gossip_port: self.gossip_port,
+            mac: self.mac,
             roles: self.roles,
             settings: self.settings,
         })
@@ -431,6 +434,16 @@ fn node<'r>(
         net,
         admin_port: port_or(&raw.admin_port, defaults.admin_port, report),
         gossip_port: port_or(&raw.gossip_port, defaults.gossip_port, report),
+        mac: raw
+            .mac
+            .as_ref()
+            .and_then(|m| match values::mac(m.get_ref()) {
+                Ok(mac) => Some(mac),
+                Err(why) => {
+                    report.error(m.span(), why);
+                    None
+                }
+            }),
         roles,
         settings,
     }

@@ -59,6 +59,23 @@ pub fn hostname(name: &str) -> Result<(), String> {
     Err(format!("invalid hostname \"{name}\": {why}; {RULE}"))
 }
 
+/// An Ethernet address, `dc:a6:32:01:02:03` (or with '-'), as the lowercase
+/// colon form that `/sys/class/net/*/address` shows.
+pub fn mac(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    if !ok {
+        return Err(format!(
+            "invalid MAC address \"{text}\": write six pairs of hex digits separated by ':', \
+             like \"dc:a6:32:01:02:03\" (`ip link` shows it after \"link/ether\")"
+        ));
+    }
+    Ok(parts.join(":").to_lowercase())
+}
+
 /// An address written with its prefix length, like `192.0.2.11/24`, which
 /// must name a host (not the network or broadcast address of its subnet).
 pub fn address_with_prefix(text: &str, example: &str) -> Result<IpNet, String> {

@@ -35,6 +35,11 @@ pub enum Command {
     /// data directory; never writes into one that holds anything. Prints
     /// how to put it in place.
     DbRestore(DbRestoreArgs),
+    /// Apply the boot partition's piha/firstboot.txt (hostname, SSH key),
+    /// grow the root file system, make host keys and the node's address.
+    /// Run at every boot by piha-firstboot.service on the SD-card image;
+    /// what is done once is never redone.
+    Firstboot(FirstbootArgs),
     /// Internal: started by `piha run` next to its VRRP instance. Waits for
     /// its parent to go away (stdin closes), then takes the VIPs off the
     /// interface, so a killed node never leaves its VIP behind.
@@ -120,6 +125,29 @@ pub struct PgSecretArgs {
     /// The PostgreSQL role the pooler logs in as (1 to 63 bytes).
     #[arg(long, value_name = "NAME")]
     pub user: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FirstbootArgs {
+    /// The boot partition's mount point (holds piha/firstboot.txt and
+    /// piha/cluster.toml).
+    #[arg(long, value_name = "DIR", default_value = "/boot/firmware")]
+    pub boot_dir: PathBuf,
+    /// The system to configure. Anything but / (a test's folder) skips
+    /// what acts on the running machine: the kernel's hostname, growing
+    /// the root partition.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// piha's data directory: first-boot markers, TLS certificate.
+    #[arg(long, env = "PIHA_DATA_DIR", default_value = "/var/lib/piha")]
+    pub data_dir: PathBuf,
+    /// Cluster file. Without it: piha/cluster.toml on the boot partition,
+    /// then /etc/piha/cluster.toml under --root.
+    #[arg(long, short = 'c', env = "PIHA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The user that ssh_authorized_key= keys are installed for.
+    #[arg(long, value_name = "NAME", default_value = "admin")]
+    pub admin_user: String,
 }
 
 #[derive(Debug, clap::Args)]

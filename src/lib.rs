@@ -4,6 +4,7 @@
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod firstboot;
 pub mod gluster;
 pub mod http1;
 pub mod membership;

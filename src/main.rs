@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::PgSecret(args) => report(piha::pg_secret::run(&args)),
         Command::Switchover(args) => report(piha::pg::failover::cli::run(&args)),
         Command::DbRestore(args) => report(piha::pg::supervisor::restore::run(&args)),
+        Command::Firstboot(args) => report(piha::firstboot::run(&args)),
         Command::VipGuard(args) => report(piha::vrrp::guard::run(&args)),
     }
 }

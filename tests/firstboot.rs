@@ -154,6 +154,14 @@ fn first_boot_names_the_card_by_its_mac_installs_the_key_and_makes_keys_once() {
     );
     let dropin = card.read("run/systemd/network/10-piha-wired.network.d/piha-node-address.conf");
     assert!(dropin.contains("Address=192.0.2.13/24"), "{dropin}");
+    assert!(
+        card.read("etc/avahi/hosts")
+            .contains("\n192.0.2.13 pi-3.local\n")
+    );
+    assert!(
+        card.read("run/piha/avahi-daemon.conf")
+            .contains("publish-addresses=no")
+    );
 
     // The second boot: nothing once-only is redone, the key is not added again.
     let cert = std::fs::read(card.data.join("tls/web-cert.pem")).expect("cert");
@@ -198,6 +206,12 @@ fn a_hostname_in_firstboot_txt_wins_and_an_unknown_one_gets_no_node_address() {
         log.contains("no node address: the hostname has no [[node]] entry"),
         "{log}"
     );
+    // Its not-set-up page listens on every address: avahi publishes them all.
+    assert!(
+        card.read("run/piha/avahi-daemon.conf")
+            .contains("publish-addresses=yes")
+    );
+    assert!(!card.read("etc/avahi/hosts").contains(".local"));
 }
 
 #[test]

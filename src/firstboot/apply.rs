@@ -4,6 +4,7 @@
 //! partition) only run when the root is `/`.
 
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -272,6 +273,54 @@ pub fn node_address(paths: &Paths, hostname: &str, address: Option<IpNet>) -> an
             _ => Ok(()),
         },
     }
+}
+
+/// avahi's settings for this boot: where piha puts them, and the avahi
+/// unit's drop-in in the image points `avahi-daemon -f` there.
+pub const AVAHI_CONF: &str = "/run/piha/avahi-daemon.conf";
+
+/// `<hostname>.local` must lead to the status page, which listens on the
+/// node address. avahi by default publishes every address of the Pi, and
+/// a resolver picks one: the DHCP lease or the VIP (a balancer holds it)
+/// as often as the node address. So a node publishes exactly its cluster
+/// address, from /etc/avahi/hosts, with avahi's own address records off.
+/// A card with no node address (not in the cluster file yet) publishes
+/// all of its addresses: the page that says so listens on all of them.
+pub fn mdns(paths: &Paths, hostname: &str, address: Option<IpAddr>) -> anyhow::Result<()> {
+    let hosts_path = paths.under_root("/etc/avahi/hosts");
+    let hosts = match address {
+        Some(ip) => format!(
+            "# Written by `piha firstboot` at every boot: {hostname}.local is the node address.\n\
+             {ip} {hostname}.local\n"
+        ),
+        None => "# Written by `piha firstboot`: no node address, avahi publishes all addresses.\n"
+            .to_owned(),
+    };
+    // Only written when it changes: /etc is on the SD card.
+    if std::fs::read_to_string(&hosts_path).ok().as_deref() != Some(hosts.as_str()) {
+        if let Some(dir) = hosts_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_atomic(&hosts_path, hosts.as_bytes(), 0o644)?;
+    }
+    let conf_path = paths.under_root(AVAHI_CONF);
+    if let Some(dir) = conf_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_atomic(&conf_path, avahi_conf(address.is_none()).as_bytes(), 0o644)
+}
+
+/// Debian's avahi-daemon.conf as shipped, but wide-area DNS-SD off (a
+/// cluster on a LAN has no use for it) and address publishing chosen.
+pub fn avahi_conf(publish_addresses: bool) -> String {
+    let publish = if publish_addresses { "yes" } else { "no" };
+    format!(
+        "# Written by `piha firstboot` at every boot (see /etc/avahi/hosts).\n\
+         [server]\nuse-ipv4=yes\nuse-ipv6=yes\nratelimit-interval-usec=1000000\nratelimit-burst=1000\n\n\
+         [wide-area]\nenable-wide-area=no\n\n\
+         [publish]\npublish-addresses={publish}\npublish-hinfo=no\npublish-workstation=no\n\n\
+         [reflector]\n\n[rlimits]\n"
+    )
 }
 
 /// Records that a once-only step is done.

@@ -34,7 +34,9 @@ pub fn run(args: &FirstbootArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        // The journal stamps each line; colour only for a terminal.
         .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let paths = Paths {
         root: args.root.clone(),
@@ -158,10 +160,15 @@ async fn apply_step(
         }
         Step::NodeAddress { hostname, address } => {
             apply::node_address(paths, hostname, Some(*address))?;
-            tracing::info!("node address {address} for eth0 (cluster file, node {hostname})");
+            apply::mdns(paths, hostname, Some(address.addr()))?;
+            tracing::info!(
+                "node address {address} for eth0 (cluster file, node {hostname}); {hostname}.local is {} over mDNS",
+                address.addr()
+            );
         }
         Step::NoNodeAddress => {
             apply::node_address(paths, "", None)?;
+            apply::mdns(paths, &current_hostname(paths), None)?;
             tracing::info!(
                 "no node address: the hostname has no [[node]] entry in the cluster file (DHCP only)"
             );

@@ -27,6 +27,9 @@ pub fn run(args: crate::cli::RunArgs) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Colour codes only for a terminal: under systemd they would end up
+        // in the journal as escape sequences.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -448,12 +448,21 @@ fn sixteen_concurrent_callers_never_change_the_volume_set() {
     let mut truth: Vec<String> = volume_info(&net, 0).into_iter().map(|v| v.name).collect();
     truth.sort();
     assert_eq!(truth, ["extra", "piha"]);
-    poll(Duration::from_secs(20), || {
+    // Both volumes seen, and every brick of the one just started online:
+    // its brick processes take a moment to register their ports, and until
+    // then gluster itself says offline. The load below starts from a
+    // cluster where nothing is down.
+    poll(Duration::from_secs(30), || {
         let s = net.storage(0).ok()?;
-        let n = s["view"]["volumes"].as_array()?.len();
-        (n == 2).then_some(())
+        let volumes = s["view"]["volumes"].as_array()?;
+        let all_online = volumes.iter().all(|v| {
+            v["bricks"]
+                .as_array()
+                .is_some_and(|b| b.iter().all(|b| b["state"] == "online"))
+        });
+        (volumes.len() == 2 && all_online).then_some(())
     })
-    .expect("piha sees both volumes");
+    .expect("piha sees both volumes with every brick online");
 
     let stop = Arc::new(AtomicBool::new(false));
     let callers: Vec<_> = (0..16)

@@ -43,9 +43,13 @@ const STAMP_LEN: usize = 16;
 pub const TAKE_LIMIT: Duration = Duration::from_secs(6 * 3600);
 /// How often the primary looks whether a backup is due.
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
-/// After a failed scheduled backup, the next attempt waits at least this
-/// long (or `every`, if shorter), so a full disk is not hammered.
-const RETRY_AFTER: Duration = Duration::from_secs(600);
+/// After a failed scheduled backup the next attempt waits this long, then
+/// twice as long after each further failure, up to `RETRY_AFTER_MAX` (or
+/// `every`, if shorter). A first backup cut off by the new primary's own
+/// setup (roles and slots created right after it comes up, seen in CI) is
+/// retried within a minute; a full disk is still not hammered.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
 /// Files and folders looked at in one backup when adding up its size.
 const MAX_ENTRIES: usize = 10_000;
 
@@ -491,6 +495,7 @@ impl Backups {
         let mut was_primary = false;
         let mut next = tokio::time::Instant::now();
         let mut failed_at: Option<Instant> = None;
+        let mut failures: u32 = 0;
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -528,16 +533,27 @@ impl Backups {
             {
                 continue;
             }
-            let retry = RETRY_AFTER.min(settings.every);
-            if failed_at.is_some_and(|t| t.elapsed() < retry) {
-                continue;
+            let retry = retry_after(failures).min(settings.every);
+            if let Some(waited) = failed_at.map(|t| t.elapsed()) {
+                if waited < retry {
+                    // Wake when the retry is due, not a minute later.
+                    next = tokio::time::Instant::now() + (retry - waited).min(CHECK_EVERY);
+                    continue;
+                }
             }
             match self.take_now(Why::Scheduled).await {
-                Ok(_) => failed_at = None,
+                Ok(_) => {
+                    failed_at = None;
+                    failures = 0;
+                }
                 // A backup requested through the API is running: it
                 // counts, the next check sees it.
                 Err(BackupError::Busy) => {}
-                Err(_) => failed_at = Some(Instant::now()),
+                Err(_) => {
+                    failed_at = Some(Instant::now());
+                    failures = failures.saturating_add(1);
+                    next = tokio::time::Instant::now() + retry_after(failures).min(CHECK_EVERY);
+                }
             }
         }
     }
@@ -551,6 +567,12 @@ impl Backups {
             true
         });
     }
+}
+
+/// The wait before the next attempt after `failures` failed ones in a row.
+fn retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(10);
+    (RETRY_AFTER * 2u32.pow(doublings)).min(RETRY_AFTER_MAX)
 }
 
 fn is_running_primary(s: &DbStatus) -> bool {
@@ -569,6 +591,13 @@ fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_backup_is_retried_soon_then_less_and_less_often() {
+        let waits: Vec<u64> = (1..=7).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(waits, vec![30, 60, 120, 240, 480, 600, 600]);
+        assert_eq!(retry_after(u32::MAX), RETRY_AFTER_MAX);
+    }
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)

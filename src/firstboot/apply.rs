@@ -3,9 +3,8 @@
 //! the running system itself (the kernel's hostname, growing the root
 //! partition) only run when the root is `/`.
 
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -338,22 +337,10 @@ async fn run_checked(cmd: tokio::process::Command, limit: Duration) -> anyhow::R
     Ok(())
 }
 
-/// Write to a temporary file, sync, rename: a power cut (the usual way a Pi
-/// is switched off) leaves the old file or the new one, never half.
+/// `node::atomic_file::write`, with the path in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    let tmp = path.with_extension("piha-tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    crate::node::atomic_file::write(path, bytes, mode)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

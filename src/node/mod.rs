@@ -4,6 +4,7 @@
 //! services share, `reload` the cluster file re-read, `notify` systemd.
 
 pub mod agent;
+pub mod atomic_file;
 pub mod backoff;
 pub mod context;
 pub mod events;

@@ -3,10 +3,9 @@
 //! the same certificate is reused across restarts, so a browser exception
 //! or a pinned fingerprint keeps working.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use rcgen::{CertificateParams, DnType, KeyPair};
 
@@ -95,25 +94,10 @@ fn paths(data_dir: &Path) -> TlsFiles {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    let err = |source| TlsError::Write {
+    crate::node::atomic_file::write(path, bytes, mode).map_err(|source| TlsError::Write {
         path: path.to_owned(),
         source,
-    };
-    let mut tmp = PathBuf::from(path);
-    tmp.set_extension("pem.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    // The mode is set at creation: the key is never readable by others,
-    // not even for an instant.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -369,6 +369,20 @@ const BROKEN: &[(&str, &[(usize, &str)])] = &[
         "65-duplicate-mac.toml",
         &[(15, "duplicate MAC address \"dc:a6:32:01:02:03\"")],
     ),
+    (
+        "66-notes-without-vip.toml",
+        &[(
+            8,
+            "the notes app connects to the pooler on the cluster's VIP, but [cluster] has no `vip`",
+        )],
+    ),
+    (
+        "67-notes-user-unknown-to-pooler.toml",
+        &[(
+            9,
+            "user \"notes\" cannot log in through the pooler: it is not one of the [postgres] `users`",
+        )],
+    ),
 ];
 
 fn root() -> PathBuf {

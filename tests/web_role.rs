@@ -127,6 +127,7 @@ fn web_settings(root: &Path) -> WebSettings {
         tls: None,
         access_log: AccessLog::Off,
         follow_symlinks: false,
+        notes: None,
     }
 }
 

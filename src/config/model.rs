@@ -351,6 +351,22 @@ pub struct WebSettings {
     pub access_log: AccessLog,
     /// Serve symlinks that point outside the root (off: they are 404).
     pub follow_symlinks: bool,
+    /// The notes demo app (`/api/notes`); `None` = off.
+    pub notes: Option<NotesSettings>,
+}
+
+/// The notes demo app's PostgreSQL login: a small app that keeps its data
+/// in the cluster's database, so a failure drill can check that every
+/// acknowledged write survives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotesSettings {
+    pub database: String,
+    pub user: String,
+    /// Read when the web role starts, never kept in the cluster file (which
+    /// every node and every status page reader sees).
+    pub password_file: PathBuf,
+    /// Where to connect; `None` = the pooler on the VIP at `[postgres] port`.
+    pub address: Option<SocketAddr>,
 }
 
 impl Default for WebSettings {
@@ -362,6 +378,7 @@ impl Default for WebSettings {
             tls: None,
             access_log: AccessLog::Journal,
             follow_symlinks: false,
+            notes: None,
         }
     }
 }

@@ -295,6 +295,12 @@ fn settings(s: &RoleSettings) -> String {
             ports(w.port, w.tls_port),
             w.root.display()
         ));
+        if let Some(n) = &w.notes {
+            let via = n
+                .address
+                .map_or_else(|| "the pooler".to_owned(), |a| a.to_string());
+            parts.push(format!("notes app as {}@{} via {via}", n.user, n.database));
+        }
     }
     if let Some(d) = &s.db {
         parts.push(if d.initial_primary {

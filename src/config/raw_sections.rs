@@ -45,6 +45,7 @@ pub struct RawWeb {
     pub tls: Option<RawTls>,
     pub access_log: Option<Spanned<RawAccessLog>>,
     pub follow_symlinks: Option<Spanned<bool>>,
+    pub notes: Option<Spanned<RawNotes>>,
 }
 
 pub struct RawDb {
@@ -76,6 +77,20 @@ pub struct RawTlsFields {
 pub enum RawAccessLog {
     Mode(String),
     File(RawTable<RawLogFile>),
+}
+
+/// `notes = { database = "app", ... }`, or `notes = false` to turn off on
+/// one node what `[defaults.web]` turned on.
+pub enum RawNotes {
+    Off,
+    App(RawTable<RawNotesFields>),
+}
+
+pub struct RawNotesFields {
+    pub database: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
 }
 
 pub struct RawLogFile {
@@ -241,6 +256,7 @@ fn read_web(s: &mut Fields<'_, '_, '_, '_>) -> RawWeb {
             .map(|t| read_tls(t, "`web.tls`", s.report)),
         access_log: read_access_log(s),
         follow_symlinks: s.boolean("follow_symlinks"),
+        notes: read_notes(s),
     }
 }
 
@@ -278,6 +294,45 @@ fn read_access_log(s: &mut Fields<'_, '_, '_, '_>) -> Option<Spanned<RawAccessLo
         max_size: f.size("max_size"),
     });
     Some(Spanned::new(span, RawAccessLog::File(file)))
+}
+
+pub(super) const NOTES_EXAMPLE: &str =
+    "{ database = \"app\", user = \"app\", password_file = \"/etc/piha/notes-password\" }";
+
+/// `false` or `{ database = "app", user = "app", password_file = "..." }`.
+fn read_notes(s: &mut Fields<'_, '_, '_, '_>) -> Option<Spanned<RawNotes>> {
+    let value = s.get("notes")?;
+    let span = value.span();
+    if let Some(false) = value.get_ref().as_bool() {
+        return Some(Spanned::new(span, RawNotes::Off));
+    }
+    let Some(table) = value.get_ref().as_table() else {
+        let expected = format!("a table like notes = {NOTES_EXAMPLE}, or false");
+        let d = s.wrong_type("notes", value, &expected);
+        if value.get_ref().as_bool() == Some(true) {
+            d.help("the app needs a database login: write it as a table");
+        }
+        return None;
+    };
+    let t = Table {
+        table,
+        span: span.clone(),
+        key_span: span.clone(),
+    };
+    let name = "a PostgreSQL name in quotes, like \"app\"";
+    let app = nested(t, "`web.notes`", s.report, |f| RawNotesFields {
+        database: f.string("database", name),
+        user: f.string("user", name),
+        password_file: f.string(
+            "password_file",
+            "a file path in quotes, like \"/etc/piha/notes-password\"",
+        ),
+        address: f.string(
+            "address",
+            "an IP address and port in quotes, like \"192.0.2.10:5432\"",
+        ),
+    });
+    Some(Spanned::new(span, RawNotes::App(app)))
 }
 
 fn read_health(t: Table<'_, '_>, proxy: Proxy, report: &mut Report<'_>) -> RawHealth {

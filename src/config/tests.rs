@@ -2003,3 +2003,205 @@ fn storage_nodes_that_cannot_form_the_volume_are_an_error() {
     );
     assert!(d[0].line > 20, "points at `replica`: line {}", d[0].line);
 }
+
+/// A cluster with the notes app's login known to the pooler; line 11 is
+/// next.
+const NOTES_BASE: &str = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[postgres]
+users = [ { name = "app", secret = "md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" } ]
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "web"]
+[[node]]
+"#;
+
+#[test]
+fn notes_in_defaults_a_node_turning_it_off_and_one_with_its_own_address() {
+    let text = r#"[cluster]
+name = "t"
+vip = "192.0.2.10/24"
+[postgres]
+users = [ { name = "app", secret = "md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" } ]
+[defaults.web]
+notes = { database = "notes", user = "app", password_file = "/etc/piha/notes-password" }
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["balancer", "web"]
+[[node]]
+hostname = "b"
+address = "192.0.2.12/24"
+roles = ["web"]
+web = { notes = false }
+[[node]]
+hostname = "c"
+address = "192.0.2.13/24"
+roles = ["web"]
+[node.web.notes]
+database = "other"
+user = "someone"
+password_file = "/etc/piha/other"
+address = "198.51.100.5:5432"
+"#;
+    let c = parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let notes = |host: &str| c.plan_for(host).unwrap().settings.web.unwrap().notes;
+    assert_eq!(
+        notes("a"),
+        Some(NotesSettings {
+            database: "notes".into(),
+            user: "app".into(),
+            password_file: "/etc/piha/notes-password".into(),
+            address: None,
+        })
+    );
+    assert_eq!(notes("b"), None);
+    let own = notes("c").unwrap();
+    assert_eq!(
+        (own.database.as_str(), own.user.as_str()),
+        ("other", "someone")
+    );
+    assert_eq!(own.address, Some("198.51.100.5:5432".parse().unwrap()));
+    assert_eq!(WebSettings::default().notes, None, "off unless written");
+    let row = c.plan_table();
+    let a = row.lines().find(|l| l.starts_with("a ")).unwrap();
+    assert!(a.contains("notes app as app@notes via the pooler"), "{a}");
+    let c_row = row.lines().find(|l| l.starts_with("c ")).unwrap();
+    assert!(c_row.contains("via 198.51.100.5:5432"), "{c_row}");
+}
+
+#[test]
+fn notes_mistakes_point_at_the_value() {
+    let text = format!(
+        "{NOTES_BASE}{}",
+        r#"hostname = "b"
+address = "192.0.2.12/24"
+roles = ["web"]
+[node.web.notes]
+database = ""
+user = 5
+password_file = "notes-password"
+address = "192.0.2.10"
+passwort = "x"
+[[node]]
+hostname = "c"
+address = "192.0.2.13/24"
+roles = ["web"]
+web = { notes = true }
+[[node]]
+hostname = "d"
+address = "192.0.2.14/24"
+roles = ["web"]
+web = { notes = { user = "app" } }
+"#
+    );
+    let got = found(&text);
+    let cols: Vec<usize> = got.iter().map(|g| g.1).collect();
+    assert_eq!(cols, [12, 8, 17, 11, 1, 17, 17, 17], "{got:#?}");
+    assert_found(
+        &got,
+        &[
+            (15, "a database name must not be empty"),
+            (
+                16,
+                "wrong type for `user`: expected a PostgreSQL name in quotes",
+            ),
+            (
+                17,
+                "`password_file`: expected an absolute file path starting with '/', found \"notes-password\"",
+            ),
+            (18, "\"192.0.2.10\" has no port"),
+            (19, "unknown key `passwort` in `web.notes`"),
+            (
+                24,
+                "wrong type for `notes`: expected a table like notes = {",
+            ),
+            (
+                29,
+                "the `notes` table is missing the required key `database`",
+            ),
+            (
+                29,
+                "the `notes` table is missing the required key `password_file`",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn notes_need_a_vip_or_an_address_and_a_user_the_pooler_knows() {
+    // No VIP: the default address does not exist.
+    let text = r#"[cluster]
+name = "t"
+[postgres]
+users = [ { name = "app", secret = "md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" } ]
+[[node]]
+hostname = "a"
+address = "192.0.2.11/24"
+roles = ["web"]
+web = { notes = { database = "app", user = "app", password_file = "/p" } }
+"#;
+    let got = diagnostics(text);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].line, 9);
+    assert!(
+        got[0].message.contains("[cluster] has no `vip`"),
+        "{got:#?}"
+    );
+    assert!(got[0].notes.iter().any(|n| n.contains("add address = ")));
+    // With an address no pooler is involved: anything goes.
+    let with_address = text.replace(
+        "password_file = \"/p\"",
+        "password_file = \"/p\", address = \"192.0.2.50:5432\"",
+    );
+    parse(&with_address, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+
+    // A user the pooler would refuse.
+    let text = format!(
+        "{NOTES_BASE}{}",
+        r#"hostname = "b"
+address = "192.0.2.12/24"
+roles = ["web"]
+web = { notes = { database = "app", user = "stranger", password_file = "/p" } }
+"#
+    );
+    let got = diagnostics(&text);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!((got[0].line, got[0].column), (14, 44));
+    assert!(
+        got[0]
+            .message
+            .contains("user \"stranger\" cannot log in through the pooler"),
+        "{got:#?}"
+    );
+    // ... unless auth_query may look it up.
+    let looked_up = text.replace(
+        "[postgres]\n",
+        "[postgres]\nservice = { user = \"piha\", database = \"postgres\", keys = \"KEYS\" }\nauth_query = \"SELECT rolpassword FROM pg_authid WHERE rolname = $1\"\n",
+    );
+    let keys = scram("service-pw").1;
+    let looked_up = looked_up.replace("KEYS", &keys);
+    parse(&looked_up, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The commented `notes` line of the shipped file works once uncommented,
+/// with its user among the pooler's users.
+#[test]
+fn shipped_notes_example_is_valid() {
+    let line = SHIPPED
+        .lines()
+        .find(|l| l.starts_with("# notes = "))
+        .expect("a commented notes line in [defaults.web]");
+    let users = "# users = [ { name = \"app\", secret = \"SCRAM-SHA-256$4096:...\" } ]";
+    assert!(SHIPPED.contains(users));
+    let text = SHIPPED.replacen(line, &line[2..], 1).replacen(
+        users,
+        "users = [ { name = \"app\", secret = \"md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" } ]",
+        1,
+    );
+    let c = parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let web = c.plan_for("pi-4").unwrap().settings.web.unwrap();
+    assert_eq!(web.notes.map(|n| n.user), Some("app".to_string()));
+}

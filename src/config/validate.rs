@@ -22,6 +22,7 @@ use super::roles::{Owner, RoleDefaults, required_roles, role_settings};
 use super::storage_settings;
 use super::values;
 use super::vrrp_settings::{self, Members};
+use super::web_settings;
 
 /// A `[[node]]` as far as it could be checked, with its raw entry kept for
 /// pointing at it from the checks that compare nodes.
@@ -99,6 +100,7 @@ pub fn validate(
         patterns: &patterns,
     };
     let vrrp = vrrp_settings::vrrp(raw.vrrp.as_ref(), &cluster, members, report);
+    web_settings::notes_reach_the_pooler(raw, cluster.vip_written, report);
     let db = db_settings::db(raw.db.as_ref(), report);
     let storage = storage_settings::storage(raw.storage.as_ref(), report);
 

@@ -64,6 +64,10 @@ pub struct NodeInfo {
     pub started_at_ms: i64,
     pub roles: Vec<serde_json::Value>,
     pub services: Vec<serde_json::Value>,
+    /// Where the notes demo app answers when this node runs it (through
+    /// the balancer on the VIP); null when it does not.
+    #[serde(default)]
+    pub notes_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +161,12 @@ pub fn build(ctx: &NodeContext) -> StatusDoc {
             started_at_ms: id.started_at_ms,
             roles: health.roles.values().map(role_json).collect(),
             services: health.services.values().map(service_json).collect(),
+            notes_url: running
+                .plan
+                .settings
+                .web
+                .as_ref()
+                .and_then(|web| crate::web::notes::public_url(&running.config, web, id.address)),
         },
         system: system
             .latest

@@ -1,5 +1,5 @@
-//! The web role's request handler: built-in endpoints first, then files,
-//! with the access log wrapped around both.
+//! The web role's request handler: the notes app and the built-in
+//! endpoints first, then files, with the access log wrapped around all.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, Version};
 use super::access_log::{AccessLogger, Entry};
 use super::endpoints;
 use super::files::StaticFiles;
+use super::notes::{self, Notes};
 use super::server::{Body, BoxError, ConnInfo, Handler};
 use crate::config::WebSettings;
 
@@ -27,16 +28,25 @@ struct Inner {
     hostname: String,
     files: StaticFiles,
     log: Option<AccessLogger>,
+    /// `None` when the settings have no `notes`.
+    notes: Option<Notes>,
 }
 
-/// The web role's handler for `settings`, answering as `hostname`. Starts
-/// the access log writer (a thread) when the settings ask for one.
+/// The web role's handler for `settings`, answering as `hostname`, without
+/// the notes app. Starts the access log writer (a thread) when the
+/// settings ask for one.
 pub fn router(settings: &WebSettings, hostname: &str) -> WebApp {
+    router_with(settings, hostname, None)
+}
+
+/// `router` with the notes app the role made from the settings' `notes`.
+pub fn router_with(settings: &WebSettings, hostname: &str, notes: Option<Notes>) -> WebApp {
     WebApp {
         inner: Arc::new(Inner {
             hostname: hostname.to_owned(),
             files: StaticFiles::new(settings.root.clone(), settings.follow_symlinks),
             log: AccessLogger::start(&settings.access_log),
+            notes,
         }),
     }
 }
@@ -47,13 +57,25 @@ impl WebApp {
         self.inner.log.as_ref()
     }
 
-    /// Answers one request. Any request body is ignored: nothing here
-    /// accepts one.
-    pub async fn respond<B>(&self, req: Request<B>) -> Response<Body> {
+    /// Answers one request. Only the notes app reads a request body; the
+    /// rest ignore it.
+    pub async fn respond<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<BoxError>,
+    {
         let started = (Instant::now(), SystemTime::now());
-        let (parts, _body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let path = parts.uri.path();
-        let mut resp = if endpoints::is_endpoint(path) {
+        let mut resp = if notes::is_path(path) {
+            match &self.inner.notes {
+                Some(app) => {
+                    app.handle(&parts.method, &parts.uri, &parts.headers, body)
+                        .await
+                }
+                None => notes::not_configured(&self.inner.hostname),
+            }
+        } else if endpoints::is_endpoint(path) {
             let inner = &self.inner;
             endpoints::handle(&parts.method, path, &inner.hostname, inner.files.root()).await
         } else {

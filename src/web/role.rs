@@ -13,11 +13,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::files::resolve::root_problem;
+use super::notes::{self, Notes};
 use super::server::{Limits, serve};
 use super::tls;
-use super::{WebApp, router};
+use super::{WebApp, router_with};
 use crate::config::{Role, WebSettings};
-use crate::node::context::NodeContext;
+use crate::node::context::{NodeContext, Running};
 use crate::node::health::{RoleHealth, RoleState};
 
 const COMPONENT: &str = "web";
@@ -25,9 +26,12 @@ const COMPONENT: &str = "web";
 const ROOT_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
-    let settings = web_settings(&ctx);
+    let running = ctx.running();
+    let settings = running.plan.settings.web.clone().unwrap_or_default();
+    let started_with = fingerprint(&running);
     set_health(&ctx, RoleState::Starting, "binding".into());
-    let app = router(&settings, &ctx.identity.hostname);
+    let (notes, notes_problem) = notes_app(&ctx, &running, &settings).await;
+    let app = router_with(&settings, &ctx.identity.hostname, notes);
     let limits = Limits::default();
     let stop = ctx.shutdown.child_token();
 
@@ -84,7 +88,11 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         json!({"root": settings.root, "listening": listening}),
     );
 
-    let restart = watch(&ctx, &settings, &app, &listening, tls_problem.as_deref()).await;
+    let problems = Problems {
+        tls: tls_problem,
+        notes: notes_problem,
+    };
+    let restart = watch(&ctx, &settings, started_with, &app, &listening, &problems).await;
     stop.cancel();
     while servers.join_next().await.is_some() {}
     if restart {
@@ -94,18 +102,78 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the role started without, for its health until a restart.
+struct Problems {
+    tls: Option<String>,
+    notes: Option<String>,
+}
+
+/// The notes app as the settings ask for it (none when they do not), and
+/// what keeps it from running, if anything. A missing password or address
+/// leaves the app answering 503 with the reason, and the role degraded.
+async fn notes_app(
+    ctx: &NodeContext,
+    running: &Running,
+    settings: &WebSettings,
+) -> (Option<Notes>, Option<String>) {
+    let Some(wanted) = &settings.notes else {
+        return (None, None);
+    };
+    let hostname = &ctx.identity.hostname;
+    let ready = match notes::target(wanted, &running.config) {
+        Ok(target) => notes::read_password(&wanted.password_file)
+            .await
+            .map(|password| (target, password)),
+        Err(why) => Err(why),
+    };
+    match ready {
+        Ok((target, password)) => {
+            ctx.events.info(
+                COMPONENT,
+                format!(
+                    "notes app on /api/notes: database {} as {} via {target}",
+                    wanted.database, wanted.user
+                ),
+                json!({"database": wanted.database, "user": wanted.user, "address": target}),
+            );
+            (Some(Notes::new(hostname, target, wanted, &password)), None)
+        }
+        Err(why) => {
+            let problem = format!("notes app off: {why}");
+            ctx.events.error(COMPONENT, problem.clone(), json!({}));
+            (Some(Notes::off(hostname, why)), Some(problem))
+        }
+    }
+}
+
+/// What, when it changes, restarts the role: its settings, and where the
+/// notes app connects (the VIP or the pooler's port may change without a
+/// change to `web`).
+fn fingerprint(running: &Running) -> Option<serde_json::Value> {
+    let web = running.plan.settings.web.clone().unwrap_or_default();
+    let notes_target = web
+        .notes
+        .as_ref()
+        .map(|n| notes::target(n, &running.config).ok());
+    serde_json::to_value((web, notes_target)).ok()
+}
+
 /// Runs until the node stops (false) or the web settings change (true),
 /// updating the role's health as the document root comes and goes.
 async fn watch(
     ctx: &NodeContext,
     settings: &WebSettings,
+    started_with: Option<serde_json::Value>,
     app: &WebApp,
     listening: &[String],
-    tls_problem: Option<&str>,
+    problems: &Problems,
 ) -> bool {
     let mut config = ctx.config.clone();
-    config.borrow_and_update();
-    let fingerprint = serde_json::to_value(settings).ok();
+    // A reload while the role was starting is looked at here, not lost.
+    let current = config.borrow_and_update().clone();
+    if !current.plan.roles.contains(&Role::Web) || fingerprint(&current) != started_with {
+        return true;
+    }
     let mut tick = tokio::time::interval(ROOT_CHECK_EVERY);
     let mut shown: Option<(RoleState, String)> = None;
     let mut root_was_ok = true;
@@ -117,14 +185,17 @@ async fn watch(
                     return false; // the agent is gone
                 }
                 let running = config.borrow_and_update().clone();
-                let now = running.plan.settings.web.clone().unwrap_or_default();
                 if !running.plan.roles.contains(&Role::Web)
-                    || serde_json::to_value(&now).ok() != fingerprint
+                    || fingerprint(&running) != started_with
                 {
                     return true;
                 }
             }
             _ = tick.tick() => {
+                if problems.notes.is_some() && notes_could_start(ctx, settings).await {
+                    ctx.events.info(COMPONENT, "the notes app can start now, restarting", json!({}));
+                    return true;
+                }
                 let root = settings.root.clone();
                 let problem = tokio::time::timeout(
                     Duration::from_secs(3),
@@ -142,7 +213,7 @@ async fn watch(
                     }
                 }
                 let dropped = app.access_log().map_or(0, |l| l.dropped());
-                let next = health_of(listening, problem.as_deref(), tls_problem, dropped);
+                let next = health_of(listening, problem.as_deref(), problems, dropped);
                 if shown.as_ref() != Some(&next) {
                     set_health(ctx, next.0, next.1.clone());
                     shown = Some(next);
@@ -152,19 +223,29 @@ async fn watch(
     }
 }
 
+/// Whether what kept the notes app off (its password file, most likely)
+/// is fixed, so that a restart would start it.
+async fn notes_could_start(ctx: &NodeContext, settings: &WebSettings) -> bool {
+    let Some(wanted) = &settings.notes else {
+        return false;
+    };
+    let running = ctx.running();
+    notes::target(wanted, &running.config).is_ok()
+        && notes::read_password(&wanted.password_file).await.is_ok()
+}
+
 fn health_of(
     listening: &[String],
     root_problem: Option<&str>,
-    tls_problem: Option<&str>,
+    started: &Problems,
     dropped_log_lines: u64,
 ) -> (RoleState, String) {
     let mut problems: Vec<String> = Vec::new();
     if let Some(p) = root_problem {
         problems.push(format!("{p}; serving /health and /api only"));
     }
-    if let Some(p) = tls_problem {
-        problems.push(p.to_owned());
-    }
+    problems.extend(started.tls.iter().cloned());
+    problems.extend(started.notes.iter().cloned());
     let serving = format!("serving on {}", listening.join(", "));
     if problems.is_empty() {
         let mut detail = serving;
@@ -178,10 +259,6 @@ fn health_of(
             format!("{}; {serving}", problems.join("; ")),
         )
     }
-}
-
-fn web_settings(ctx: &NodeContext) -> WebSettings {
-    ctx.running().plan.settings.web.clone().unwrap_or_default()
 }
 
 fn set_health(ctx: &NodeContext, state: RoleState, detail: String) {
@@ -213,20 +290,35 @@ mod tests {
     #[test]
     fn health_says_what_is_wrong() {
         let on = ["http://192.0.2.1:8080".to_owned()];
-        let (state, detail) = health_of(&on, None, None, 0);
+        let none = Problems {
+            tls: None,
+            notes: None,
+        };
+        let (state, detail) = health_of(&on, None, &none, 0);
         assert_eq!(state, RoleState::Healthy);
         assert_eq!(detail, "serving on http://192.0.2.1:8080");
-        let (state, detail) = health_of(&on, Some("document root /srv/x does not exist"), None, 0);
+        let (state, detail) = health_of(&on, Some("document root /srv/x does not exist"), &none, 0);
         assert_eq!(state, RoleState::Degraded);
         assert!(
             detail
                 .starts_with("document root /srv/x does not exist; serving /health and /api only")
         );
-        let (state, detail) = health_of(&on, None, Some("no https"), 0);
+        let tls = Problems {
+            tls: Some("no https".into()),
+            notes: None,
+        };
+        let (state, detail) = health_of(&on, None, &tls, 0);
         assert_eq!(state, RoleState::Degraded);
         assert!(detail.contains("no https"));
+        let notes = Problems {
+            tls: None,
+            notes: Some("notes app off: cannot read password_file /x".into()),
+        };
+        let (state, detail) = health_of(&on, None, &notes, 0);
+        assert_eq!(state, RoleState::Degraded);
+        assert!(detail.starts_with("notes app off: cannot read password_file /x; serving on"));
         assert!(
-            health_of(&on, None, None, 3)
+            health_of(&on, None, &none, 3)
                 .1
                 .contains("3 access log lines dropped")
         );

@@ -227,6 +227,9 @@
     const configTitle = [str(cluster.config_hash), str(cluster.config_path),
       isNum(cluster.config_loaded_at_ms) ? 'loaded ' + fmtDateTime(cluster.config_loaded_at_ms) : ''].filter(Boolean).join('\n');
     fact('Config', el('span', { class: 'mono', title: configTitle, text: str(cluster.config_hash, '–').slice(0, 12) }));
+    // The notes demo app this node serves, where visitors reach it.
+    const notesHref = safeHref(node.notes_url);
+    if (notesHref) fact('Notes demo app', el('a', { class: 'mono', href: notesHref, data: { testid: 'notes-link' } }, notesHref));
 
     const up = members.filter((m) => m.state === 'up').length;
     $('health-up').textContent = String(up);

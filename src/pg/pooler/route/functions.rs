@@ -142,6 +142,7 @@ const SAFE_BUILTINS: &[&str] = &[
     "generate_series",
     "generate_subscripts",
     "greatest",
+    "inet_server_addr",
     "initcap",
     "json_agg",
     "json_array_elements",

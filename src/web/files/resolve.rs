@@ -120,7 +120,9 @@ pub enum Lookup {
     Redirect,
     NotFound,
     /// The root itself is missing or unreadable (e.g. the Gluster volume
-    /// is not mounted yet): 503, not 404, so a balancer retries elsewhere.
+    /// is not mounted yet), or the file system failed to answer for this
+    /// path (EIO, ENOTCONN: a Gluster mount that lost the bricks holding
+    /// it): 503, not 404, since the file may well exist.
     RootUnavailable(String),
 }
 
@@ -141,7 +143,7 @@ pub fn lookup(
     path.extend(&request.segments);
     let mut meta = match std::fs::metadata(&path) {
         Ok(m) => m,
-        Err(_) => return Lookup::NotFound,
+        Err(e) => return missing(&path, e),
     };
     if meta.is_dir() {
         if !request.trailing_slash {
@@ -154,7 +156,7 @@ pub fn lookup(
         path.push("index.html");
         meta = match std::fs::metadata(&path) {
             Ok(m) => m,
-            Err(_) => return Lookup::NotFound,
+            Err(e) => return missing(&path, e),
         };
     }
     // Only regular files: opening a FIFO or a device would hang or worse.
@@ -226,6 +228,17 @@ fn etag(meta: &std::fs::Metadata, encoding: Encoding) -> String {
         Encoding::Brotli => "-br",
     };
     format!("\"{:x}-{:x}-{:x}{tail}\"", meta.len(), nanos, meta.ino())
+}
+
+/// A failed stat: "no such file" only when the file system says so; any
+/// other error (the drill saw a Gluster mount reconnecting after a cut
+/// link) means it could not look, and a 404 there would be a wrong answer.
+fn missing(path: &Path, e: io::Error) -> Lookup {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::EACCES | libc::ELOOP)
+        | None => Lookup::NotFound,
+        Some(_) => Lookup::RootUnavailable(format!("{}: {e}", path.display())),
+    }
 }
 
 /// Whether the document root can serve files: `None` when it can, else why.
@@ -312,6 +325,25 @@ mod tests {
         ));
         assert!(found(root.path(), "/leak", true).is_some());
         assert!(found(root.path(), "/leakdir/secret", true).is_some());
+    }
+
+    #[test]
+    fn only_a_missing_file_is_not_found() {
+        let path = Path::new("/x");
+        let err = |code| io::Error::from_raw_os_error(code);
+        assert!(matches!(missing(path, err(libc::ENOENT)), Lookup::NotFound));
+        assert!(matches!(
+            missing(path, err(libc::ENOTDIR)),
+            Lookup::NotFound
+        ));
+        assert!(matches!(
+            missing(path, err(libc::ENOTCONN)),
+            Lookup::RootUnavailable(_)
+        ));
+        assert!(matches!(
+            missing(path, err(libc::EIO)),
+            Lookup::RootUnavailable(_)
+        ));
     }
 
     #[test]

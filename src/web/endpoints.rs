@@ -7,6 +7,7 @@ use std::time::Duration;
 use hyper::{Method, Response, StatusCode, header};
 use serde_json::json;
 
+use super::files::gluster_client;
 use super::files::resolve::root_problem;
 use super::respond;
 use super::server::Body;
@@ -34,12 +35,15 @@ pub async fn handle(method: &Method, path: &str, hostname: &str, root: &Path) ->
 }
 
 /// 200 while files can be served, 503 (with the reason) when the document
-/// root is unusable, so balancers stop sending file requests here.
+/// root is unusable or, on a Gluster mount, part of the volume is out of
+/// this node's reach, so balancers stop sending file requests here.
 async fn health(hostname: &str, root: &Path) -> Response<Body> {
     let check_root = root.to_path_buf();
     let problem = tokio::time::timeout(
         ROOT_CHECK_TIMEOUT,
-        tokio::task::spawn_blocking(move || root_problem(&check_root)),
+        tokio::task::spawn_blocking(move || {
+            root_problem(&check_root).or_else(|| gluster_client::problem(&check_root))
+        }),
     )
     .await;
     let problem = match problem {

@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod conditional;
 pub mod encoding;
+pub mod gluster_client;
 pub mod multipart;
 pub mod range;
 pub mod resolve;

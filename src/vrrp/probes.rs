@@ -62,7 +62,14 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel(RESULTS_QUEUE);
     let mut probes = JoinSet::new();
     for s in services {
-        tracker.add(s.name, s.weight, SERVICE_FALL, SERVICE_RISE);
+        // The HTTP balancer serves as soon as it listens; the pooler only
+        // once its first probe round found the primary (about a second),
+        // so until then it counts as failing.
+        if s.service == "pooler" {
+            tracker.add_unproven(s.name, s.weight, SERVICE_FALL, SERVICE_RISE);
+        } else {
+            tracker.add(s.name, s.weight, SERVICE_FALL, SERVICE_RISE);
+        }
         probes.spawn(service_loop(ctx.clone(), s, tx.clone()));
     }
     for c in checks {
@@ -115,6 +122,7 @@ async fn service_loop(ctx: Arc<NodeContext>, probe: ServiceProbe, tx: mpsc::Send
 
 /// Healthy = the supervisor has the service running and its listener
 /// accepts a connection: a hung or stopped balancer fails the second part.
+/// The pooler must also know a primary.
 async fn probe_service(ctx: &NodeContext, probe: &ServiceProbe) -> (bool, String) {
     let state = ctx
         .health
@@ -131,6 +139,13 @@ async fn probe_service(ctx: &NodeContext, probe: &ServiceProbe) -> (bool, String
         a => a,
     };
     let addr = SocketAddr::new(ip, probe.port);
+    if probe.service == "pooler" {
+        // A pooler that accepts but knows no primary fails every write.
+        let pooler = ctx.roles.pooler.borrow().clone();
+        if pooler.is_some_and(|p| p.router().primary().is_none()) {
+            return (false, "the pooler knows no PostgreSQL primary".into());
+        }
+    }
     match tokio::time::timeout(SERVICE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => (true, format!("{addr} accepts")),
         Ok(Err(e)) => (false, format!("{addr}: {e}")),

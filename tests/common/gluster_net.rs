@@ -1,7 +1,7 @@
 //! Real GlusterFS nodes for the storage tests: several `glusterd`s (Debian
 //! bookworm's glusterfs-server) on one machine, each in its own network,
 //! mount and UTS namespace, on the bridge lab of `netns.rs`. Node `i` is
-//! 192.0.2.(10+i)/24 in namespace `lab.node(i).name`, with hostname
+//! 192.0.2.(10+i)/24 (or the lab's own addresses, `GlusterLab::on`) in namespace `lab.node(i).name`, with hostname
 //! `pi-(i+1)`; the optional client is 192.0.2.200, hostname `client`.
 //!
 //! Why the mount namespace: glusterd, its bricks, the self-heal daemon, the
@@ -95,7 +95,13 @@ impl GlusterLab {
     /// A lab of `nodes` nodes (and a client namespace at 192.0.2.200 if
     /// `client`), each with its holder running; starts no glusterd.
     pub fn new(nodes: usize, client: bool) -> GlusterLab {
-        let lab = Lab::new(nodes, client);
+        GlusterLab::on(Lab::new(nodes, client))
+    }
+
+    /// The same on a lab made by the caller (e.g. with other addresses).
+    pub fn on(lab: Lab) -> GlusterLab {
+        let nodes = lab.nodes().len();
+        let client = lab.has_client();
         let dir = tempfile::tempdir().expect("temp dir");
         // Bricks and mounts live below it; glusterfs runs as root, but the
         // tests may look around as another user.

@@ -5,6 +5,8 @@
 pub mod browser;
 pub mod db_net;
 pub mod db_rig;
+pub mod drill;
+pub mod full_cluster;
 pub mod gluster_net;
 pub mod netns;
 pub mod node;

@@ -1,6 +1,6 @@
 //! Network-namespace labs for multi-node tests: a "switch" namespace with a
 //! Linux bridge `br0`, N node namespaces each with an `eth0` on the bridge
-//! at 192.0.2.(10+i)/24, and optionally a client at 192.0.2.200/24.
+//! at 192.0.2.(10+i)/24 (or from another first address), and optionally a client at 192.0.2.200/24.
 //!
 //! Tests using it need root and the `iproute2` package (`ip`). Everything stays inside the lab: the
 //! veth pairs are created with both ends directly in lab namespaces, so the
@@ -42,7 +42,16 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(nodes: usize, client: bool) -> Lab {
-        assert!(nodes <= 100, "addresses 192.0.2.10..=109 are for nodes");
+        Lab::with_first_octet(nodes, client, 10)
+    }
+
+    /// Like `new`, with node `i` at 192.0.2.(first+i): the four-node
+    /// layout of `pi-configs/cluster.toml` starts at .11, the VIP at .10.
+    pub fn with_first_octet(nodes: usize, client: bool, first: u8) -> Lab {
+        assert!(
+            first >= 10 && usize::from(first) + nodes <= 110,
+            "addresses 192.0.2.10..=109 are for nodes"
+        );
         sweep_stale_labs();
         let prefix = format!(
             "{PREFIX}{}-{}",
@@ -58,7 +67,7 @@ impl Lab {
         };
         lab.make_switch();
         for i in 0..nodes {
-            let octet = u8::try_from(10 + i).expect("node octet");
+            let octet = u8::try_from(usize::from(first) + i).expect("node octet");
             let node = lab.make_host(&format!("n{i}"), Ipv4Addr::new(192, 0, 2, octet));
             lab.nodes.push(node);
         }
@@ -75,6 +84,10 @@ impl Lab {
 
     pub fn nodes(&self) -> &[NetnsNode] {
         &self.nodes
+    }
+
+    pub fn has_client(&self) -> bool {
+        self.client.is_some()
     }
 
     pub fn client(&self) -> &NetnsNode {

@@ -10,9 +10,11 @@
 //! may fail), VRRP master 10 s (the VIP moves in under 1 s at 100 ms
 //! adverts, asserted below; PostgreSQL dies with it, so notes wait for the
 //! new primary), primary 10 s, brick 3 s, link cut 12 s (5 s cut plus
-//! the timeouts of requests caught on the dead link). Outside the windows
+//! the timeouts of requests caught on the dead link); after the node is
+//! brought back, 6 s (a master that returns takes the VIP back, cutting
+//! the requests in flight on the other balancer). Outside the windows
 //! nothing may fail; no answer may be wrong; no acknowledged note may be
-//! lost. Needs root, glusterfs-server, PostgreSQL 15 and Chromium.
+//! lost; every node is back and healthy on every status page. Needs root, glusterfs-server, PostgreSQL 15 and Chromium.
 //!
 //! `PIHA_DRILL_SCREENSHOTS=DIR` keeps the three status page screenshots
 //! there (docs/drill/ holds the ones linked from the README).

@@ -2,9 +2,10 @@
 //! on the LAN keeps using the service through the VIP and checks every
 //! answer, while nodes are hurt one fault at a time and brought back.
 //!
-//! The client (`Traffic`, one thread in the lab's client namespace) cycles
-//! through four kinds of request, one at a time, each on a new connection
-//! with a 5 s limit: a static file (its bytes compared with what was
+//! The client (`Traffic`, in the lab's client namespace) runs four kinds of
+//! request side by side, one thread each (so notes waiting out a failover
+//! do not hold up the file GETs), every request on a new connection with a
+//! 5 s limit: a static file (its bytes compared with what was
 //! written), `/api/random/int` (a JSON int from one of the four nodes), a
 //! note insert with a client-chosen id (the answer must echo it), and a read
 //! of a note acknowledged earlier (it must be there, with its text). An
@@ -40,12 +41,16 @@ use super::netns::{in_netns, poll};
 const MAX_REQUESTS: usize = 200_000;
 /// One request's limit, connect to last byte.
 const REQUEST_LIMIT: Duration = Duration::from_secs(5);
-/// Between two requests of the client.
-const PACE: Duration = Duration::from_millis(10);
+/// Between two requests of one kind.
+const PACE: Duration = Duration::from_millis(40);
 /// Static files the client reads.
 const FILES: usize = 16;
 /// Client-side note ids start here, so they never meet the app's own.
 const FIRST_NOTE_ID: i64 = 1_000_000;
+/// Requests may fail for at most this long after a node is brought back:
+/// a VIP moving back to a returning master (preempt) cuts the requests in
+/// flight on the old one, which fail at the client's request limit.
+const RETURN_BOUND: Duration = Duration::from_secs(6);
 /// How long each restarted node has to be back on every status page.
 const BACK_LIMIT: Duration = Duration::from_secs(120);
 
@@ -96,7 +101,7 @@ pub struct Traffic {
     stop: Arc<AtomicBool>,
     outcomes: Arc<Mutex<Vec<Outcome>>>,
     acked: Arc<Mutex<Vec<(i64, String)>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Traffic {
@@ -104,15 +109,20 @@ impl Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, o, a, ns) = (stop.clone(), outcomes.clone(), acked.clone(), ns.to_owned());
-        let thread = std::thread::spawn(move || {
-            in_netns(&ns, || client_loop(&s, &o, &a, limit));
-        });
+        let threads = [Kind::File, Kind::Random, Kind::Insert, Kind::Read]
+            .into_iter()
+            .map(|kind| {
+                let (s, o, a, ns) = (stop.clone(), outcomes.clone(), acked.clone(), ns.to_owned());
+                std::thread::spawn(move || {
+                    in_netns(&ns, || client_loop(kind, &s, &o, &a, limit));
+                })
+            })
+            .collect();
         Traffic {
             stop,
             outcomes,
             acked,
-            thread: Some(thread),
+            threads,
         }
     }
 
@@ -123,7 +133,7 @@ impl Traffic {
 
     pub fn finish(mut self) -> (Vec<Outcome>, Vec<(i64, String)>) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
         (lock(&self.outcomes).clone(), lock(&self.acked).clone())
@@ -141,6 +151,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn client_loop(
+    kind: Kind,
     stop: &AtomicBool,
     outcomes: &Mutex<Vec<Outcome>>,
     acked: &Mutex<Vec<(i64, String)>>,
@@ -148,16 +159,14 @@ fn client_loop(
 ) {
     let began = Instant::now();
     let vip = SocketAddr::new(IpAddr::V4(VIP), 80);
-    let kinds = [Kind::File, Kind::Random, Kind::Insert, Kind::Read];
     let mut next_id = FIRST_NOTE_ID;
-    for n in 0..MAX_REQUESTS {
+    for n in 0..MAX_REQUESTS / 4 {
         if stop.load(Ordering::SeqCst) || began.elapsed() > limit {
             break;
         }
-        let kind = kinds[n % kinds.len()];
         let start = Instant::now();
         let verdict = match kind {
-            Kind::File => get_file(vip, (n / kinds.len()) % FILES),
+            Kind::File => get_file(vip, n % FILES),
             Kind::Random => get_random(vip),
             Kind::Insert => {
                 next_id += 1;
@@ -176,7 +185,10 @@ fn client_loop(
                 };
                 match pick {
                     Some((id, text)) => read_note(vip, id, &text),
-                    None => continue,
+                    None => {
+                        std::thread::sleep(PACE);
+                        continue;
+                    }
                 }
             }
         };
@@ -272,6 +284,9 @@ pub struct Fault {
     pub name: String,
     pub node: String,
     pub at: Instant,
+    /// When the node was brought back (restarted, link up...): what fails
+    /// after this is the return's doing, e.g. a VIP moving back.
+    pub restored: Instant,
     /// Until the node was back and every status page healthy.
     pub closed: Instant,
     pub detected: Option<Duration>,
@@ -293,8 +308,13 @@ pub struct Row {
     pub recovered: Option<Duration>,
     /// The longest time between two good answers in the window.
     pub longest_gap: Duration,
-    /// From the fault to the end of its last failed request.
+    /// From the fault to the end of its last failed request before the
+    /// node was brought back.
     pub failing_for: Duration,
+    /// Failed requests after the node was brought back, and from then to
+    /// the end of the last of them.
+    pub failed_on_return: usize,
+    pub return_failing_for: Duration,
     /// Per kind: how many failed, the first and last failure's end after
     /// the fault.
     pub failed_by_kind: BTreeMap<Kind, (usize, Duration, Duration)>,
@@ -344,6 +364,14 @@ impl Report {
                     r.fault.bound.as_secs_f64()
                 ));
             }
+            if r.return_failing_for >= RETURN_BOUND {
+                out.push(format!(
+                    "{}: requests failed for {:.2} s after the node came back, bound {:.1} s",
+                    r.fault.name,
+                    r.return_failing_for.as_secs_f64(),
+                    RETURN_BOUND.as_secs_f64()
+                ));
+            }
             if r.fault.detected.is_none() {
                 out.push(format!("{}: never detected", r.fault.name));
             }
@@ -384,20 +412,21 @@ impl Report {
         let secs =
             |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
         let mut t = String::from(
-            "| fault | node | detected | recovered | requests | failed | longest gap | wrong | back after restart | bound |\n\
+            "| fault | node | detected | recovered | requests | failed (fault + return) | longest gap | wrong | back after restart | bound |\n\
              | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for r in &self.rows {
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {} | {} | {:.2} s | {} | {} | {:.0} s |",
+                "| {} | {} | {} | {} | {} | {} + {} | {:.2} s | {} | {} | {:.0} s |",
                 r.fault.name,
                 r.fault.node,
                 secs(r.fault.detected),
                 r.recovered
                     .map_or("no failure".into(), |d| format!("{:.2} s", d.as_secs_f64())),
                 r.requests,
-                r.failed,
+                r.failed - r.failed_on_return,
+                r.failed_on_return,
                 r.longest_gap.as_secs_f64(),
                 r.wrong,
                 secs(r.fault.back),
@@ -516,7 +545,11 @@ pub fn run(c: &mut FullCluster, opts: &Options) -> Report {
         |c, _h| c.vip_holders().iter().any(|&h| h != master),
         |c, f| {
             if let Some(dir) = &shot_dir {
+                // Once the new master's page also shows the old one down.
                 let survivor = c.vip_holders().first().copied().unwrap_or(1);
+                poll(Duration::from_secs(5), || {
+                    (member_state(c, survivor, master).as_deref() == Some("down")).then_some(())
+                });
                 master_shot = Some(screenshot(c, survivor, dir, "2-master-down.png"));
             }
             let new = c.vip_holders();
@@ -652,6 +685,7 @@ fn fault(
         name: name.to_owned(),
         node: format!("pi-{}", node + 1),
         at,
+        restored: at,
         closed: at,
         detected: seen.map(|t| t - at),
         back: None,
@@ -661,6 +695,7 @@ fn fault(
     say(&format!("  detected after {:?}", f.detected));
     after(c, &mut f);
     let restored = Instant::now();
+    f.restored = restored;
     restore(c);
     f.back = c.wait_healthy(BACK_LIMIT).ok().map(|_| restored.elapsed());
     say(&format!("  back and healthy after {:?}", f.back));
@@ -810,6 +845,9 @@ fn report(
     unhealthy_at_end: Option<String>,
     total: Duration,
 ) -> Report {
+    let mut outcomes = outcomes;
+    // Four client threads pushed them; the gaps need them in time order.
+    outcomes.sort_by_key(|o| o.end);
     let in_window = |o: &Outcome| faults.iter().any(|f| o.end >= f.at && o.end <= f.closed);
     let failed = |o: &Outcome| matches!(o.verdict, Verdict::Failed(_));
     let wrong: Vec<Outcome> = outcomes
@@ -842,6 +880,19 @@ fn row(fault: Fault, outcomes: &[Outcome]) -> Row {
         .collect();
     let is_failed = |o: &&&Outcome| matches!(o.verdict, Verdict::Failed(_));
     let last_failure = window.iter().filter(is_failed).map(|o| o.end).max();
+    let in_fault = |o: &&&Outcome| o.end < fault.restored;
+    let last_fault_failure = window
+        .iter()
+        .filter(is_failed)
+        .filter(in_fault)
+        .map(|o| o.end)
+        .max();
+    let on_return: Vec<Instant> = window
+        .iter()
+        .filter(is_failed)
+        .filter(|o| !in_fault(o))
+        .map(|o| o.end)
+        .collect();
     let recovered = last_failure.and_then(|lf| {
         window
             .iter()
@@ -888,7 +939,12 @@ fn row(fault: Fault, outcomes: &[Outcome]) -> Row {
             .count(),
         recovered,
         longest_gap,
-        failing_for: last_failure.map_or(Duration::ZERO, |t| t - fault.at),
+        failing_for: last_fault_failure.map_or(Duration::ZERO, |t| t - fault.at),
+        failed_on_return: on_return.len(),
+        return_failing_for: on_return
+            .iter()
+            .max()
+            .map_or(Duration::ZERO, |t| *t - fault.restored),
         fault,
     }
 }

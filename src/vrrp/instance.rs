@@ -342,7 +342,11 @@ impl Instance {
     }
 
     fn apply_tracking(&mut self) {
-        let priority = self.wiring.tracking.borrow_and_update().verdict.priority;
+        let (priority, ready) = {
+            let t = self.wiring.tracking.borrow_and_update();
+            (t.verdict.priority, t.unready.is_none())
+        };
+        self.machine.set_ready_to_preempt(ready);
         let configured = self.setup.machine.priority;
         self.machine.set_priority(now(), priority.min(configured));
         self.apply_faults();

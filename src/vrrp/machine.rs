@@ -18,6 +18,7 @@
 //! | 5798 §6.4.2 | Backup: higher/equal priority (or preempt off) resets the timer and learns the interval | `rfc5798_6_4_2_backup_learns_master_adver_interval`, `rfc5798_6_4_2_preempt_off_never_takes_over` |
 //! | 5798 §6.4.2 | Backup, preempt on: lower priority adverts are discarded, so the timer fires | `rfc5798_6_4_2_preempt_on_takes_over_from_lower_priority` |
 //! | (extension) | preempt delay: a lower priority master is tolerated for the delay first | `preempt_delay_holds_off_then_preempts` |
+//! | (extension) | no preemption until this node can serve (balancer, pooler) | `preemption_waits_until_ready` |
 //! | 5798 §6.4.3 | Master: Adver_Timer fires → advert | `rfc5798_6_4_3_master_adverts_every_interval` |
 //! | 5798 §6.4.3 | Master: priority-0 advert → advert at once | `rfc5798_6_4_3_priority_zero_answered_at_once` |
 //! | 5798 §6.4.3 | Master: higher priority, or equal with a higher primary address → Backup, VIPs removed | `rfc5798_6_4_3_higher_priority_wins`, `rfc5798_6_4_3_equal_priority_tie_break_by_address` |
@@ -160,6 +161,12 @@ pub struct Machine {
     lower_master_since: Option<Instant>,
     /// The router we believe is master (its address and priority).
     master: Option<(IpAddr, u8)>,
+    /// Whether this node can serve what the VIP brings (its balancer has a
+    /// backend up, its pooler knows a primary). Until it can, a backup
+    /// tolerates a lower priority master instead of preempting it: taking
+    /// the VIP only to answer 503 is worse than leaving it where it works.
+    /// It never stops this node from taking over a master that is gone.
+    ready_to_preempt: bool,
     actions: VecDeque<Action>,
 }
 
@@ -175,6 +182,7 @@ impl Machine {
             announce_at: None,
             announce_left: 0,
             lower_master_since: None,
+            ready_to_preempt: true,
             master: None,
             actions: VecDeque::new(),
         }
@@ -261,6 +269,13 @@ impl Machine {
         }
     }
 
+    /// Whether this node may preempt a lower priority master now (see the
+    /// field). Becoming ready needs no event of its own: the next advert of
+    /// the lower master is then discarded and the master-down timer runs.
+    pub fn set_ready_to_preempt(&mut self, ready: bool) {
+        self.ready_to_preempt = ready;
+    }
+
     /// Tracking changed the effective priority. A master tells the others
     /// at once, so a backup that now outranks it starts preempting a whole
     /// interval sooner.
@@ -325,7 +340,11 @@ impl Machine {
             return;
         }
         let outranks_us = advert.priority >= self.effective;
-        if !self.config.preempt || outranks_us || self.preempt_held(now, outranks_us) {
+        if !self.config.preempt
+            || outranks_us
+            || !self.ready_to_preempt
+            || self.preempt_held(now, outranks_us)
+        {
             self.learn_interval(advert);
             self.master = Some((from, advert.priority));
             self.master_down_at = Some(now + self.master_down_interval());

@@ -23,6 +23,8 @@ const SERVICE_EVERY: Duration = Duration::from_millis(500);
 const SERVICE_TIMEOUT: Duration = Duration::from_millis(400);
 const SERVICE_FALL: u32 = 2;
 const SERVICE_RISE: u32 = 2;
+/// How often readiness to preempt is looked at (cheap: in-memory state).
+const READY_EVERY: Duration = Duration::from_millis(200);
 /// Results waiting for the tracker; probes are few and slow.
 const RESULTS_QUEUE: usize = 64;
 
@@ -31,6 +33,9 @@ const RESULTS_QUEUE: usize = 64;
 pub struct Tracking {
     pub verdict: Verdict,
     pub items: std::collections::BTreeMap<String, TrackInfo>,
+    /// Why this node cannot yet serve what the VIP brings, if so: then it
+    /// does not preempt a lower priority master (`Machine::set_ready_to_preempt`).
+    pub unready: Option<String>,
 }
 
 /// One local service to watch: the supervisor's name for it and the port
@@ -62,14 +67,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel(RESULTS_QUEUE);
     let mut probes = JoinSet::new();
     for s in services {
-        // The HTTP balancer serves as soon as it listens; the pooler only
-        // once its first probe round found the primary (about a second),
-        // so until then it counts as failing.
-        if s.service == "pooler" {
-            tracker.add_unproven(s.name, s.weight, SERVICE_FALL, SERVICE_RISE);
-        } else {
-            tracker.add(s.name, s.weight, SERVICE_FALL, SERVICE_RISE);
-        }
+        tracker.add(s.name, s.weight, SERVICE_FALL, SERVICE_RISE);
         probes.spawn(service_loop(ctx.clone(), s, tx.clone()));
     }
     for c in checks {
@@ -77,30 +75,64 @@ pub async fn run(
         probes.spawn(check_loop(c, tx.clone()));
     }
     drop(tx);
-    publish(&tracker, configured, &out);
+    let mut unready_now = unready(&ctx);
+    publish(&tracker, configured, &unready_now, &out);
+    let mut ready_tick = tokio::time::interval(READY_EVERY);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             r = rx.recv() => {
                 let Some(r) = r else { break };
                 tracker.report(&r.name, r.ok, r.detail);
-                publish(&tracker, configured, &out);
+                publish(&tracker, configured, &unready_now, &out);
+            }
+            _ = ready_tick.tick() => {
+                let now = unready(&ctx);
+                if now != unready_now {
+                    unready_now = now;
+                    publish(&tracker, configured, &unready_now, &out);
+                }
             }
         }
     }
     probes.abort_all();
 }
 
-fn publish(tracker: &Tracker, configured: u8, out: &watch::Sender<Tracking>) {
+fn publish(
+    tracker: &Tracker,
+    configured: u8,
+    unready: &Option<String>,
+    out: &watch::Sender<Tracking>,
+) {
     let now = Tracking {
         verdict: tracker.verdict(configured),
         items: tracker.snapshot(),
+        unready: unready.clone(),
     };
     out.send_if_modified(|t| {
         let changed = *t != now;
         *t = now;
         changed
     });
+}
+
+/// Whether this node can serve what the VIP brings: its HTTP balancer has
+/// a backend up (when it has any), its pooler knows a primary. A master
+/// that came back used to take the VIP before its health checks had found
+/// the web nodes up, and answered 503 for half a second (the drill).
+fn unready(ctx: &NodeContext) -> Option<String> {
+    let http = ctx.roles.http_balancer.borrow().clone();
+    if let Some(h) = http {
+        let backends = h.pool.view();
+        if !backends.is_empty() && !backends.iter().any(|b| b.state == "UP") {
+            return Some("no HTTP backend is up yet".into());
+        }
+    }
+    let pooler = ctx.roles.pooler.borrow().clone();
+    if pooler.is_some_and(|p| p.router().primary().is_none()) {
+        return Some("the pooler knows no PostgreSQL primary yet".into());
+    }
+    None
 }
 
 async fn service_loop(ctx: Arc<NodeContext>, probe: ServiceProbe, tx: mpsc::Sender<Outcome>) {

@@ -60,6 +60,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
             fault: None,
         },
         items: Default::default(),
+        unready: Some("not checked yet".into()),
     });
     let probes = tokio::spawn(probes::run(
         ctx.clone(),

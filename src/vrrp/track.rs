@@ -37,27 +37,13 @@ impl Tracker {
     /// Starts healthy: a node must not refuse the VIP only because its
     /// first probe has not run yet.
     pub fn add(&mut self, name: &str, weight: u8, fall: u32, rise: u32) {
-        self.insert(name, weight, fall, rise, true);
-    }
-
-    /// Starts failing, for the pooler: a node that comes back must not
-    /// preempt the VIP before its pooler can serve
-    /// (the drill saw a returning master take the VIP while its pooler
-    /// knew no PostgreSQL server yet). It only lowers the priority, so a
-    /// node alone still takes the VIP; weight 0 would refuse it until
-    /// `rise` probes passed.
-    pub fn add_unproven(&mut self, name: &str, weight: u8, fall: u32, rise: u32) {
-        self.insert(name, weight, fall, rise, false);
-    }
-
-    fn insert(&mut self, name: &str, weight: u8, fall: u32, rise: u32, healthy: bool) {
         self.items.insert(
             name.to_owned(),
             Tracked {
                 weight,
                 fall: fall.max(1),
                 rise: rise.max(1),
-                healthy,
+                healthy: true,
                 streak: 0,
                 detail: "not checked yet".into(),
             },
@@ -154,17 +140,6 @@ mod tests {
         t.report("pooler", false, String::new());
         assert_eq!(t.verdict(150).priority, 1);
         assert_eq!(t.verdict(255).priority, 255);
-    }
-
-    #[test]
-    fn an_unproven_item_counts_as_failing_until_it_rises() {
-        let mut t = Tracker::default();
-        t.add_unproven("pooler", 100, 2, 2);
-        assert_eq!(t.verdict(150).priority, 50, "not proven yet");
-        assert!(!t.report("pooler", true, "ok".into()));
-        assert_eq!(t.verdict(150).priority, 50);
-        assert!(t.report("pooler", true, "ok".into()));
-        assert_eq!(t.verdict(150).priority, 150);
     }
 
     #[test]

@@ -268,6 +268,41 @@ fn preempt_delay_holds_off_then_preempts() {
 }
 
 #[test]
+fn preemption_waits_until_ready() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config(200, 1));
+    m.set_ready_to_preempt(false);
+    m.start(t0);
+    let mut became_master = None;
+    for i in 0..60 {
+        let now = t0 + i * 100 * MS;
+        if i == 30 {
+            m.set_ready_to_preempt(true);
+        }
+        run_until(&mut m, now);
+        if m.state() == State::Master {
+            became_master.get_or_insert(now);
+            continue;
+        }
+        m.handle_advert(now, addr(2), &advert(100, 10));
+    }
+    let at = became_master.expect("preempted once ready") - t0;
+    assert!(at >= Duration::from_secs(3), "{at:?}");
+    assert!(at <= Duration::from_millis(3500), "{at:?}");
+}
+
+#[test]
+fn not_ready_still_takes_over_from_a_master_that_is_gone() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config(200, 1));
+    m.set_ready_to_preempt(false);
+    m.start(t0);
+    m.handle_advert(t0, addr(2), &advert(100, 10));
+    run_until(&mut m, t0 + 2000 * MS);
+    assert_eq!(m.state(), State::Master);
+}
+
+#[test]
 fn rfc5798_6_4_3_master_adverts_every_interval() {
     let t0 = Instant::now();
     let mut m = Machine::new(config(255, 1));

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::node::{Cluster, TOKEN, wait_until};
-use common::pg::{PgCluster, SERVICE_PASSWORD, SERVICE_USER};
-use common::pooler::{APP_DB, APP_PASSWORD, APP_USER, POOLER_PORT, keys_for};
+use common::pg::PgCluster;
+use common::pooler::{APP_DB, APP_PASSWORD, APP_USER, POOLER_PORT, postgres_lines};
 use serde_json::Value;
 
 /// 127.61.46.x: this file's addresses.
@@ -130,14 +130,7 @@ fn start() -> (PgCluster, Cluster, tempfile::TempDir) {
         .map(|a| a.parse().expect("address"))
         .collect();
     let pg = PgCluster::builder().standbys(1).addrs(&addrs).start();
-    let verifier = pg.create_user(APP_USER, APP_PASSWORD);
-    pg.create_database(APP_DB, APP_USER);
-    let service = keys_for(SERVICE_PASSWORD, &pg.verifier(SERVICE_USER));
-    let backends: Vec<String> = pg
-        .servers()
-        .iter()
-        .map(|s| format!("\"{}\"", s.socket_addr()))
-        .collect();
+    let lines = postgres_lines(&pg);
     let files = tempfile::tempdir().expect("temp dir");
     let password = files.path().join("notes-password");
     std::fs::write(&password, format!("{APP_PASSWORD}\n")).expect("password file");
@@ -150,11 +143,7 @@ vip = "127.61.{NET}.100/24"
 admin_token = "{TOKEN}"
 
 [postgres]
-port = {POOLER_PORT}
-backends = [{backends}]
-service = {{ user = "{SERVICE_USER}", database = "postgres", keys = "{service}" }}
-users = [ {{ name = "{APP_USER}", secret = "{verifier}" }} ]
-
+{lines}
 [defaults.web]
 root = "{www}"
 tls_port = false
@@ -170,7 +159,6 @@ hostname = "pi-1"
 address = "127.61.{NET}.1/24"
 roles = ["balancer", "web"]
 "#,
-        backends = backends.join(", "),
         www = www.display(),
         password = password.display(),
     );

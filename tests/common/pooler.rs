@@ -44,20 +44,33 @@ pub fn keys_for(password: &str, verifier: &str) -> String {
     ScramKeys::derive(password, &v.salt, v.iterations).to_text()
 }
 
+/// The app user and database on `pg`, and the `[postgres]` lines that
+/// put the pooler in front of its servers: port, backends, the service
+/// keys and the app user's verifier. The header is not included.
+pub fn postgres_lines(pg: &PgCluster) -> String {
+    let verifier = pg.create_user(APP_USER, APP_PASSWORD);
+    pg.create_database(APP_DB, APP_USER);
+    let service = keys_for(SERVICE_PASSWORD, &pg.verifier(SERVICE_USER));
+    let backends: Vec<String> = pg
+        .servers()
+        .iter()
+        .map(|s| format!("\"{}\"", s.socket_addr()))
+        .collect();
+    format!(
+        "port = {POOLER_PORT}\n\
+         backends = [{}]\n\
+         service = {{ user = \"{SERVICE_USER}\", database = \"postgres\", keys = \"{service}\" }}\n\
+         users = [ {{ name = \"{APP_USER}\", secret = \"{verifier}\" }} ]\n",
+        backends.join(", ")
+    )
+}
+
 impl PoolerRig {
     /// PostgreSQL with `standbys` standbys, the app user and database, and
     /// a piha node whose `[postgres]` section also holds `extra` (TOML
     /// lines). Returns once the pooler answers a query.
     pub fn start(net: u8, standbys: usize, extra: &str) -> PoolerRig {
         let pg = PgCluster::start(standbys);
-        let verifier = pg.create_user(APP_USER, APP_PASSWORD);
-        pg.create_database(APP_DB, APP_USER);
-        let service = keys_for(SERVICE_PASSWORD, &pg.verifier(SERVICE_USER));
-        let backends: Vec<String> = pg
-            .servers()
-            .iter()
-            .map(|s| format!("\"{}\"", s.socket_addr()))
-            .collect();
         let text = format!(
             r#"[cluster]
 name = "pooltest"
@@ -65,18 +78,14 @@ vip = "127.61.{net}.100/24"
 admin_token = "{TOKEN}"
 
 [postgres]
-port = {POOLER_PORT}
-backends = [{backends}]
-service = {{ user = "{SERVICE_USER}", database = "postgres", keys = "{service}" }}
-users = [ {{ name = "{APP_USER}", secret = "{verifier}" }} ]
-{extra}
+{lines}{extra}
 
 [[node]]
 hostname = "pi-1"
 address = "127.61.{net}.1/24"
 roles = ["balancer"]
 "#,
-            backends = backends.join(", "),
+            lines = postgres_lines(&pg),
         );
         let mut node = Cluster::with_hosts(net, &text, &[("pi-1", 1)]);
         node.start(0);

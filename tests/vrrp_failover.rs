@@ -174,11 +174,14 @@ fn a_stopped_local_http_balancer_moves_the_vip() {
 fn a_restarted_killed_master_removes_its_stale_vip_before_its_first_advert() {
     let mut rig = converged_pair(FAST);
     // Power-cut style: piha and its VIP guard die together, so the
-    // address stays on node 0's interface.
+    // address stays on node 0's interface. Everything is stopped first:
+    // killed one after the other, the guard could see piha die and take
+    // the VIP off before its own SIGKILL (a CI run caught that race).
     let ns = rig.lab.node(0).name.clone();
     rig.lab.sh(
         &ns,
-        "ip netns pids \"$(ip netns identify $$)\" | grep -v \"^$$\\$\" | xargs -r kill -9 || true",
+        "pids=$(ip netns pids \"$(ip netns identify $$)\" | grep -v \"^$$\\$\"); \
+         [ -z \"$pids\" ] || { kill -STOP $pids; kill -9 $pids; kill -CONT $pids; } 2>/dev/null || true",
     );
     rig.children[0] = None;
     rig.wait_state(1, "master", Duration::from_secs(3));

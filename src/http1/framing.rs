@@ -26,8 +26,7 @@
 //! on CONNECT) it stops looking: what follows is not HTTP/1 framing, and if
 //! the upgrade is refused hyper's own parser still guards the rest.
 
-/// Chunk extensions longer than this are refused (hyper's limit is similar).
-const MAX_EXTENSION: usize = 4096;
+use super::chunked::{self, Chunked};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -54,29 +53,9 @@ pub struct Framing {
 enum State {
     Head,
     Fixed(u64),
-    Chunk(Chunk),
+    Chunk(Chunked),
     /// Not HTTP/1 framing any more (h2, upgraded), or already refused.
     Done,
-}
-
-/// Chunked body states, the same steps as hyper's decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// First hex digit of a size line.
-    Start,
-    Size(u64),
-    /// Spaces or tabs after the size.
-    Lws(u64),
-    Ext(u64, usize),
-    SizeLf(u64),
-    Data(u64),
-    DataCr,
-    DataLf,
-    /// After the last chunk: CR of the final CRLF, or a trailer starts.
-    EndCr(usize),
-    Trailer(usize),
-    TrailerLf(usize),
-    EndLf,
 }
 
 /// What a complete, acceptable head says about the body behind it.
@@ -126,16 +105,20 @@ impl Framing {
                     }
                     Step::Took(take as usize)
                 }
-                State::Chunk(Chunk::Data(left)) => {
-                    let take = left.min((data.len() - at) as u64);
-                    self.state = State::Chunk(if left == take {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(left - take)
-                    });
-                    Step::Took(take as usize)
-                }
-                State::Chunk(c) => self.chunk_byte(c, data[at]),
+                State::Chunk(mut c) => match c.step(&data[at..]) {
+                    Ok(chunked::Step::Data(n) | chunked::Step::Framing(n)) => {
+                        self.state = State::Chunk(c);
+                        Step::Took(n)
+                    }
+                    Ok(chunked::Step::End(n)) => {
+                        self.body_done();
+                        Step::Took(n)
+                    }
+                    Err(bad) => {
+                        at += bad.at;
+                        Step::Reject(bad.reason)
+                    }
+                },
             };
             match step {
                 Step::Took(n) => at += n,
@@ -206,7 +189,7 @@ impl Framing {
             }
             BodyLen::Chunked { upgrade } => {
                 self.upgrade_after_body = upgrade;
-                self.state = State::Chunk(Chunk::Start);
+                self.state = State::Chunk(Chunked::new(self.max_head));
             }
         }
     }
@@ -218,69 +201,6 @@ impl Framing {
             State::Head
         };
     }
-
-    fn chunk_byte(&mut self, c: Chunk, b: u8) -> Step {
-        let next = match (c, b) {
-            (Chunk::Start, _) => match hex(b) {
-                Some(d) => Chunk::Size(u64::from(d)),
-                None => return Step::Reject("bad chunk size"),
-            },
-            (Chunk::Size(n), _) if hex(b).is_some() => {
-                let d = u64::from(hex(b).unwrap_or(0));
-                match n.checked_mul(16).and_then(|n| n.checked_add(d)) {
-                    Some(n) => Chunk::Size(n),
-                    None => return Step::Reject("chunk size overflows"),
-                }
-            }
-            (Chunk::Size(n) | Chunk::Lws(n), b' ' | b'\t') => Chunk::Lws(n),
-            (Chunk::Size(n) | Chunk::Lws(n), b';') => Chunk::Ext(n, 0),
-            (Chunk::Size(n) | Chunk::Lws(n) | Chunk::Ext(n, _), b'\r') => Chunk::SizeLf(n),
-            (Chunk::Size(_) | Chunk::Lws(_), b'\n') => {
-                return Step::Reject("chunk size line without CRLF");
-            }
-            (Chunk::Size(_) | Chunk::Lws(_), _) => return Step::Reject("bad chunk size"),
-            (Chunk::Ext(_, _), b'\n') => return Step::Reject("line feed in a chunk extension"),
-            (Chunk::Ext(n, len), _) => {
-                if len >= MAX_EXTENSION {
-                    return Step::Reject("chunk extension too long");
-                }
-                Chunk::Ext(n, len + 1)
-            }
-            (Chunk::SizeLf(0), b'\n') => Chunk::EndCr(0),
-            (Chunk::SizeLf(n), b'\n') => Chunk::Data(n),
-            (Chunk::SizeLf(_), _) => return Step::Reject("chunk size line without CRLF"),
-            (Chunk::DataCr, b'\r') => Chunk::DataLf,
-            (Chunk::DataLf, b'\n') => Chunk::Start,
-            (Chunk::DataCr | Chunk::DataLf, _) => {
-                return Step::Reject("chunk data longer than its size");
-            }
-            (Chunk::EndCr(_), b'\r') => Chunk::EndLf,
-            (Chunk::EndCr(len) | Chunk::Trailer(len), _) => {
-                if len >= self.max_head {
-                    return Step::Reject("trailers too large");
-                }
-                if b == b'\r' {
-                    Chunk::TrailerLf(len + 1)
-                } else {
-                    Chunk::Trailer(len + 1)
-                }
-            }
-            (Chunk::TrailerLf(len), b'\n') => Chunk::EndCr(len + 1),
-            (Chunk::TrailerLf(_), _) => return Step::Reject("trailer line without CRLF"),
-            (Chunk::EndLf, b'\n') => {
-                self.body_done();
-                return Step::Took(1);
-            }
-            (Chunk::EndLf, _) => return Step::Reject("chunked body without final CRLF"),
-            (Chunk::Data(_), _) => Chunk::Data(0), // handled in bulk by `feed`
-        };
-        self.state = State::Chunk(next);
-        Step::Took(1)
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Checks one complete request head (ending in an empty line).

@@ -263,22 +263,27 @@ fn settings() -> BalancerSettings {
 }
 
 async fn start_lb(settings: BalancerSettings, backends: &[&Backend]) -> Lb {
-    let handle = Handle::with_connection_cap(&settings, 512);
     let desired: Vec<Desired> = backends.iter().map(|b| b.desired()).collect();
-    handle.sync(&desired);
+    start_lb_for(settings, &desired).await
+}
+
+/// A balancer in front of `desired`, once every one of them is UP.
+async fn start_lb_for(settings: BalancerSettings, desired: &[Desired]) -> Lb {
+    let handle = Handle::with_connection_cap(&settings, 512);
+    handle.sync(desired);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(serve(listener, handle.clone(), None, stop.clone()));
     tokio::spawn(health_checks(handle.clone(), stop.clone()));
     let lb = Lb { addr, handle, stop };
-    for b in backends {
+    for d in desired {
         assert!(
-            wait_until(Duration::from_secs(5), || lb.state(&b.name).as_deref()
+            wait_until(Duration::from_secs(5), || lb.state(&d.name).as_deref()
                 == Some("UP"))
             .await,
             "{} never came up",
-            b.name
+            d.name
         );
     }
     lb
@@ -1237,4 +1242,178 @@ async fn https_clients_are_served_over_http1_and_h2_by_alpn() {
         assert_eq!(seen["x-forwarded-proto"], ["https"]);
     }
     assert_eq!(lb.handle.stats().frontend.tls_handshake_failures, 0);
+}
+
+// ------------------------------------------------- raw backend framings
+
+/// A backend written byte by byte, for the response framings a hyper server
+/// never produces on its own: chunks with extensions and trailers split
+/// across writes, 1xx before the answer, a body that ends when the
+/// connection does, a conflicting head. Counts the connections that served
+/// `/reuse`, so reuse shows. Every answer to a path it does not know is
+/// `ok`.
+struct RawBackend {
+    addr: SocketAddr,
+    reuse_conns: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawBackend {
+    async fn start() -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reuse_conns = Arc::new(AtomicUsize::new(0));
+        let count = reuse_conns.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                conns.spawn(raw_backend_connection(stream, count.clone()));
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        RawBackend {
+            addr,
+            reuse_conns,
+            task,
+        }
+    }
+
+    fn desired(&self) -> Desired {
+        Desired {
+            name: "raw".to_owned(),
+            addr: self.addr,
+            weight: 1,
+            source: Source::Static,
+        }
+    }
+}
+
+async fn raw_backend_connection(mut s: TcpStream, reuse_conns: Arc<AtomicUsize>) {
+    let mut counted = false;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..1000 {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let mut words = head.split(' ');
+        let method = words.next().unwrap_or_default().to_owned();
+        let path = words.next().unwrap_or_default().to_owned();
+        if path == "/reuse" && !counted {
+            counted = true;
+            reuse_conns.fetch_add(1, Ordering::SeqCst);
+        }
+        let pieces: Vec<&[u8]> = match path.as_str() {
+            "/chunked" => vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r",
+                b"\nhello\r\n7;x=y\r\n, wo",
+                b"rld\r\n0\r\nX-Trailer: 1\r\n",
+                b"\r\n",
+            ],
+            "/continue" => vec![
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ncontinued",
+            ],
+            "/until-close" => vec![b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"closed"],
+            "/conflict" => {
+                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx"]
+            }
+            "/head" if method == "HEAD" => {
+                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"]
+            }
+            "/not-modified" => vec![b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"],
+            "/then-close" => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclosed"],
+            _ => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+        };
+        for piece in pieces {
+            if s.write_all(piece).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if path == "/until-close" || path == "/conflict" {
+            return;
+        }
+        if path == "/then-close" {
+            // A keep-alive connection the backend closes while it idles
+            // in the balancer's pool.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_framing_is_passed_on_and_connections_are_reused() {
+    let backend = RawBackend::start().await;
+    let lb = start_lb_for(settings(), &[backend.desired()]).await;
+    let c = client();
+    let got = get(&c, &lb.url("/chunked")).await.unwrap();
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (StatusCode::OK, "hello, world")
+    );
+    assert!(!got.headers.contains_key("x-trailer"));
+    let got = get(&c, &lb.url("/continue")).await.unwrap();
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (StatusCode::OK, "continued")
+    );
+    let got = get(&c, &lb.url("/until-close")).await.unwrap();
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (StatusCode::OK, "until closed")
+    );
+    let got = get(&c, &lb.url("/not-modified")).await.unwrap();
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (StatusCode::NOT_MODIFIED, "")
+    );
+    let head = Request::head(lb.url("/head"))
+        .body(Full::default())
+        .unwrap();
+    let got = send(&c, head).await.unwrap();
+    assert_eq!((got.status, got.body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(got.headers["content-length"], "11");
+    let got = get(&c, &lb.url("/conflict")).await.unwrap();
+    assert_eq!(got.status, StatusCode::BAD_GATEWAY, "{}", got.body);
+    assert!(
+        got.body.contains("conflicting Content-Length"),
+        "{}",
+        got.body
+    );
+
+    // Twenty requests one after another ride on one backend connection.
+    for _ in 0..20 {
+        let got = get(&c, &lb.url("/reuse")).await.unwrap();
+        assert_eq!(got.body, "ok");
+    }
+    let opened = backend.reuse_conns.load(Ordering::SeqCst);
+    assert_eq!(opened, 1, "connections used for 20 requests in a row");
+
+    // A pooled connection the backend closed is noticed, not used: every
+    // request after such a close still succeeds, even a POST (which is
+    // never retried).
+    for _ in 0..5 {
+        let got = get(&c, &lb.url("/then-close")).await.unwrap();
+        assert_eq!(got.body, "closed");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let post = Request::post(lb.url("/")).body(Full::from("x")).unwrap();
+        let got = send(&c, post).await.unwrap();
+        assert_eq!((got.status, got.body.as_str()), (StatusCode::OK, "ok"));
+    }
 }

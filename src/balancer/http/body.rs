@@ -10,8 +10,8 @@
 //! `ResponseBody` carries a backend's answer (or a local one) to the client,
 //! holding the backend lease and the connection's in-flight mark until the
 //! last byte: a request counts against `maxconn` for as long as it streams.
-//! It also holds the backend connection, given back to the idle pool only
-//! when the answer ended cleanly (a body cut short closes it).
+//! Its backend body holds the backend connection, given back to the idle
+//! pool only when the answer ended cleanly (a body cut short closes it).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,7 +22,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 
 use super::conn::InFlight;
 use super::stats::BackendCounters;
-use super::upstream::Checkin;
+use super::upstream::BackendBody;
 use crate::balancer::shared::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,6 +57,11 @@ impl BodySlot {
             incoming: Mutex::new(Some(body)),
             fault: AtomicU8::new(0),
         })
+    }
+
+    /// Known from the start to have no body (none, or Content-Length: 0).
+    pub fn is_empty(&self) -> bool {
+        self.empty
     }
 
     /// No byte of the body has been sent anywhere (or there is none).
@@ -181,28 +186,24 @@ pub struct ResponseBody {
     /// Released at the end of the stream, not when hyper gets round to
     /// dropping the body.
     lease: Option<Lease>,
-    /// The backend connection, until the answer ends.
-    checkin: Option<Checkin>,
     in_flight: Option<InFlight>,
     counters: Option<Arc<BackendCounters>>,
 }
 
 enum Kind {
-    Proxied(Incoming),
+    Proxied(BackendBody),
     Local(Option<Bytes>),
 }
 
 impl ResponseBody {
     pub fn proxied(
-        body: Incoming,
+        body: BackendBody,
         lease: Lease,
-        checkin: Checkin,
         counters: Arc<BackendCounters>,
     ) -> ResponseBody {
         ResponseBody {
             kind: Kind::Proxied(body),
             lease: Some(lease),
-            checkin: Some(checkin),
             in_flight: None,
             counters: Some(counters),
         }
@@ -213,7 +214,6 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
             lease: None,
-            checkin: None,
             in_flight: None,
             counters: None,
         }
@@ -233,9 +233,9 @@ impl ResponseBody {
     /// connection can serve another request. The connection goes back
     /// before the lease, so a request the lease release wakes finds it.
     fn finish(&mut self, clean: bool) {
-        if let Some(checkin) = self.checkin.take() {
+        if let Kind::Proxied(body) = &mut self.kind {
             if clean {
-                checkin.give_back();
+                body.give_back();
             }
         }
         self.lease = None;

@@ -9,8 +9,9 @@
 //! - `desired`: which backends there should be (pure);
 //! - `serve` / `conn`: accept loop, connection cap, timeouts, the stream
 //!   wrapper (the request smuggling guard itself is `crate::http1`);
-//! - `proxy`: one request (lease, retry rules, forwarding); `upstream`:
-//!   backend connections and their idle pool; `headers`,
+//! - `proxy`: one request (lease, retry rules, forwarding); `upstream/`:
+//!   backend connections (piha's own HTTP/1.1 client) and their idle pool;
+//!   `headers`,
 //!   `body`, `reply`, `upgrade`: its parts;
 //! - `check`: active health checks; `stats`: counters;
 //! - the pool itself (health, algorithms, drain) is `balancer::pool`, shared

@@ -16,7 +16,6 @@
 //! response head within `server_timeout` is a 504 and not retried (the
 //! backend may still be working on it, and the wait would double).
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,7 +25,7 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::http::uri::PathAndQuery;
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use tokio_util::sync::CancellationToken;
 
 use super::Handle;
@@ -36,7 +35,7 @@ use super::headers::{self, Origin};
 use super::reply::Local;
 use super::stats::BackendCounters;
 use super::upgrade;
-use super::upstream::{self, Checkin};
+use super::upstream::{self, BackendBody, Outgoing};
 use crate::balancer::shared::Lease;
 
 /// What a request's handling needs from its connection.
@@ -82,7 +81,7 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
     let on_client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let idempotent = is_idempotent(&parts.method);
-    let mut head = match Head::new(parts, cx, upgrade) {
+    let head = match Head::new(parts, cx, upgrade) {
         Ok(head) => head,
         Err(why) => return local(Local::BadRequest(why)),
     };
@@ -109,26 +108,23 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.rate.record(h.stats.second());
         let body = RequestBody::new(slot.clone(), limits.max_body_bytes, counters.clone());
-        // A connect failure is retried before the request is built, so only
-        // an idempotent request can need its head again.
-        let last = failed.is_some() || !idempotent;
-        let request = head.request(addr, body, last);
+        let chunked = !slot.is_empty() && !head.headers.contains_key(header::CONTENT_LENGTH);
+        let encoded = head.encode(addr, chunked);
+        let request = Outgoing {
+            head: encoded,
+            head_request: head.method == Method::HEAD,
+            body,
+            chunked,
+            max_head: limits.max_header_bytes as usize,
+        };
         let sent = Instant::now();
         let outcome =
             tokio::time::timeout(limits.server_timeout, h.upstream.send(addr, request)).await;
         let error = match outcome {
-            Ok(Ok((resp, checkin))) => {
+            Ok(Ok(resp)) => {
                 counters.latency.record(sent.elapsed());
                 counters.responses.record(resp.status().as_u16());
-                return respond(
-                    resp,
-                    lease,
-                    checkin,
-                    counters,
-                    on_client_upgrade,
-                    cx,
-                    &local,
-                );
+                return respond(resp, lease, counters, on_client_upgrade, cx, &local);
             }
             Err(_elapsed) => {
                 counters.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -177,11 +173,9 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
 
 /// The backend's answer on its way to the client: hop-by-hop headers
 /// dropped, or for a 101 the tunnel started.
-#[allow(clippy::too_many_arguments)]
 fn respond(
-    mut resp: Response<Incoming>,
+    mut resp: Response<BackendBody>,
     lease: Lease,
-    checkin: Checkin,
     counters: Arc<BackendCounters>,
     on_client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     cx: &RequestCtx,
@@ -190,24 +184,28 @@ fn respond(
     *resp.version_mut() = Version::HTTP_11;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(resp.headers_mut(), false);
-        return resp.map(|body| ResponseBody::proxied(body, lease, checkin, counters));
+        return resp.map(|body| ResponseBody::proxied(body, lease, counters));
     }
     let Some(on_client) = on_client_upgrade else {
         return local(Local::BadGateway(
             "the backend switched protocols unasked".to_owned(),
         ));
     };
-    let on_backend = hyper::upgrade::on(&mut resp);
     headers::strip_hop_by_hop(resp.headers_mut(), true);
+    let (parts, body) = resp.into_parts();
+    let Some(backend) = body.into_upgraded() else {
+        return local(Local::BadGateway(
+            "the backend switched protocols without a connection to hand over".to_owned(),
+        ));
+    };
     tokio::spawn(upgrade::tunnel(
         on_client,
-        on_backend,
+        backend,
         lease,
         cx.conn.clone(),
         cx.handle.settings.limits.idle_timeout,
         cx.shutdown.clone(),
     ));
-    let (parts, _) = resp.into_parts();
     Response::from_parts(parts, ResponseBody::empty())
 }
 
@@ -259,26 +257,36 @@ impl Head {
         })
     }
 
-    /// The request for one attempt. `last`: no attempt can follow, so the
-    /// headers move instead of being copied.
-    fn request(&mut self, addr: SocketAddr, body: RequestBody, last: bool) -> Request<RequestBody> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = Uri::from(self.path.clone());
-        *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = if last {
-            std::mem::take(&mut self.headers)
-        } else {
-            self.headers.clone()
-        };
+    /// The head as one attempt sends it to `addr`: request line, headers
+    /// and the empty line. `chunked`: the body goes with the chunked
+    /// coding (its length is unknown).
+    fn encode(&self, addr: SocketAddr, chunked: bool) -> Vec<u8> {
+        let size: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(size + self.path.as_str().len() + 64);
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.path.as_str().as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         // A client without Host (HTTP/1.0) gets the backend's, as an
         // absolute-form request to it would have.
-        if !req.headers().contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(&addr.to_string()) {
-                req.headers_mut().insert(header::HOST, v);
-            }
+        if !self.headers.contains_key(header::HOST) {
+            out.extend_from_slice(format!("host: {addr}\r\n").as_bytes());
         }
-        req
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
     }
 }
 
@@ -316,65 +324,15 @@ impl Failure {
     }
 }
 
-/// Reads the error's cause chain: `upstream` marks connect errors; the rest
-/// is told by hyper's own error kinds and the IO error beneath.
+/// Which failures allow a retry, and how they are counted.
 fn classify(e: &upstream::Error) -> Failure {
-    let io_kind = io_kind(e);
-    if e.is_connect() {
-        let detail = match io_kind {
-            Some(io::ErrorKind::ConnectionRefused) => "connect refused".to_owned(),
-            Some(io::ErrorKind::TimedOut) => "connect timeout".to_owned(),
-            _ => format!("connect failed: {}", chain(e)),
-        };
-        return Failure {
-            kind: Kind::Connect,
-            detail,
-        };
-    }
-    let hyper_error = causes(e).find_map(|s| s.downcast_ref::<hyper::Error>());
-    let before_head = hyper_error.is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
-        || matches!(
-            io_kind,
-            Some(
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            )
-        );
-    if before_head {
-        let detail = match io_kind {
-            Some(io::ErrorKind::ConnectionReset) => "reset before the response",
-            _ => "closed before the response",
-        };
-        return Failure {
-            kind: Kind::BeforeHead,
-            detail: detail.to_owned(),
-        };
-    }
+    let kind = match e {
+        upstream::Error::Connect(_) => Kind::Connect,
+        upstream::Error::Closed(_) => Kind::BeforeHead,
+        upstream::Error::Response(_) | upstream::Error::RequestBody => Kind::Other,
+    };
     Failure {
-        kind: Kind::Other,
-        detail: chain(e),
+        kind,
+        detail: e.to_string(),
     }
-}
-
-/// `e` and its sources, outermost first.
-fn causes<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(e), |&s| s.source())
-}
-
-fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
-    causes(e)
-        .find_map(|s| s.downcast_ref::<io::Error>())
-        .map(io::Error::kind)
-}
-
-/// "client error (SendRequest): connection closed..." as one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    causes(e)
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }

@@ -7,8 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::ConnState;
@@ -16,22 +19,32 @@ use crate::balancer::shared::Lease;
 
 const BUF: usize = 16 * 1024;
 
+/// `backend`: the backend's connection, and what it sent right after its
+/// 101 (already the new protocol's bytes, for the client).
 pub async fn tunnel(
     client: OnUpgrade,
-    backend: OnUpgrade,
+    backend: (TcpStream, Bytes),
     lease: Lease,
     conn: Arc<ConnState>,
     idle: Duration,
     shutdown: CancellationToken,
 ) {
-    let (client, backend) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
+    let client = match client.await {
+        Ok(client) => client,
         Err(e) => {
             tracing::debug!("upgrade to {} did not complete: {e}", lease.addr);
             return;
         }
     };
-    let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+    let (mut backend, early) = backend;
+    let mut client = TokioIo::new(client);
+    if !early.is_empty() {
+        let sent = tokio::time::timeout(idle, client.write_all(&early)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!("tunnel to {}: the client took nothing", lease.addr);
+            return;
+        }
+    }
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, BUF, BUF);
     tokio::pin!(copy);
     // Every byte crosses the client connection, whose IO stamps activity.

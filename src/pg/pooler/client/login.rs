@@ -209,10 +209,7 @@ async fn negotiate(
     let mut out = BytesMut::with_capacity(512);
     backend::auth_ok(&mut out);
     for (k, v) in &server_params {
-        let value = client_params
-            .values
-            .get(&k.to_ascii_lowercase())
-            .unwrap_or(v);
+        let value = client_params.get(&k.to_ascii_lowercase()).unwrap_or(v);
         backend::parameter_status(&mut out, k, value);
     }
     backend::backend_key_data(&mut out, pid, cancel.secret);
@@ -226,7 +223,6 @@ async fn negotiate(
         database: database.clone(),
         addr: peer,
         application_name: client_params
-            .values
             .get("application_name")
             .cloned()
             .unwrap_or_default(),
@@ -428,7 +424,7 @@ async fn greeting_params(
         }
     };
     let params: Vec<(String, String)> = conn
-        .params
+        .params()
         .iter()
         .map(|(k, v)| (canonical_name(k), v.clone()))
         .collect();
@@ -436,7 +432,7 @@ async fn greeting_params(
         *p = params.clone();
     }
     if let Ok(mut b) = pool.baseline.lock() {
-        *b = Arc::new(conn.params.clone());
+        *b = Arc::new(conn.params().clone());
     }
     pool.checkin(conn, settings.pg.server_lifetime);
     Ok(params)

@@ -5,6 +5,7 @@
 //! are SET on it (PgBouncer's approach).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Startup parameters that are not settings and are not passed on.
 const NOT_SETTINGS: &[&str] = &["user", "database"];
@@ -39,7 +40,31 @@ pub fn is_server_only(name: &str) -> bool {
 /// The client's settings, by lower-case name.
 #[derive(Default, Clone)]
 pub struct ClientParams {
-    pub values: HashMap<String, String>,
+    values: HashMap<String, String>,
+    /// The same settings, sorted by name, as one shared value: what a
+    /// [`SyncMark`] holds, so that a server connection can tell that it
+    /// already matches a client without hashing every setting (that
+    /// comparison cost a quarter of a pooled SELECT).
+    sorted: Arc<[(String, String)]>,
+}
+
+/// What a server connection's settings were last brought in line with: a
+/// client's settings over a pool's baseline. While the connection reports
+/// no change, a client whose mark [`matches`](SyncMark::matches) needs no
+/// `SET`.
+#[derive(Clone)]
+pub struct SyncMark {
+    settings: Arc<[(String, String)]>,
+    baseline: Arc<HashMap<String, String>>,
+}
+
+impl SyncMark {
+    /// Same baseline (it is replaced, never changed in place) and the same
+    /// settings: often the very same value, else a few string compares.
+    pub fn matches(&self, client: &ClientParams, baseline: &Arc<HashMap<String, String>>) -> bool {
+        Arc::ptr_eq(&self.baseline, baseline)
+            && (Arc::ptr_eq(&self.settings, &client.sorted) || *self.settings == *client.sorted)
+    }
 }
 
 impl ClientParams {
@@ -49,7 +74,44 @@ impl ClientParams {
             .filter(|(k, _)| !NOT_SETTINGS.contains(&k.as_str()))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
-        ClientParams { values }
+        let mut c = ClientParams {
+            values,
+            sorted: Arc::default(),
+        };
+        c.sort();
+        c
+    }
+
+    /// The client's value of `name` (lower case).
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.values.get(name)
+    }
+
+    /// Records a setting the client changed (`name` in lower case).
+    pub fn set(&mut self, name: String, value: String) {
+        if self.values.get(&name) != Some(&value) {
+            self.values.insert(name, value);
+            self.sort();
+        }
+    }
+
+    fn sort(&mut self) {
+        let mut sorted: Vec<(String, String)> = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        sorted.sort_unstable();
+        self.sorted = sorted.into();
+    }
+
+    /// The mark a server connection keeps once it matches these settings
+    /// over `baseline`.
+    pub fn mark(&self, baseline: &Arc<HashMap<String, String>>) -> SyncMark {
+        SyncMark {
+            settings: self.sorted.clone(),
+            baseline: baseline.clone(),
+        }
     }
 
     /// `SET` statements for the settings the server has otherwise, and
@@ -164,12 +226,40 @@ mod tests {
     }
 
     #[test]
+    fn a_mark_holds_for_equal_settings_over_the_same_baseline_only() {
+        let startup = [
+            ("user".to_string(), "u".to_string()),
+            ("application_name".to_string(), "pgbench".to_string()),
+            ("client_encoding".to_string(), "UTF8".to_string()),
+        ];
+        let a = ClientParams::from_startup(&startup);
+        let mut b = ClientParams::from_startup(&startup);
+        let baseline = Arc::new(HashMap::from([(
+            "client_encoding".to_string(),
+            "UTF8".to_string(),
+        )]));
+        let mark = a.mark(&baseline);
+        assert!(mark.matches(&a, &baseline));
+        assert!(mark.matches(&b, &baseline), "another client, same settings");
+        // A pool that learned its baseline again: compare anew.
+        let relearned = Arc::new((*baseline).clone());
+        assert!(!mark.matches(&a, &relearned));
+        // The same value again changes nothing; a new one does.
+        b.set("application_name".into(), "pgbench".into());
+        assert!(mark.matches(&b, &baseline));
+        b.set("application_name".into(), "psql".into());
+        assert!(!mark.matches(&b, &baseline));
+        b.set("timezone".into(), "UTC".into());
+        assert!(!mark.matches(&b, &baseline));
+    }
+
+    #[test]
     fn what_describes_the_server_is_never_set_or_reset() {
         // A client that was leased a standby when it was promoted heard
         // in_hot_standby = off; the next server is a standby.
         let mut c = ClientParams::from_startup(&[]);
-        c.values.insert("in_hot_standby".into(), "off".into());
-        c.values.insert("is_superuser".into(), "on".into());
+        c.set("in_hot_standby".into(), "off".into());
+        c.set("is_superuser".into(), "on".into());
         let mut baseline = HashMap::new();
         baseline.insert("in_hot_standby".to_string(), "off".to_string());
         baseline.insert("server_version".to_string(), "15.4".to_string());

@@ -275,15 +275,18 @@ impl Session {
         backend.outstanding.fetch_add(1, Ordering::Relaxed);
         backend.routed.fetch_add(1, Ordering::Relaxed);
         let baseline = self.pool.baseline();
-        if let Some(sql) = self.params.sync_sql(&conn.params, &baseline) {
-            let timeout = self.pooler.settings.load().pg.wait_timeout;
-            if let Err(e) = conn.simple_query(&sql, timeout).await {
-                backend.outstanding.fetch_sub(1, Ordering::Relaxed);
-                self.cancel.release().await;
-                self.pool.lost(conn.addr);
-                return Err(e);
+        if !conn.is_synced_to(&self.params, &baseline) {
+            let sql = self.params.sync_sql(conn.params(), &baseline);
+            if let Some(sql) = &sql {
+                let timeout = self.pooler.settings.load().pg.wait_timeout;
+                if let Err(e) = conn.simple_query(sql, timeout).await {
+                    backend.outstanding.fetch_sub(1, Ordering::Relaxed);
+                    self.cancel.release().await;
+                    self.pool.lost(conn.addr);
+                    return Err(e);
+                }
             }
-            self.params.apply_to(&mut conn.params, &baseline);
+            conn.synced_to(&self.params, &baseline, sql.is_some());
         }
         let now = Instant::now();
         self.info.state.store(ClientInfo::ACTIVE, Ordering::Relaxed);
@@ -562,7 +565,7 @@ impl Session {
                         // A promotion reports in_hot_standby = off: news
                         // about this server, not a setting of the client's.
                         if !is_server_only(&k) {
-                            self.params.values.insert(k, v.to_string());
+                            self.params.set(k, v.to_string());
                         }
                     }
                     lease.conn.note_parameter(&body);
@@ -675,7 +678,7 @@ impl Session {
             // DISCARD ALL put every setting back to the server's default.
             let baseline = self.pool.baseline();
             if !baseline.is_empty() {
-                conn.params = (*baseline).clone();
+                conn.reset_params(&baseline);
             }
         }
         if ok && conn.tx_status == b'I' {

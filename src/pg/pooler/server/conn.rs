@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use tokio::io::AsyncWriteExt;
 
+use crate::pg::pooler::client::params::{ClientParams, SyncMark};
 use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::stream::PgStream;
 use crate::pg::wire::WireError;
@@ -42,7 +44,10 @@ pub struct ServerConn {
     pub secret: i32,
     /// ParameterStatus values as PostgreSQL last reported them (lower-case
     /// names), to tell whether a client's settings need a SET.
-    pub params: HashMap<String, String>,
+    params: HashMap<String, String>,
+    /// The client settings `params` were last found to match; cleared by
+    /// every change to `params`.
+    synced: Option<SyncMark>,
     /// Pooler statement ids prepared here, with a use counter for LRU.
     pub prepared: HashMap<u64, u64>,
     use_clock: u64,
@@ -82,6 +87,7 @@ impl ServerConn {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect(),
+            synced: None,
             prepared: HashMap::new(),
             use_clock: 0,
             dirty: false,
@@ -183,7 +189,45 @@ impl ServerConn {
         let mut f = Fields::new(body);
         if let (Ok(k), Ok(v)) = (f.cstr(), f.cstr()) {
             self.params.insert(k.to_ascii_lowercase(), v.to_string());
+            self.synced = None;
         }
+    }
+
+    /// The settings PostgreSQL reported for this connection.
+    pub fn params(&self) -> &HashMap<String, String> {
+        &self.params
+    }
+
+    /// After DISCARD ALL: every setting is back at the pool's baseline.
+    pub fn reset_params(&mut self, baseline: &HashMap<String, String>) {
+        self.params = baseline.clone();
+        self.synced = None;
+    }
+
+    /// Whether this connection is known to match `client` over
+    /// `baseline` already (no comparison needed).
+    pub fn is_synced_to(
+        &self,
+        client: &ClientParams,
+        baseline: &Arc<HashMap<String, String>>,
+    ) -> bool {
+        self.synced
+            .as_ref()
+            .is_some_and(|m| m.matches(client, baseline))
+    }
+
+    /// Records that `client`'s settings are in place, after the SETs
+    /// `sync_sql` asked for (if any) ran.
+    pub fn synced_to(
+        &mut self,
+        client: &ClientParams,
+        baseline: &Arc<HashMap<String, String>>,
+        set: bool,
+    ) {
+        if set {
+            client.apply_to(&mut self.params, baseline);
+        }
+        self.synced = Some(client.mark(baseline));
     }
 
     /// Says goodbye; errors do not matter, the socket closes either way.

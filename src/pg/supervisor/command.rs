@@ -130,24 +130,13 @@ pub fn give_to_postgres(plan: &DbPlan, path: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Writes a file only PostgreSQL's user can read, atomically (write to a
-/// temporary name, then rename), so a crash never leaves half a config.
+/// Writes a file only PostgreSQL's user can read, atomically and durably
+/// (`node::atomic_file`), so a crash or a power cut never leaves half a
+/// config, or an empty one, for PostgreSQL to start from.
 pub fn write_private(plan: &DbPlan, path: &Path, text: &str, mode: u32) -> Result<(), DbError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("piha-tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(DbError::io(format!("cannot write {}", tmp.display())))?;
-    f.write_all(text.as_bytes())
-        .map_err(DbError::io(format!("cannot write {}", tmp.display())))?;
-    drop(f);
-    give_to_postgres(plan, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(DbError::io(format!("cannot write {}", path.display())))
+    let owner = plan.os_user.map(|u| (u.uid, u.gid));
+    crate::node::atomic_file::write_owned(path, text.as_bytes(), mode, owner)
+        .map_err(DbError::io(format!("cannot write {}", path.display())))
 }
 
 /// Creates `dir` (and parents) owned by PostgreSQL's user with `mode`.

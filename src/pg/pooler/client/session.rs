@@ -676,10 +676,7 @@ impl Session {
             conn.prepared.clear();
             conn.dirty = false;
             // DISCARD ALL put every setting back to the server's default.
-            let baseline = self.pool.baseline();
-            if !baseline.is_empty() {
-                conn.reset_params(&baseline);
-            }
+            conn.reset_params(&self.pool.baseline());
         }
         if ok && conn.tx_status == b'I' {
             self.pool.checkin(lease.conn, settings.pg.server_lifetime);

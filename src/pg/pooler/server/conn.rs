@@ -198,9 +198,12 @@ impl ServerConn {
         &self.params
     }
 
-    /// After DISCARD ALL: every setting is back at the pool's baseline.
+    /// After DISCARD ALL: every setting is back at the pool's baseline
+    /// (when the pool has learned it), and no client's settings are in place.
     pub fn reset_params(&mut self, baseline: &HashMap<String, String>) {
-        self.params = baseline.clone();
+        if !baseline.is_empty() {
+            self.params = baseline.clone();
+        }
         self.synced = None;
     }
 

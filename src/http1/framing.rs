@@ -96,6 +96,16 @@ impl Framing {
         while at < data.len() {
             let step = match self.state {
                 State::Done => return Verdict::Pass,
+                State::Head if self.head.is_empty() => match self.whole_head(&data[at..]) {
+                    Some((len, Step::Reject(reason))) => {
+                        // As on the line-by-line path, the refused head's
+                        // last byte is the first one held back.
+                        at += len - 1;
+                        Step::Reject(reason)
+                    }
+                    Some((_, took)) => took,
+                    None => self.head_line(&data[at..]),
+                },
                 State::Head => self.head_line(&data[at..]),
                 State::Fixed(left) => {
                     let take = left.min((data.len() - at) as u64);
@@ -131,6 +141,22 @@ impl Framing {
         Verdict::Pass
     }
 
+    /// The fast path for a head that arrived whole in one read (nearly
+    /// every request): checked where it lies, without collecting it line by
+    /// line. `None` when the head is not all here, or too large, or starts
+    /// with the empty lines the slow path skips: `head_line` takes those.
+    /// Also gives the head's length.
+    fn whole_head(&mut self, data: &[u8]) -> Option<(usize, Step)> {
+        if data[0] == b'\r' || data[0] == b'\n' {
+            return None;
+        }
+        let len = whole_head_len(data)?;
+        if len > self.max_head {
+            return None;
+        }
+        Some((len, self.head_done(&data[..len], len)))
+    }
+
     /// Takes head bytes up to and including the next LF (a whole line at a
     /// time: the head is only looked at when a line ends), or as many as
     /// fit under `max_head`.
@@ -142,10 +168,7 @@ impl Framing {
         if self.head.len() >= self.max_head {
             return Step::Reject("request head too large");
         }
-        let line = data
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(data.len(), |i| i + 1);
+        let line = memchr::memchr(b'\n', data).map_or(data.len(), |i| i + 1);
         let n = line.min(self.max_head - self.head.len());
         self.head.extend_from_slice(&data[..n]);
         if data[n - 1] != b'\n' || !(self.head.ends_with(b"\n\n") || self.head.ends_with(b"\n\r\n"))
@@ -158,8 +181,18 @@ impl Framing {
             self.head.pop();
             return Step::Took(n - 1);
         }
-        let parsed = parse_head(&self.head, self.first);
+        let head = std::mem::take(&mut self.head);
+        let step = self.head_done(&head, n);
+        // Keep the allocation for the next head that trickles in.
+        self.head = head;
         self.head.clear();
+        step
+    }
+
+    /// A complete head (ending in its empty line), of which the last `n`
+    /// bytes are in the current feed: judged, and the state moved on.
+    fn head_done(&mut self, head: &[u8], n: usize) -> Step {
+        let parsed = parse_head(head, self.first);
         self.first = false;
         match parsed {
             Err(reason) => Step::Reject(reason),
@@ -201,6 +234,21 @@ impl Framing {
             State::Head
         };
     }
+}
+
+/// The length of the head at the front of `data`, through the LF of its
+/// empty line (`\n\n` or `\n\r\n`, as the line-by-line path ends it), if
+/// it is all there.
+fn whole_head_len(data: &[u8]) -> Option<usize> {
+    for lf in memchr::memchr_iter(b'\n', data) {
+        match data.get(lf + 1..)? {
+            [b'\n', ..] => return Some(lf + 2),
+            [b'\r', b'\n', ..] => return Some(lf + 3),
+            [b'\r'] => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Checks one complete request head (ending in an empty line).
@@ -278,10 +326,39 @@ fn digits(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// RFC 9110 token characters.
+/// RFC 9110 token characters. A table: every header name's every byte is
+/// looked up here.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -400,6 +477,21 @@ mod tests {
         assert_eq!(keep, input.len() - 1);
         // A body that hides a head is body, not a head.
         passes(b"POST / HTTP/1.1\r\nContent-Length: 40\r\n\r\nGET / HTTP/1.1\r\nTransfer-Encoding: x\r\n\r\n\r\n");
+    }
+
+    #[test]
+    fn a_head_in_pieces_then_a_whole_bad_one_is_cut_at_its_last_byte() {
+        let mut f = Framing::new(8192);
+        assert_eq!(f.feed(b"GET / HTTP/1.1\r\nHo"), Verdict::Pass);
+        let rest =
+            b"st: a\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(
+            f.feed(rest),
+            Verdict::Reject {
+                keep: rest.len() - 1,
+                reason: "more than one Content-Length"
+            }
+        );
     }
 
     #[test]

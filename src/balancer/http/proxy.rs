@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::Handle;
 use super::body::{BodySlot, Fault, RequestBody, ResponseBody};
 use super::conn::ConnState;
-use super::headers::{self, Origin};
+use super::headers::{self, Forwarding, Origin};
 use super::reply::Local;
 use super::stats::BackendCounters;
 use super::upgrade;
@@ -210,17 +210,21 @@ fn respond(
 }
 
 /// The request head as every attempt sends it; only the backend differs.
-struct Head {
+struct Head<'a> {
     method: Method,
     /// Origin-form: what the backend sees as the request target.
     path: PathAndQuery,
+    /// The client's headers, less the hop-by-hop and forwarding ones.
     headers: HeaderMap,
+    /// The client sent a Host (or h2 `:authority`), now in `headers`.
+    has_host: bool,
+    forwarding: Forwarding<'a>,
 }
 
-impl Head {
+impl<'a> Head<'a> {
     /// Takes the client's head apart (no copy of its headers) and rewrites
     /// it for the backends.
-    fn new(parts: Parts, cx: &RequestCtx, upgrade: bool) -> Result<Head, &'static str> {
+    fn new(parts: Parts, cx: &'a RequestCtx, upgrade: bool) -> Result<Head<'a>, &'static str> {
         let path = match parts.uri.path_and_query() {
             Some(p) => p.clone(),
             None => PathAndQuery::from_static("/"),
@@ -236,24 +240,30 @@ impl Head {
         if parts.version == Version::HTTP_2 {
             headers::join_cookies(&mut headers);
         }
-        if !headers.contains_key(header::HOST) {
-            if let Some(authority) = parts.uri.authority() {
-                if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
-                    headers.insert(header::HOST, v);
+        let host = match headers.get(header::HOST) {
+            Some(host) => Some(host.clone()),
+            None => {
+                let authority = parts.uri.authority();
+                let host = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+                if let Some(host) = &host {
+                    headers.insert(header::HOST, host.clone());
                 }
+                host
             }
-        }
-        let host = headers.get(header::HOST).cloned();
+        };
+        let has_host = host.is_some();
         let origin = Origin {
             client: &cx.client,
             proto: if cx.tls { "https" } else { "http" },
-            host: host.as_ref(),
+            host,
         };
-        headers::add_forwarding(&mut headers, &origin);
+        let forwarding = Forwarding::take(&mut headers, origin);
         Ok(Head {
             method: parts.method,
             path,
             headers,
+            has_host,
+            forwarding,
         })
     }
 
@@ -266,7 +276,8 @@ impl Head {
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum();
-        let mut out = Vec::with_capacity(size + self.path.as_str().len() + 64);
+        // Room for the forwarding lines too (about 150 bytes).
+        let mut out = Vec::with_capacity(size + self.path.as_str().len() + 256);
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.path.as_str().as_bytes());
@@ -279,9 +290,10 @@ impl Head {
         }
         // A client without Host (HTTP/1.0) gets the backend's, as an
         // absolute-form request to it would have.
-        if !self.headers.contains_key(header::HOST) {
+        if !self.has_host {
             out.extend_from_slice(format!("host: {addr}\r\n").as_bytes());
         }
+        self.forwarding.write(&mut out);
         if chunked {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod atomic_file;
 pub mod backoff;
+pub mod coarse_clock;
 pub mod context;
 pub mod events;
 pub mod health;

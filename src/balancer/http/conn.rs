@@ -27,6 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::stats::Stats;
 use crate::http1::{Framing, GuardedIo};
+use crate::node::coarse_clock;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -49,6 +50,9 @@ pub enum Expiry {
 
 pub struct ConnState {
     born: Instant,
+    /// `born` on the coarse clock: every read and write stamps the
+    /// connection, so stamps are taken there (see `coarse_clock`).
+    born_ms: u64,
     /// Milliseconds after `born` of the last byte read or written.
     last_ms: AtomicU64,
     started: AtomicU64,
@@ -68,6 +72,7 @@ impl ConnState {
             .fetch_add(1, Ordering::Relaxed);
         Arc::new(ConnState {
             born: Instant::now(),
+            born_ms: coarse_clock::now_ms(),
             last_ms: AtomicU64::new(0),
             started: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
@@ -77,7 +82,7 @@ impl ConnState {
     }
 
     pub fn touch(&self) {
-        let ms = self.born.elapsed().as_millis() as u64;
+        let ms = coarse_clock::now_ms().saturating_sub(self.born_ms);
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::balancer::pool::BackendView;
+use crate::node::coarse_clock;
 
 /// Upper bounds of the latency buckets, in milliseconds; one more bucket
 /// holds everything slower. Fixed, so a snapshot is a plain array copy.
@@ -246,7 +247,9 @@ pub struct FrontCounters {
 pub struct Stats {
     pub front: FrontCounters,
     backends: RwLock<HashMap<SocketAddr, Arc<BackendCounters>>>,
-    epoch: Instant,
+    /// When these stats began, on the coarse clock (two reads per request
+    /// ask for the current second).
+    epoch_ms: u64,
 }
 
 impl Default for Stats {
@@ -254,7 +257,7 @@ impl Default for Stats {
         Stats {
             front: FrontCounters::default(),
             backends: RwLock::default(),
-            epoch: Instant::now(),
+            epoch_ms: coarse_clock::now_ms(),
         }
     }
 }
@@ -262,7 +265,7 @@ impl Default for Stats {
 impl Stats {
     /// Seconds since these stats began, the clock of the rate windows.
     pub fn second(&self) -> u64 {
-        self.epoch.elapsed().as_secs()
+        coarse_clock::now_ms().saturating_sub(self.epoch_ms) / 1000
     }
 
     /// The counters of `addr`, made on first use.

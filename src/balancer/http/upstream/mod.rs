@@ -25,13 +25,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::Response;
 
 pub use body::BackendBody;
 use conn::Conn;
 pub use conn::Outgoing;
+
+use crate::node::coarse_clock;
 
 /// Why a request got no response head from its backend.
 #[derive(Debug)]
@@ -81,7 +83,15 @@ pub struct Upstream {
 
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// When it went idle, on the coarse clock (`coarse_clock`): every
+    /// request checks a connection out and puts it back.
+    since_ms: u64,
+}
+
+impl Idle {
+    fn fresh(&self, now_ms: u64, idle_timeout: Duration) -> bool {
+        u128::from(now_ms.saturating_sub(self.since_ms)) < idle_timeout.as_millis()
+    }
 }
 
 impl Upstream {
@@ -127,12 +137,12 @@ impl Upstream {
     }
 
     fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
-        let now = Instant::now();
+        let now = coarse_clock::now_ms();
         let mut idle = self.lock();
         let (_, list) = idle.iter_mut().find(|(a, _)| *a == addr)?;
         // Dropping one that cannot serve closes it.
         while let Some(c) = list.pop_back() {
-            if now.duration_since(c.since) < self.idle_timeout && c.conn.is_alive() {
+            if c.fresh(now, self.idle_timeout) && c.conn.is_alive() {
                 return Some(c.conn);
             }
         }
@@ -140,7 +150,7 @@ impl Upstream {
     }
 
     fn put(&self, addr: SocketAddr, conn: Conn) {
-        let now = Instant::now();
+        let now = coarse_clock::now_ms();
         let mut idle = self.lock();
         let i = match idle.iter().position(|(a, _)| *a == addr) {
             Some(i) => i,
@@ -152,12 +162,15 @@ impl Upstream {
         let list = &mut idle[i].1;
         while list
             .front()
-            .is_some_and(|c| now.duration_since(c.since) >= self.idle_timeout)
+            .is_some_and(|c| !c.fresh(now, self.idle_timeout))
             || list.len() >= self.max_idle
         {
             list.pop_front();
         }
-        list.push_back(Idle { conn, since: now });
+        list.push_back(Idle {
+            conn,
+            since_ms: now,
+        });
     }
 
     /// Closes connections idle past `idle_timeout` even when no request
@@ -176,11 +189,9 @@ impl Upstream {
                 let Some(upstream) = weak.upgrade() else {
                     return;
                 };
-                let now = Instant::now();
+                let now = coarse_clock::now_ms();
                 for (_, list) in upstream.lock().iter_mut() {
-                    list.retain(|c| {
-                        now.duration_since(c.since) < upstream.idle_timeout && c.conn.is_alive()
-                    });
+                    list.retain(|c| c.fresh(now, upstream.idle_timeout) && c.conn.is_alive());
                 }
             }
         });

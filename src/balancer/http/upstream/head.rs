@@ -120,15 +120,17 @@ fn parse_with<const N: usize>(
     }
     let bytes: Bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
+    let mut framing = Framing::default();
     for &(name, name_len, value, value_len) in &spans[..count] {
         let name = HeaderName::from_bytes(&bytes[name..name + name_len])
             .map_err(|_| Why::Other("invalid header name in the response"))?;
         let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
             .map_err(|_| Why::Other("invalid header value in the response"))?;
+        framing.note(&name, &value);
         headers.append(name, value);
     }
-    let (body, framed_twice) = body_len(status, &headers, head_request).map_err(Why::Other)?;
-    let keep_alive = !framed_twice && body != BodyLen::UntilClose && persistent(version, &headers);
+    let (body, framed_twice) = body_len(status, &framing, head_request).map_err(Why::Other)?;
+    let keep_alive = !framed_twice && body != BodyLen::UntilClose && framing.persistent(version);
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
@@ -140,12 +142,76 @@ fn parse_with<const N: usize>(
     }))
 }
 
+/// What the framing rules need from a response's headers, noted as its
+/// map is built: comparing each name with three standard ones costs less
+/// than four lookups in the finished map.
+#[derive(Debug, Default)]
+struct Framing {
+    /// Content-Length: its value, or why it cannot be used (reported only
+    /// when the body's length depends on it).
+    length: Option<Result<u64, &'static str>>,
+    /// Transfer-Encoding was present; `chunked_last`: its last coding (over
+    /// every line) is chunked.
+    transfer_encoding: bool,
+    chunked_last: bool,
+    /// Connection tokens.
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Framing {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if *name == header::CONTENT_LENGTH {
+            self.content_length(value.as_bytes());
+        } else if *name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            let last = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.split(',').map(str::trim).rfind(|t| !t.is_empty()));
+            if let Some(coding) = last {
+                self.chunked_last = coding.eq_ignore_ascii_case("chunked");
+            }
+        } else if *name == header::CONNECTION {
+            for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                self.close |= token.eq_ignore_ascii_case("close");
+                self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        }
+    }
+
+    /// Repeated or listed values must all agree, as hyper requires.
+    fn content_length(&mut self, value: &[u8]) {
+        for item in value.split(|&b| b == b',') {
+            let next = match (digits(item.trim_ascii()), self.length) {
+                (_, Some(Err(_))) => return,
+                (None, _) => Err("invalid Content-Length in the response"),
+                (Some(n), Some(Ok(l))) if n != l => {
+                    Err("conflicting Content-Length in the response")
+                }
+                (Some(n), _) => Ok(n),
+            };
+            self.length = Some(next);
+        }
+    }
+
+    /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes
+    /// it unless told `keep-alive`.
+    fn persistent(&self, version: Version) -> bool {
+        if version == Version::HTTP_11 {
+            !self.close
+        } else {
+            self.keep_alive
+        }
+    }
+}
+
 /// RFC 9112 §6.3, for a response. Also says whether the message carried
 /// both Transfer-Encoding and Content-Length (answered by the former; the
 /// connection must not be reused after it).
 fn body_len(
     status: StatusCode,
-    headers: &HeaderMap,
+    framing: &Framing,
     head_request: bool,
 ) -> Result<(BodyLen, bool), &'static str> {
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -154,61 +220,20 @@ fn body_len(
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((BodyLen::Empty, false));
     }
-    let has_length = headers.contains_key(header::CONTENT_LENGTH);
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|t| !t.is_empty());
-        let len = match last {
-            Some(t) if t.eq_ignore_ascii_case("chunked") => BodyLen::Chunked,
-            _ => BodyLen::UntilClose,
+    let has_length = framing.length.is_some();
+    if framing.transfer_encoding {
+        let len = if framing.chunked_last {
+            BodyLen::Chunked
+        } else {
+            BodyLen::UntilClose
         };
         return Ok((len, has_length));
     }
-    if !has_length {
-        return Ok((BodyLen::UntilClose, false));
-    }
-    // Repeated or listed values must all agree, as hyper requires.
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let n = digits(item.trim_ascii()).ok_or("invalid Content-Length in the response")?;
-            if length.is_some_and(|l| l != n) {
-                return Err("conflicting Content-Length in the response");
-            }
-            length = Some(n);
-        }
-    }
-    let len = length.ok_or("invalid Content-Length in the response")?;
-    Ok((
-        if len == 0 {
-            BodyLen::Empty
-        } else {
-            BodyLen::Length(len)
-        },
-        false,
-    ))
-}
-
-/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it
-/// unless told `keep-alive`.
-fn persistent(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    if version == Version::HTTP_11 {
-        !has("close")
-    } else {
-        has("keep-alive")
+    match framing.length {
+        None => Ok((BodyLen::UntilClose, false)),
+        Some(Err(why)) => Err(why),
+        Some(Ok(0)) => Ok((BodyLen::Empty, false)),
+        Some(Ok(n)) => Ok((BodyLen::Length(n), false)),
     }
 }
 
@@ -271,6 +296,28 @@ mod tests {
         assert!(!h.keep_alive);
         let h = head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).unwrap();
         assert!(!h.keep_alive, "HTTP/1.0 closes unless told otherwise");
+        let h = head(
+            "HTTP/1.0 200 OK\r\nConnection: x, Keep-Alive\r\nContent-Length: 1\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert!(h.keep_alive);
+        let h = head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(h.body, BodyLen::UntilClose, "the last coding decides");
+        let h = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\nContent-Length: 4\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            h.body,
+            BodyLen::Length(4),
+            "agreeing repeats are one length"
+        );
         let h = head(
             "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
             false,

@@ -169,11 +169,7 @@ impl Body for BackendBody {
                 Left::Chunked(_) | Left::UntilClose => MAX_READ / 2,
             };
             conn.buf.reserve(want);
-            if let Err(e) = std::task::ready!(conn.stream.poll_read_ready(cx)) {
-                return this.fail(e);
-            }
-            match conn.stream.try_read_buf(&mut conn.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            match std::task::ready!(conn.poll_read(cx)) {
                 Ok(0) if matches!(this.left, Left::UntilClose) => {
                     this.left = Left::Done;
                     this.reusable = false;

@@ -31,7 +31,10 @@ pub async fn serve(pooler: Arc<Pooler>, tcp: TcpStream, peer: SocketAddr) {
         return;
     }
     pooler.clients_total.fetch_add(1, Ordering::Relaxed);
-    let Some(logged_in) = login::login(&pooler, tcp, peer).await else {
+    // Boxed, and so freed once the client is in: the login's future (TLS
+    // handshake, SCRAM) is larger than the session's, and an idle client's
+    // task would otherwise keep room for it for as long as it stays.
+    let Some(logged_in) = Box::pin(login::login(&pooler, tcp, peer)).await else {
         return;
     };
     session::run(pooler.clone(), logged_in).await;

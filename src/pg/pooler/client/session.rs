@@ -360,7 +360,10 @@ impl Session {
                 // None of the client's settings at startup: every server of
                 // the pool then goes back to the same values (the baseline)
                 // on RESET and DISCARD ALL; `acquire` SETs the client's.
-                let made = connect(ConnectParams {
+                // Boxed: the connect future (TLS, SCRAM) is the largest
+                // part of a session's; inline, every idle client's task
+                // would carry its room (print-type-sizes: 2.2 of 5.2 KB).
+                let made = Box::pin(connect(ConnectParams {
                     addr: backend.addr,
                     user: &self.pool.user,
                     database: &self.pool.database,
@@ -368,7 +371,7 @@ impl Session {
                     credentials: &self.pool.credentials(),
                     timeout: settings.pg.login_timeout,
                     tls: self.pooler.server_tls.as_ref(),
-                })
+                }))
                 .await;
                 match made {
                     Ok(conn) => {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::vrrp_rig::{Probe, Rig, VIP};
@@ -148,6 +149,58 @@ fn preempt_on_takes_the_vip_back_and_off_does_not() {
     // Well past the master-down interval: node 1 keeps it.
     std::thread::sleep(Duration::from_millis(800));
     assert_converged_on(&rig, 1);
+}
+
+/// A master that gives the VIP up resets the connections on it: a client
+/// waiting on one gets an RST as the VIP moves, where it used to wait out
+/// its own timeout for an answer that could no longer be routed from an
+/// address the node had dropped (the failure drill's 5 s hangs at
+/// failback).
+#[test]
+fn a_master_giving_the_vip_up_resets_the_connections_on_it() {
+    let mut rig = converged_pair(FAST);
+    rig.kill(0);
+    assert_converged_on(&rig, 1);
+    // Half a request head: node 1's balancer waits for the rest (its
+    // header timeout is 10 s), as it would wait on a slow backend.
+    let (sent, ready) = std::sync::mpsc::channel();
+    let ns = rig.lab.client().name.clone();
+    let waiting = std::thread::spawn(move || {
+        common::netns::in_netns(&ns, || {
+            let addr = std::net::SocketAddr::new(VIP, 80);
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .expect("connect to the VIP");
+            s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n")
+                .expect("half a head");
+            s.set_read_timeout(Some(Duration::from_secs(8)))
+                .expect("read timeout");
+            let _ = sent.send(());
+            let mut buf = [0u8; 256];
+            let r = s.read(&mut buf);
+            (r.map_err(|e| e.kind()), std::time::Instant::now())
+        })
+    });
+    ready
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the client is waiting");
+    rig.start(0);
+    rig.wait_state(0, "master", Duration::from_secs(5));
+    let stepped_down = std::time::Instant::now();
+    let (read, at) = waiting.join().expect("client thread");
+    assert_eq!(
+        read,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the waiting client was told at once\n{}",
+        rig.logs()
+    );
+    let late = at.saturating_duration_since(stepped_down);
+    assert!(late < Duration::from_secs(1), "the RST came {late:?} late");
+    let s = rig.vrrp_status(1).expect("node 1 status");
+    assert!(
+        s["counters"]["connections_reset"].as_u64() >= Some(1),
+        "{s:#}"
+    );
+    assert_converged_on(&rig, 0);
 }
 
 #[test]

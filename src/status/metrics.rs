@@ -756,6 +756,11 @@ fn vrrp(s: &VrrpStatus, out: &mut Out) -> Result<(), std::fmt::Error> {
         "Sends, receives or netlink calls that failed",
         c.io_errors,
     )?;
+    out.counter(
+        "piha_vrrp_connections_reset",
+        "Connections on the VIP reset as it left this node",
+        c.connections_reset,
+    )?;
     let track: Series = s
         .tracking
         .iter()
@@ -971,6 +976,7 @@ pub(super) mod tests {
                 0.0,
             ),
             ("piha_vrrp_io_errors_total".into(), 7.0),
+            ("piha_vrrp_connections_reset_total".into(), 2.0),
             (r#"piha_vrrp_track_healthy{item="http"}"#.into(), 0.0),
             (r#"piha_vrrp_track_healthy{item="pooler"}"#.into(), 1.0),
         ] {

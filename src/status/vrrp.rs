@@ -112,6 +112,7 @@ pub(super) mod tests {
                 announcements_sent: 20,
                 dropped,
                 io_errors: 7,
+                connections_reset: 2,
             },
         }
     }
@@ -179,6 +180,7 @@ pub(super) mod tests {
             "announcements_sent",
             "dropped",
             "io_errors",
+            "connections_reset",
         ];
         counters.sort_unstable();
         assert_eq!(keys(&doc["counters"]), counters);

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::guard::Guard;
 use super::io::announce::Announcer;
 use super::io::netlink::{self, Link, Netlink};
+use super::io::sock_diag;
 use super::io::socket::{AdvertSocket, Datagram, SocketConfig};
 use super::machine::{Action, Machine, State};
 use super::packet::{self, Advert, Checksum, ChecksumPolicy, Drop, Expect, Received, Version};
@@ -433,9 +434,33 @@ impl Instance {
 
     async fn remove_vips(&mut self) {
         for vip in self.setup.vips.clone() {
+            // While the address is still here, or the resets could not be
+            // routed (see `io::sock_diag`).
+            self.reset_connections(vip.addr());
             if let Err(e) = self.netlink.del_address(self.link.index, vip).await {
                 self.io_error("removing the VIP", &e);
             }
+        }
+    }
+
+    /// Sends an RST to every client connected to `vip`, so none waits for
+    /// an answer that can no longer leave this node.
+    fn reset_connections(&mut self, vip: IpAddr) {
+        match sock_diag::reset_connections(vip) {
+            Ok(r) => {
+                self.counters.connections_reset += r.reset as u64;
+                if r.reset > 0 {
+                    self.notice(Notice::Info(
+                        format!(
+                            "reset {} connections on {vip} before giving it up, so their \
+                             clients retry on the new master at once",
+                            r.reset
+                        ),
+                        json!({"reset": r.reset, "already_gone": r.gone}),
+                    ));
+                }
+            }
+            Err(e) => self.io_error("resetting the connections on the VIP", &e),
         }
     }
 

@@ -74,4 +74,6 @@ pub struct Counters {
     pub dropped: BTreeMap<&'static str, u64>,
     /// Sends, receives or netlink calls that failed.
     pub io_errors: u64,
+    /// Connections on the VIP reset as it left this node.
+    pub connections_reset: u64,
 }

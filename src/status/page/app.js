@@ -851,6 +851,7 @@
       ['Adverts', fmtCount(c.adverts_sent), null, 'adverts sent, and adverts from other routers accepted',
         'sent · ' + fmtCount(c.adverts_received) + ' received'],
       drops,
+      isNum(c.connections_reset) && c.connections_reset > 0 ? ['Connections reset', fmtCount(c.connections_reset), null, 'client connections on the VIP reset as it left this node, so their clients retried on the new master at once'] : null,
       isNum(c.io_errors) && c.io_errors > 0 ? ['I/O errors', fmtCount(c.io_errors), 'warn', 'sends, receives or netlink calls that failed'] : null,
     ].filter(Boolean).map(([label, value, level, title, sub]) =>
       el('div', { class: 'fe-stat', data: level ? { level } : null, title },

@@ -49,7 +49,10 @@ const FILES: usize = 16;
 const FIRST_NOTE_ID: i64 = 1_000_000;
 /// Requests may fail for at most this long after a node is brought back:
 /// a VIP moving back to a returning master (preempt) cuts the requests in
-/// flight on the old one, which fail at the client's request limit.
+/// flight on the old one. The old master resets those connections as it
+/// steps down (`vrrp::io::sock_diag`), so they fail at once rather than at
+/// the client's receive timeout; what is left is the returning node's
+/// start-up and the link-cut row's Gluster and Postgres rejoin.
 const RETURN_BOUND: Duration = Duration::from_secs(6);
 /// How long each restarted node has to be back on every status page.
 const BACK_LIMIT: Duration = Duration::from_secs(120);
@@ -412,13 +415,13 @@ impl Report {
         let secs =
             |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
         let mut t = String::from(
-            "| fault | node | detected | recovered | requests | failed (fault + return) | longest gap | wrong | back after restart | bound |\n\
+            "| fault | node | detected | recovered | requests | failed (fault + return, return window) | longest gap | wrong | back after restart | bound |\n\
              | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for r in &self.rows {
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {} | {} + {} | {:.2} s | {} | {} | {:.0} s |",
+                "| {} | {} | {} | {} | {} | {} + {} ({:.2} s) | {:.2} s | {} | {} | {:.0} s |",
                 r.fault.name,
                 r.fault.node,
                 secs(r.fault.detected),
@@ -427,6 +430,7 @@ impl Report {
                 r.requests,
                 r.failed - r.failed_on_return,
                 r.failed_on_return,
+                r.return_failing_for.as_secs_f64(),
                 r.longest_gap.as_secs_f64(),
                 r.wrong,
                 secs(r.fault.back),

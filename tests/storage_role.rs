@@ -152,6 +152,47 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
         "2"
     );
 
+    // --- piha restarted as systemd does it: its FUSE client dies with it --
+    // The client is piha's child, so KillMode=control-group takes it on
+    // every `systemctl restart piha` (and the OOM killer may on a small
+    // Pi). The mount stays listed but answers ENOTCONN until piha notices,
+    // unmounts it and mounts the volume again.
+    net.kill(1);
+    net.gl.kill_fuse_client(1, &net.mount);
+    let dead = std::fs::read_to_string(net.gl.node_view(1, &net.mount.join("a/f2")));
+    assert_eq!(
+        dead.as_ref().map_err(|e| e.raw_os_error()).err(),
+        Some(Some(libc::ENOTCONN)),
+        "the mount without its client: {dead:?}"
+    );
+    let restarted = Instant::now();
+    net.start(1);
+    let served = poll(Duration::from_secs(30), || {
+        let s = net.storage(1).ok()?;
+        let back = s["mounted"] == true && s["remounts"].as_u64() == Some(1);
+        let text = std::fs::read_to_string(net.gl.node_view(1, &net.mount.join("a/f2"))).ok()?;
+        (back && text.trim() == "2").then(Instant::now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "pi-2 did not mount the volume again: {:?}\n{:#?}\n{}",
+            net.storage(1).map(|s| s["mounted"].clone()),
+            net.events(1),
+            net.log(1)
+        )
+    });
+    let events = net.events(1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("had lost its client") && e.contains("Transport endpoint")),
+        "{events:#?}"
+    );
+    println!(
+        "a mount whose client died with piha: files served again {:.1} s after piha restarted",
+        served.duration_since(restarted).as_secs_f64()
+    );
+
     // --- the page shows the storage panel --------------------------------
     check_page(&net, "healthy");
 

@@ -3,12 +3,23 @@
 //!
 //! Whether it is mounted is read from /proc/self/mountinfo, never by
 //! touching the mount point: a FUSE mount whose bricks are gone can block
-//! any stat() on it.
+//! any stat() on it. Whether a listed mount still has its client is asked
+//! with one statfs on a thread of its own, bounded in time (`Liveness`).
+//!
+//! Why a mount can lose its client: the FUSE client (`glusterfs
+//! --process-name fuse`) is a child of piha, so systemd's default
+//! KillMode=control-group kills it with piha on every `systemctl restart
+//! piha` and after every crash; the kernel's OOM killer picks it on a Pi
+//! short of memory. The mount then stays listed, every access fails with
+//! ENOTCONN ("Transport endpoint is not connected"), and nothing but an
+//! unmount and a new mount brings it back.
 
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use crate::node::program;
 
@@ -24,6 +35,64 @@ pub fn is_mounted(dir: &Path) -> std::io::Result<bool> {
         .take(MOUNTINFO_LIMIT)
         .read_to_string(&mut text)?;
     Ok(glusterfs_mounted(&text, dir))
+}
+
+/// What a look at the mount point found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountState {
+    /// No glusterfs mount on the folder.
+    Absent,
+    /// Mounted, and the client answered (or is slow to: see `Liveness`).
+    Live,
+    /// Mounted, but its client is gone; the reason, for the event.
+    Dead(String),
+}
+
+/// One statfs may take this long: a live client answers at once, one
+/// whose bricks are all out of reach waits for gluster's ping timeout.
+const PROBE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Asks a listed mount whether its client is still there. A probe that
+/// outlives `PROBE_LIMIT` is kept, not abandoned, and the next look waits
+/// for it rather than starting another, so a hung mount holds one blocked
+/// thread at most. Slow is taken as alive: only the kernel's ENOTCONN,
+/// which a FUSE mount gives at once when its client is gone, means dead.
+#[derive(Default)]
+pub struct Liveness {
+    probe: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Liveness {
+    pub async fn state(&mut self, dir: &Path) -> std::io::Result<MountState> {
+        if !is_mounted(dir)? {
+            return Ok(MountState::Absent);
+        }
+        let mut probe = match self.probe.take() {
+            Some(running) => running,
+            None => {
+                let dir = dir.to_path_buf();
+                tokio::task::spawn_blocking(move || statfs(&dir))
+            }
+        };
+        match tokio::time::timeout(PROBE_LIMIT, &mut probe).await {
+            Err(_) => {
+                self.probe = Some(probe);
+                Ok(MountState::Live)
+            }
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Ok(Ok(Err(e))) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                Ok(MountState::Dead(format!("statfs: {e}")))
+            }
+            // Other errors (EACCES, say) are not the client's absence.
+            Ok(Ok(_)) => Ok(MountState::Live),
+        }
+    }
+}
+
+fn statfs(dir: &Path) -> std::io::Result<()> {
+    rustix::fs::statfs(dir)
+        .map(|_| ())
+        .map_err(std::io::Error::from)
 }
 
 /// mountinfo lines: `id parent major:minor root mountpoint opts... - fstype
@@ -84,6 +153,35 @@ pub async fn mount(
         ))
     }
 }
+
+/// Detaches a mount whose client is gone. Lazily, and without resolving
+/// the path (`--no-canonicalize`): resolving it would stat the dead mount
+/// and fail with ENOTCONN, and a file the web role still holds open must
+/// not keep the folder from being mounted again.
+pub async fn detach(dir: &Path) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new("umount");
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .args(["--lazy", "--no-canonicalize"])
+        .arg(dir);
+    let ran = program::output(cmd, DETACH_LIMIT, 64 * 1024)
+        .await
+        .map_err(|e| e.to_string())?;
+    if ran.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "umount --lazy {} failed ({}): {}",
+            dir.display(),
+            ran.status,
+            super::reply::short(&format!("{}{}", ran.stderr, ran.stdout))
+        ))
+    }
+}
+
+/// A lazy unmount only detaches: it returns at once.
+const DETACH_LIMIT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

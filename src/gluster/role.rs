@@ -64,6 +64,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         status,
         tx,
         heal_wanted: Default::default(),
+        liveness: mount::Liveness::default(),
     };
     let mut tick = tokio::time::interval(settings.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -117,6 +118,8 @@ struct Shell {
     /// Volumes whose returned brick still waits for gluster to take a heal
     /// request: the brick, and how many polls asked so far.
     heal_wanted: std::collections::BTreeMap<String, (String, u32)>,
+    /// Asks the mount whether its FUSE client still answers.
+    liveness: mount::Liveness,
 }
 
 impl Shell {
@@ -348,21 +351,35 @@ impl Shell {
         }
     }
 
-    /// Mounts the volume once it is started, if it is not mounted yet.
+    /// Mounts the volume once it is started, if it is not mounted yet, and
+    /// again when its mount lost its client.
     async fn mount(&mut self) {
-        let Some(layout) = &self.layout else {
+        if self.layout.is_none() {
             return;
-        };
+        }
         let started = self
             .status
             .own_volume()
             .is_some_and(|v| v.run_state == super::model::RunState::Started);
         let dir = self.status.mount.clone();
-        let mounted = mount::is_mounted(&dir).unwrap_or(false);
+        let mounted = match self.liveness.state(&dir).await {
+            Ok(mount::MountState::Live) => true,
+            Ok(mount::MountState::Absent) | Err(_) => false,
+            Ok(mount::MountState::Dead(why)) => {
+                self.note_mounted(false);
+                if !self.detach_dead(&dir, &why).await {
+                    return;
+                }
+                false
+            }
+        };
         if mounted || !started {
             self.note_mounted(mounted);
             return;
         }
+        let Some(layout) = &self.layout else {
+            return;
+        };
         let me = self.ctx.identity.address;
         let backups: Vec<IpAddr> = layout
             .bricks
@@ -382,6 +399,38 @@ impl Shell {
             Err(e) => {
                 self.ctx.events.warning("storage", e, json!({}));
                 self.note_mounted(false);
+            }
+        }
+    }
+
+    /// Unmounts a mount whose client is gone, so that it can be mounted
+    /// again; false when it could not be.
+    async fn detach_dead(&mut self, dir: &std::path::Path, why: &str) -> bool {
+        let volume = &self.status.volume;
+        match mount::detach(dir).await {
+            Ok(()) => {
+                self.status.remounts += 1;
+                self.ctx.events.warning(
+                    "storage",
+                    format!(
+                        "the mount of volume {volume} on {} had lost its client ({why}): \
+                         unmounted it to mount it again",
+                        dir.display()
+                    ),
+                    json!({"reason": why}),
+                );
+                true
+            }
+            Err(e) => {
+                self.ctx.events.warning(
+                    "storage",
+                    format!(
+                        "the mount of volume {volume} on {} has lost its client ({why}); {e}",
+                        dir.display()
+                    ),
+                    json!({"reason": why}),
+                );
+                false
             }
         }
     }

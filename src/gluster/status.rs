@@ -15,8 +15,13 @@ pub struct StorageStatus {
     /// The cluster's volume (`[storage] volume`).
     pub volume: String,
     pub mount: PathBuf,
-    /// `None` until first checked.
+    /// `None` until first checked; false too while the mount is listed
+    /// but its client is gone.
     pub mounted: Option<bool>,
+    /// Mounts found without their client and unmounted to be mounted again
+    /// since the role started (each piha restart under systemd, which kills
+    /// the client with piha, makes one).
+    pub remounts: u64,
     /// The node that forms the pool and the volume.
     pub former: Option<String>,
     /// What formation waits for or last failed on; empty when done.
@@ -39,6 +44,7 @@ impl StorageStatus {
             volume,
             mount,
             mounted: None,
+            remounts: 0,
             former: None,
             forming: Vec::new(),
             layout_error: None,

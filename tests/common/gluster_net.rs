@@ -421,6 +421,31 @@ impl GlusterLab {
         pid
     }
 
+    /// SIGKILL of the FUSE client serving `mountpoint` in node `i` (the
+    /// `glusterfs` process whose last argument is the mount point), as
+    /// systemd does to it when it restarts piha, whose child it is. The
+    /// mount stays listed and answers ENOTCONN. Panics if no such client
+    /// runs; returns once it is gone.
+    pub fn kill_fuse_client(&self, i: usize, mountpoint: &Path) -> u32 {
+        let want = mountpoint.to_string_lossy();
+        let pid = self
+            .processes(i)
+            .into_iter()
+            .find(|p| p.name() == "glusterfs" && p.argv.last().is_some_and(|a| *a == want))
+            .map(|p| p.pid)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no FUSE client for {} runs on {}: {:#?}",
+                    mountpoint.display(),
+                    self.hostname(i),
+                    self.processes(i)
+                )
+            });
+        signal(pid, Signal::SIGKILL);
+        wait_gone(&[pid], SETTLE);
+        pid
+    }
+
     /// Mounts `volume` from node `server`'s glusterd (by address) on
     /// `mountpoint` in node `i` (or the client) with `mount -t glusterfs`;
     /// creates the mount point. The mount exists only in that node's mount

@@ -93,7 +93,12 @@ impl Out<'_> {
         )
     }
 
-    fn counter(&mut self, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    pub(super) fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: u64,
+    ) -> Result<(), std::fmt::Error> {
         let m = ConstCounter::new(value);
         m.encode(
             self.0

@@ -215,5 +215,10 @@ pub(super) fn metrics(
         "piha_gluster_volume_mounted",
         "1 while the cluster's volume is mounted on [storage] mount",
         flag(s.mounted == Some(true)),
+    )?;
+    out.counter(
+        "piha_gluster_mount_remounts",
+        "Mounts found without their FUSE client and mounted again",
+        s.remounts,
     )
 }

@@ -16,20 +16,17 @@
 //! and the caller CAP_NET_ADMIN; without either the caller logs it and the
 //! VIP moves as before.
 
+mod wire;
+
 use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
-use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
-use netlink_packet_sock_diag::{SockDiagDestroy, SockDiagMessage};
 use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
 use nix::sys::time::TimeVal;
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NetlinkSerializable,
-};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+use wire::{AF_INET, AF_INET6, Answer, SocketId, state};
 
 /// The whole reset may take this long: it runs on the VRRP thread between
 /// deciding to step down and removing the VIP, so it must not stall it.
@@ -71,7 +68,7 @@ pub fn reset_connections(vip: IpAddr) -> io::Result<Resets> {
                 format!("resetting connections on {vip}: stopped after {DEADLINE:?}"),
             ));
         }
-        match diag.destroy(id, deadline)? {
+        match diag.destroy(&id, deadline)? {
             true => out.reset += 1,
             false => out.gone += 1,
         }
@@ -84,15 +81,20 @@ fn same_address(local: IpAddr, vip: IpAddr) -> bool {
     local.to_canonical() == vip.to_canonical()
 }
 
-/// The states of a connection that may be carrying a request.
-fn live_states() -> StateFlags {
-    StateFlags::ESTABLISHED
-        | StateFlags::SYN_SENT
-        | StateFlags::FIN_WAIT1
-        | StateFlags::FIN_WAIT2
-        | StateFlags::CLOSE_WAIT
-        | StateFlags::LAST_ACK
-        | StateFlags::CLOSING
+/// The states of a connection that may be carrying a request, as the bits
+/// a dump asks for.
+fn live_states() -> u32 {
+    [
+        state::ESTABLISHED,
+        state::SYN_SENT,
+        state::FIN_WAIT1,
+        state::FIN_WAIT2,
+        state::CLOSE_WAIT,
+        state::LAST_ACK,
+        state::CLOSING,
+    ]
+    .iter()
+    .fold(0, |bits, s| bits | 1 << s)
 }
 
 /// A blocking sock_diag netlink socket with a receive timeout. Blocking on
@@ -131,36 +133,25 @@ impl Diag {
         out: &mut Vec<SocketId>,
         deadline: Instant,
     ) -> io::Result<()> {
-        let socket_id = if family == AF_INET {
-            SocketId::new_v4()
-        } else {
-            SocketId::new_v6()
-        };
-        let request = SockDiagMessage::InetRequest(InetRequest {
-            family,
-            protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
-            states: live_states(),
-            socket_id,
-        });
-        let seq = self.send(request, NLM_F_REQUEST | NLM_F_DUMP)?;
+        let seq = self.next_seq();
+        self.send(&wire::dump_request(seq, family, live_states()))?;
         loop {
-            for message in self.receive::<SockDiagMessage>(deadline)? {
-                if message.header.sequence_number != seq {
+            for (at, answer) in self.receive(deadline)? {
+                if at != seq {
                     continue;
                 }
-                match message.payload {
+                match answer {
                     // Past the cap the dump is still read to its end, so the
                     // next request on this socket does not meet its tail.
-                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r))
-                        if out.len() < MAX_SOCKETS
-                            && same_address(r.header.socket_id.source_address, vip) =>
+                    Answer::Socket(id)
+                        if out.len() < MAX_SOCKETS && same_address(id.local(), vip) =>
                     {
-                        out.push(r.header.socket_id);
+                        out.push(id);
                     }
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::Error(e) => {
-                        return Err(context(e.to_io(), "listing TCP sockets"));
+                    Answer::Done => return Ok(()),
+                    Answer::Status(errno) if errno != 0 => {
+                        let e = io::Error::from_raw_os_error(errno);
+                        return Err(context(e, "listing TCP sockets"));
                     }
                     _ => {}
                 }
@@ -169,65 +160,51 @@ impl Diag {
     }
 
     /// Aborts one socket; false when it was already gone.
-    fn destroy(&mut self, id: SocketId, deadline: Instant) -> io::Result<bool> {
-        let family = match id.source_address {
-            IpAddr::V4(_) => AF_INET,
-            IpAddr::V6(_) => AF_INET6,
-        };
-        let request = SockDiagDestroy::new(SockDiagMessage::InetRequest(InetRequest {
-            family,
-            protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
-            states: StateFlags::all(),
-            socket_id: id,
-        }));
-        let seq = self.send(request, NLM_F_REQUEST | NLM_F_ACK)?;
+    fn destroy(&mut self, id: &SocketId, deadline: Instant) -> io::Result<bool> {
+        let seq = self.next_seq();
+        self.send(&wire::destroy_request(seq, id))?;
         loop {
-            for message in self.receive::<SockDiagMessage>(deadline)? {
-                if message.header.sequence_number != seq {
+            for (at, answer) in self.receive(deadline)? {
+                let Answer::Status(errno) = answer else {
+                    continue;
+                };
+                if at != seq {
                     continue;
                 }
-                if let NetlinkPayload::Error(e) = message.payload {
-                    return match e.code {
-                        None => Ok(true),
-                        Some(code) if -code.get() == libc::ENOENT => Ok(false),
-                        Some(code) if -code.get() == libc::EOPNOTSUPP => Err(io::Error::new(
-                            io::ErrorKind::Unsupported,
-                            "the kernel cannot reset sockets (built without \
-                             CONFIG_INET_DIAG_DESTROY): clients of the VIP wait \
-                             for their own timeouts instead",
-                        )),
-                        Some(_) => Err(context(e.to_io(), "resetting a connection")),
-                    };
-                }
+                return match errno {
+                    0 => Ok(true),
+                    libc::ENOENT => Ok(false),
+                    libc::EOPNOTSUPP => Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the kernel cannot reset sockets (built without \
+                         CONFIG_INET_DIAG_DESTROY): clients of the VIP wait \
+                         for their own timeouts instead",
+                    )),
+                    _ => Err(context(
+                        io::Error::from_raw_os_error(errno),
+                        "resetting a connection",
+                    )),
+                };
             }
         }
     }
 
-    fn send<M: NetlinkSerializable>(&mut self, inner: M, flags: u16) -> io::Result<u32> {
+    /// The sequence number of the next request, to match its answers.
+    fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.seq;
-        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
-        message.finalize();
-        let mut bytes = vec![0; message.buffer_len()];
-        message.serialize(&mut bytes);
-        self.socket
-            .send(&bytes, 0)
-            .map_err(|e| context(e, "sending to sock_diag"))?;
-        Ok(self.seq)
+        self.seq
     }
 
-    /// One datagram's messages. A datagram the crate cannot parse is an
-    /// error, not a skip: the caller then leaves the VIP as before.
-    fn receive<M: NetlinkDeserializable>(
-        &mut self,
-        deadline: Instant,
-    ) -> io::Result<Vec<NetlinkMessage<M>>>
-    where
-        M::Error: std::fmt::Display,
-    {
+    fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        self.socket
+            .send(request, 0)
+            .map(|_| ())
+            .map_err(|e| context(e, "sending to sock_diag"))
+    }
+
+    /// One datagram's messages. One that does not parse is an error, not a
+    /// skip: the caller then gives the VIP up without the resets.
+    fn receive(&mut self, deadline: Instant) -> io::Result<Vec<(u32, Answer)>> {
         if Instant::now() >= deadline {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -238,29 +215,9 @@ impl Diag {
             .socket
             .recv(&mut &mut self.buf[..], 0)
             .map_err(|e| context(e, "receiving from sock_diag"))?;
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at < n {
-            let message = NetlinkMessage::<M>::deserialize(&self.buf[at..n]).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a sock_diag answer did not parse: {e}"),
-                )
-            })?;
-            let len = message.header.length as usize;
-            if len == 0 {
-                break;
-            }
-            at += align4(len);
-            out.push(message);
-        }
-        Ok(out)
+        wire::answers(&self.buf[..n.min(self.buf.len())])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
-}
-
-/// Netlink messages sit on 4-byte boundaries.
-fn align4(len: usize) -> usize {
-    (len + 3) & !3
 }
 
 fn context(e: io::Error, what: &str) -> io::Error {
@@ -285,9 +242,12 @@ mod tests {
     #[test]
     fn listeners_and_time_wait_are_left_alone() {
         let states = live_states();
-        assert!(!states.contains(StateFlags::LISTEN));
-        assert!(!states.contains(StateFlags::TIME_WAIT));
-        assert!(!states.contains(StateFlags::SYN_RECV));
-        assert!(states.contains(StateFlags::ESTABLISHED | StateFlags::CLOSE_WAIT));
+        let has = |s: u32| states & (1 << s) != 0;
+        // include/net/tcp_states.h
+        let (syn_recv, time_wait, listen) = (3, 6, 10);
+        assert!(!has(listen));
+        assert!(!has(time_wait));
+        assert!(!has(syn_recv));
+        assert!(has(state::ESTABLISHED) && has(state::CLOSE_WAIT));
     }
 }

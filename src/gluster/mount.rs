@@ -128,30 +128,15 @@ pub async fn mount(
     dir: &Path,
 ) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut cmd = tokio::process::Command::new("mount");
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LC_ALL", "C")
-        .args(["-t", "glusterfs"]);
+    let mut args: Vec<std::ffi::OsString> = vec!["-t".into(), "glusterfs".into()];
     if !backups.is_empty() {
         let list: Vec<String> = backups.iter().map(IpAddr::to_string).collect();
-        cmd.arg("-o")
-            .arg(format!("backup-volfile-servers={}", list.join(":")));
+        args.push("-o".into());
+        args.push(format!("backup-volfile-servers={}", list.join(":")).into());
     }
-    cmd.arg(format!("{server}:/{volume}")).arg(dir);
-    let ran = program::output(cmd, MOUNT_LIMIT, 64 * 1024)
-        .await
-        .map_err(|e| e.to_string())?;
-    if ran.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "mount -t glusterfs {server}:/{volume} {} failed ({}): {}",
-            dir.display(),
-            ran.status,
-            super::reply::short(&format!("{}{}", ran.stderr, ran.stdout))
-        ))
-    }
+    args.push(format!("{server}:/{volume}").into());
+    args.push(dir.into());
+    run("mount", &args, MOUNT_LIMIT).await
 }
 
 /// Detaches a mount whose client is gone. Lazily, and without resolving
@@ -159,29 +144,38 @@ pub async fn mount(
 /// and fail with ENOTCONN, and a file the web role still holds open must
 /// not keep the folder from being mounted again.
 pub async fn detach(dir: &Path) -> Result<(), String> {
-    let mut cmd = tokio::process::Command::new("umount");
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LC_ALL", "C")
-        .args(["--lazy", "--no-canonicalize"])
-        .arg(dir);
-    let ran = program::output(cmd, DETACH_LIMIT, 64 * 1024)
-        .await
-        .map_err(|e| e.to_string())?;
-    if ran.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "umount --lazy {} failed ({}): {}",
-            dir.display(),
-            ran.status,
-            super::reply::short(&format!("{}{}", ran.stderr, ran.stdout))
-        ))
-    }
+    let args = ["--lazy".into(), "--no-canonicalize".into(), dir.into()];
+    run("umount", &args, DETACH_LIMIT).await
 }
 
 /// A lazy unmount only detaches: it returns at once.
 const DETACH_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `tool` (mount or umount) with a clean environment; the error
+/// names the command line and what it printed.
+async fn run(tool: &str, args: &[std::ffi::OsString], limit: Duration) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(tool);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .args(args);
+    let ran = program::output(cmd, limit, 64 * 1024)
+        .await
+        .map_err(|e| e.to_string())?;
+    if ran.status.success() {
+        return Ok(());
+    }
+    let line: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    Err(format!(
+        "{tool} {} failed ({}): {}",
+        line.join(" "),
+        ran.status,
+        super::reply::short(&format!("{}{}", ran.stderr, ran.stdout))
+    ))
+}
 
 #[cfg(test)]
 mod tests {

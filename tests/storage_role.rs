@@ -193,6 +193,44 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
         served.duration_since(restarted).as_secs_f64()
     );
 
+    // --- every brick gone: the clients live on, and are not unmounted -----
+    // A client whose bricks are all out of reach answers ENOTCONN as a dead
+    // one does; unmounting it would leave the web role serving the empty
+    // folder under it.
+    for i in 0..3 {
+        net.gl.kill_brick(i, VOLUME, &net.brick(i));
+    }
+    let on_node_0 = net.gl.node_view(0, &net.mount.join("a/f2"));
+    let error = poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(&on_node_0).err()
+    })
+    .expect("with every brick gone, reads through the mount fail");
+    let from = polls(&net, 0);
+    poll(Duration::from_secs(20), || {
+        (polls(&net, 0) >= from + 3).then_some(())
+    })
+    .expect("three more polls");
+    for i in [0, 2] {
+        let s = net.storage(i).expect("storage status");
+        assert_eq!(
+            s["remounts"].as_u64(),
+            Some(0),
+            "pi-{} unmounted a live client whose bricks are gone ({error}): {:#?}",
+            i + 1,
+            net.events(i)
+        );
+        assert!(net.gl.fuse_mounts(i).contains(&net.mount), "pi-{}", i + 1);
+    }
+    net.gl.gluster_ok(0, &["volume", "start", VOLUME, "force"]);
+    for i in 0..3 {
+        net.wait_volume(i, "UP", FORM_LIMIT);
+    }
+    let back = poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(&on_node_0).ok()
+    });
+    assert_eq!(back.as_deref().map(str::trim), Some("2"));
+    println!("every brick gone: reads failed with {error}; no node unmounted its live client");
+
     // --- the page shows the storage panel --------------------------------
     check_page(&net, "healthy");
 

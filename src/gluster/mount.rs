@@ -55,11 +55,14 @@ const PROBE_LIMIT: Duration = Duration::from_secs(2);
 /// Asks a listed mount whether its client is still there. A probe that
 /// outlives `PROBE_LIMIT` is kept, not abandoned, and the next look waits
 /// for it rather than starting another, so a hung mount holds one blocked
-/// thread at most. Slow is taken as alive: only the kernel's ENOTCONN,
-/// which a FUSE mount gives at once when its client is gone, means dead.
+/// thread at most. Slow is taken as alive. Dead takes two things: the
+/// kernel's ENOTCONN and no `glusterfs` process serving the folder. A live
+/// client whose bricks are all out of reach answers ENOTCONN too, and
+/// unmounting it would leave the web role serving the empty folder under
+/// it (404s with a healthy `/health`) instead of 503s.
 #[derive(Default)]
 pub struct Liveness {
-    probe: Option<JoinHandle<std::io::Result<()>>>,
+    probe: Option<JoinHandle<Option<String>>>,
 }
 
 impl Liveness {
@@ -71,7 +74,7 @@ impl Liveness {
             Some(running) => running,
             None => {
                 let dir = dir.to_path_buf();
-                tokio::task::spawn_blocking(move || statfs(&dir))
+                tokio::task::spawn_blocking(move || dead_because(&dir))
             }
         };
         match tokio::time::timeout(PROBE_LIMIT, &mut probe).await {
@@ -80,19 +83,70 @@ impl Liveness {
                 Ok(MountState::Live)
             }
             Ok(Err(join)) => Err(std::io::Error::other(join)),
-            Ok(Ok(Err(e))) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                Ok(MountState::Dead(format!("statfs: {e}")))
-            }
-            // Other errors (EACCES, say) are not the client's absence.
-            Ok(Ok(_)) => Ok(MountState::Live),
+            Ok(Ok(Some(why))) => Ok(MountState::Dead(why)),
+            Ok(Ok(None)) => Ok(MountState::Live),
         }
     }
 }
 
-fn statfs(dir: &Path) -> std::io::Result<()> {
-    rustix::fs::statfs(dir)
-        .map(|_| ())
-        .map_err(std::io::Error::from)
+/// Why the mount on `dir` has no client, or `None` while it has one (or
+/// that cannot be told). Blocking: the statfs may wait on the client.
+fn dead_because(dir: &Path) -> Option<String> {
+    let e = rustix::fs::statfs(dir).err()?;
+    // Other errors (EACCES, say) are not the client's absence.
+    if e.raw_os_error() != libc::ENOTCONN {
+        return None;
+    }
+    match client_running(dir) {
+        Ok(false) => Some(format!(
+            "statfs: {}; no glusterfs process serves it",
+            std::io::Error::from(e)
+        )),
+        Ok(true) | Err(_) => None,
+    }
+}
+
+/// Processes looked at, at most (a Pi runs a few hundred).
+const MAX_PROCESSES: usize = 65_536;
+/// A command line read, at most: the client's is a few hundred bytes.
+const MAX_CMDLINE: u64 = 4096;
+
+/// Whether a `glusterfs` process whose last argument is `dir` runs in this
+/// mount namespace: the FUSE client, started by mount.glusterfs with the
+/// mount point last. (A client of the same folder in another namespace,
+/// as in a test lab of several nodes on one machine, serves another mount.)
+fn client_running(dir: &Path) -> std::io::Result<bool> {
+    let want = dir.as_os_str().as_encoded_bytes();
+    let own_namespace = std::fs::read_link("/proc/self/ns/mnt")?;
+    for entry in std::fs::read_dir("/proc")?.flatten().take(MAX_PROCESSES) {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        let same_namespace =
+            || std::fs::read_link(entry.path().join("ns/mnt")).is_ok_and(|ns| ns == own_namespace);
+        if !is_pid || !same_namespace() {
+            continue;
+        }
+        let mut cmdline = Vec::new();
+        let read = std::fs::File::open(entry.path().join("cmdline"))
+            .and_then(|f| f.take(MAX_CMDLINE).read_to_end(&mut cmdline));
+        if read.is_ok() && serves(&cmdline, want) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `cmdline` (NUL-separated) runs `glusterfs` with `dir` as its last
+/// argument.
+fn serves(cmdline: &[u8], dir: &[u8]) -> bool {
+    let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
+    let Some(program) = args.next() else {
+        return false;
+    };
+    let name = program.rsplit(|b| *b == b'/').next().unwrap_or(program);
+    name == b"glusterfs" && args.next_back() == Some(dir)
 }
 
 /// mountinfo lines: `id parent major:minor root mountpoint opts... - fstype
@@ -187,6 +241,20 @@ mod tests {
 99 22 0:53 / /srv/my\\040site rw,relatime - fuse.glusterfs 192.0.2.11:/other rw
 100 22 0:54 / /srv/plain rw,relatime - ext4 /dev/sda1 rw
 ";
+
+    #[test]
+    fn the_client_is_the_glusterfs_process_with_the_folder_last() {
+        let dir = b"/srv/piha/www".as_slice();
+        let client = b"/usr/sbin/glusterfs\0--process-name\0fuse\0--volfile-server=192.0.2.11\0--volfile-id=/piha\0/srv/piha/www\0";
+        assert!(serves(client, dir));
+        let shd = b"/usr/sbin/glusterfs\0-s\0localhost\0--volfile-id\0shd/piha\0";
+        assert!(!serves(shd, dir));
+        let other = b"/usr/sbin/glusterfs\0--volfile-id=/piha\0/srv/piha/www2\0";
+        assert!(!serves(other, dir));
+        assert!(!serves(b"/bin/ls\0/srv/piha/www\0", dir));
+        assert!(!serves(b"", dir));
+        assert!(!serves(b"\0\0", dir));
+    }
 
     #[test]
     fn only_glusterfs_mounts_at_that_exact_path_count() {

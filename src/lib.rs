@@ -11,6 +11,7 @@ pub mod membership;
 pub mod node;
 pub mod pg;
 pub mod pg_secret;
+pub mod sock_diag;
 pub mod status;
 pub mod store;
 pub mod vrrp;

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use super::guard::Guard;
 use super::io::announce::Announcer;
 use super::io::netlink::{self, Link, Netlink};
-use super::io::sock_diag;
 use super::io::socket::{AdvertSocket, Datagram, SocketConfig};
 use super::machine::{Action, Machine, State};
 use super::packet::{self, Advert, Checksum, ChecksumPolicy, Drop, Expect, Received, Version};
@@ -24,6 +23,7 @@ use super::probes::Tracking;
 use super::status::{Counters, MasterInfo, TransitionInfo, VrrpStatus};
 use crate::config::{VrrpChecksum, VrrpMode};
 use crate::node::events::now_ms;
+use crate::sock_diag;
 
 /// Largest datagram read: adverts are tens of bytes; anything longer than
 /// an Ethernet frame is not VRRP and is dropped as oversize by the codec.
@@ -435,7 +435,7 @@ impl Instance {
     async fn remove_vips(&mut self) {
         for vip in self.setup.vips.clone() {
             // While the address is still here, or the resets could not be
-            // routed (see `io::sock_diag`).
+            // routed (see `crate::sock_diag`).
             self.reset_connections(vip.addr());
             if let Err(e) = self.netlink.del_address(self.link.index, vip).await {
                 self.io_error("removing the VIP", &e);
@@ -446,17 +446,17 @@ impl Instance {
     /// Sends an RST to every client connected to `vip`, so none waits for
     /// an answer that can no longer leave this node.
     fn reset_connections(&mut self, vip: IpAddr) {
-        match sock_diag::reset_connections(vip) {
+        match sock_diag::reset_on_local_address(vip) {
             Ok(r) => {
-                self.counters.connections_reset += r.reset as u64;
-                if r.reset > 0 {
+                let reset = r.reset.len();
+                self.counters.connections_reset += reset as u64;
+                if reset > 0 {
                     self.notice(Notice::Info(
                         format!(
-                            "reset {} connections on {vip} before giving it up, so their \
-                             clients retry on the new master at once",
-                            r.reset
+                            "reset {reset} connections on {vip} before giving it up, so their \
+                             clients retry on the new master at once"
                         ),
-                        json!({"reset": r.reset, "already_gone": r.gone}),
+                        json!({"reset": reset, "already_gone": r.gone}),
                     ));
                 }
             }

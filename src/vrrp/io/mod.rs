@@ -3,7 +3,6 @@
 //!
 //! - `socket`: raw IP protocol 112 sockets that send and receive adverts.
 //! - `netlink`: links, addresses and VIPs through rtnetlink; link events.
-//! - `sock_diag`: resets the TCP connections on a VIP before it goes.
 //! - `announce`: gratuitous ARP and unsolicited neighbour advertisements.
 //! - `realtime`: the dedicated SCHED_FIFO thread the VRRP engine runs on.
 //!
@@ -13,6 +12,5 @@
 pub mod announce;
 pub mod netlink;
 pub mod realtime;
-pub mod sock_diag;
 pub mod socket;
 mod sys;

@@ -1,12 +1,11 @@
-//! The bytes of the sock_diag messages `reset_connections` sends and
-//! reads (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h), as plain
+//! The bytes of the sock_diag messages this module sends and reads (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h), as plain
 //! functions over byte slices so they are tested without a kernel.
 //!
 //! Written by hand: the crate for these messages (netlink-packet-sock-diag
 //! 0.5) needs rustc 1.87, and the ARM builds use Debian's 1.85; the two
 //! fixed-size structures below are all this module needs of it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const AF_INET: u8 = libc::AF_INET as u8;
 pub const AF_INET6: u8 = libc::AF_INET6 as u8;
@@ -57,22 +56,53 @@ pub struct SocketId {
 impl SocketId {
     /// The socket's own (local) address.
     pub fn local(&self) -> IpAddr {
-        let src = &self.raw[4..20];
+        self.address(4)
+    }
+
+    /// The peer's address and port.
+    pub fn remote(&self) -> SocketAddr {
+        let port = u16::from_be_bytes([self.raw[2], self.raw[3]]);
+        SocketAddr::new(self.address(20), port)
+    }
+
+    /// One of the two 16-byte address fields (an IPv4 address fills the
+    /// first four bytes).
+    fn address(&self, at: usize) -> IpAddr {
+        let a = &self.raw[at..at + 16];
         if self.family == AF_INET {
-            IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
         } else {
             let mut v6 = [0u8; 16];
-            v6.copy_from_slice(src);
+            v6.copy_from_slice(a);
             IpAddr::V6(Ipv6Addr::from(v6))
         }
     }
+}
+
+/// `idiag_timer` when the retransmission timer (or a loss probe) is armed:
+/// sent data waits for its acknowledgement.
+pub const TIMER_RETRANSMIT: u8 = 1;
+
+/// One TCP socket of a dump: its id and what its head of struct
+/// inet_diag_msg says about its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket {
+    pub id: SocketId,
+    /// The TCP state, numbered as in `state`.
+    pub state: u8,
+    /// Which timer is armed (`TIMER_RETRANSMIT`, 0 for none...).
+    pub timer: u8,
+    /// With `TIMER_RETRANSMIT`: how many retransmission timeouts in a row
+    /// expired with no acknowledgement (icsk_retransmits). 0 while the
+    /// peer acknowledges; a silent peer makes it grow.
+    pub retransmits: u8,
 }
 
 /// What one netlink message of an answer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// A socket of a dump.
-    Socket(SocketId),
+    Socket(TcpSocket),
     /// The end of a dump.
     Done,
     /// An acknowledgement (error 0) or a failure (a positive errno).
@@ -169,9 +199,14 @@ fn answer(kind: u16, body: &[u8]) -> Result<Answer, String> {
             }
             let mut raw = [0u8; SOCKID_LEN];
             raw.copy_from_slice(&body[4..4 + SOCKID_LEN]);
-            Ok(Answer::Socket(SocketId {
-                family: body[0],
-                raw,
+            Ok(Answer::Socket(TcpSocket {
+                id: SocketId {
+                    family: body[0],
+                    raw,
+                },
+                state: body[1],
+                timer: body[2],
+                retransmits: body[3],
             }))
         }
         _ => Ok(Answer::Other),
@@ -204,10 +239,13 @@ mod tests {
     }
 
     fn socket(family: u8, local: &[u8], cookie: u8) -> Vec<u8> {
-        let mut body = vec![family, 1, 0, 0];
+        let mut body = vec![family, 1, TIMER_RETRANSMIT, 3];
         let mut id = [0u8; SOCKID_LEN];
         id[0..2].copy_from_slice(&80u16.to_be_bytes());
+        id[2..4].copy_from_slice(&49152u16.to_be_bytes());
         id[4..4 + local.len()].copy_from_slice(local);
+        id[20..20 + local.len()].copy_from_slice(local);
+        id[20 + local.len() - 1] ^= 1;
         id[40] = cookie;
         body.extend_from_slice(&id);
         body.extend_from_slice(&[0; 20]);
@@ -245,12 +283,19 @@ mod tests {
         let Answer::Socket(v4) = got[0].1 else {
             panic!("{got:?}")
         };
+        assert_eq!(
+            (v4.state, v4.timer, v4.retransmits),
+            (1, TIMER_RETRANSMIT, 3)
+        );
+        let v4 = v4.id;
         assert_eq!(v4.local(), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+        assert_eq!(v4.remote(), "192.0.2.11:49152".parse().expect("an address"));
         assert_eq!(v4.raw[40], 9, "the cookie is kept");
         let Answer::Socket(v6) = got[1].1 else {
             panic!("{got:?}")
         };
-        assert_eq!(v6.local().to_canonical(), v4.local());
+        assert_eq!(v6.id.local().to_canonical(), v4.local());
+        assert_eq!(v6.id.remote().port(), 49152);
         assert_eq!(got[2], (3, Answer::Done));
         // What goes back to the kernel names the same socket.
         let destroy = destroy_request(4, &v4);

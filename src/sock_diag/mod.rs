@@ -1,20 +1,24 @@
-//! Resetting the TCP connections on a VIP this node is about to give up,
-//! through the kernel's sock_diag `SOCK_DESTROY` (what `ss -K` uses).
+//! Aborting TCP connections from outside the process that owns them,
+//! through the kernel's sock_diag `SOCK_DESTROY` (what `ss -K` uses): the
+//! kernel sends the peer an RST and wakes the owner with ECONNABORTED.
 //!
-//! Why: once the address is gone from the interface, the kernel can no
-//! longer route anything from it (a source address that is not local fails
-//! the route lookup), so a connection a client made to the old master goes
-//! silent. Its answer never leaves, no RST ever comes, and the client hangs
-//! until its own timeout; the failure drill saw 5 s hangs each time a
-//! returning master took the VIP back. Aborting those connections while the
-//! address is still there sends every such client an RST at once, so it
-//! retries against the new master right away. Doing it in the kernel
-//! reaches every process's sockets (the balancer's, the pooler's, a notes
-//! app connected to the VIP) without the request path knowing about VRRP.
+//! Two callers, both about a peer that will never answer on a connection:
+//! - VRRP, before it removes a VIP (`reset_on_local_address`): once the
+//!   address is gone, the kernel can no longer route anything from it, so
+//!   a connection a client made to the old master goes silent and the
+//!   client hangs until its own timeout (5 s hangs in the failure drill
+//!   each time a returning master took the VIP back). Aborted while the
+//!   address is still there, every such client gets an RST and retries
+//!   against the new master at once.
+//! - The storage role, for the Gluster client's connections to the brick
+//!   of a node membership reports down (`gluster::fence`).
+//!
+//! Doing it in the kernel reaches every process's sockets (the balancer's,
+//! the pooler's, Gluster's own client) without their code knowing.
 //!
 //! The kernel needs `CONFIG_INET_DIAG_DESTROY` (Debian's kernels have it)
-//! and the caller CAP_NET_ADMIN; without either the caller logs it and the
-//! VIP moves as before.
+//! and the caller CAP_NET_ADMIN; without either the caller logs it and
+//! things go on as before.
 
 mod wire;
 
@@ -22,14 +26,17 @@ use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+pub use wire::{SocketId, TIMER_RETRANSMIT, TcpSocket, state};
+
 use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
 use nix::sys::time::TimeVal;
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-use wire::{AF_INET, AF_INET6, Answer, SocketId, state};
+use wire::{AF_INET, AF_INET6, Answer};
 
-/// The whole reset may take this long: it runs on the VRRP thread between
-/// deciding to step down and removing the VIP, so it must not stall it.
+/// A whole reset may take this long: VRRP calls it on its own thread
+/// between deciding to step down and removing the VIP, so it must not
+/// stall it.
 const DEADLINE: Duration = Duration::from_millis(500);
 /// One netlink receive waits at most this long (the kernel answers at once;
 /// this only bounds a kernel that never does).
@@ -44,7 +51,7 @@ const RECV_BUFFER: usize = 64 * 1024;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Resets {
     /// Connections the kernel aborted (each peer got an RST).
-    pub reset: usize,
+    pub reset: Vec<TcpSocket>,
     /// Connections that closed by themselves between the dump and the reset.
     pub gone: usize,
 }
@@ -53,23 +60,33 @@ pub struct Resets {
 /// listeners (the balancer's and the pooler's listeners on the VIP stay
 /// bound for when it comes back) and sockets already in TIME_WAIT or a
 /// half-open handshake, which carry no client's request.
-pub fn reset_connections(vip: IpAddr) -> io::Result<Resets> {
+pub fn reset_on_local_address(vip: IpAddr) -> io::Result<Resets> {
+    reset_where(live_states(), |s| same_address(s.id.local(), vip))
+}
+
+/// Aborts every TCP socket in one of `states` (bits `1 << state`) that
+/// `wanted` picks, within `DEADLINE` and at most `MAX_SOCKETS`. Blocking:
+/// async callers run it on a blocking thread.
+pub fn reset_where(states: u32, wanted: impl Fn(&TcpSocket) -> bool) -> io::Result<Resets> {
     let deadline = Instant::now() + DEADLINE;
     let mut diag = Diag::open()?;
     let mut found = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        diag.dump(family, vip, &mut found, deadline)?;
+        diag.dump(family, states, &wanted, &mut found, deadline)?;
     }
     let mut out = Resets::default();
-    for id in found.into_iter().take(MAX_SOCKETS) {
+    for socket in found {
         if Instant::now() >= deadline {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("resetting connections on {vip}: stopped after {DEADLINE:?}"),
+                format!(
+                    "resetting connections: stopped after {DEADLINE:?}, {} reset",
+                    out.reset.len()
+                ),
             ));
         }
-        match diag.destroy(&id, deadline)? {
-            true => out.reset += 1,
+        match diag.destroy(&socket.id, deadline)? {
+            true => out.reset.push(socket),
             false => out.gone += 1,
         }
     }
@@ -83,7 +100,7 @@ fn same_address(local: IpAddr, vip: IpAddr) -> bool {
 
 /// The states of a connection that may be carrying a request, as the bits
 /// a dump asks for.
-fn live_states() -> u32 {
+pub fn live_states() -> u32 {
     [
         state::ESTABLISHED,
         state::SYN_SENT,
@@ -124,17 +141,18 @@ impl Diag {
         })
     }
 
-    /// Appends every live TCP socket of `family` whose local address is
-    /// `vip` to `out`.
+    /// Appends every TCP socket of `family` in `states` that `wanted`
+    /// picks to `out`.
     fn dump(
         &mut self,
         family: u8,
-        vip: IpAddr,
-        out: &mut Vec<SocketId>,
+        states: u32,
+        wanted: &impl Fn(&TcpSocket) -> bool,
+        out: &mut Vec<TcpSocket>,
         deadline: Instant,
     ) -> io::Result<()> {
         let seq = self.next_seq();
-        self.send(&wire::dump_request(seq, family, live_states()))?;
+        self.send(&wire::dump_request(seq, family, states))?;
         loop {
             for (at, answer) in self.receive(deadline)? {
                 if at != seq {
@@ -143,10 +161,8 @@ impl Diag {
                 match answer {
                     // Past the cap the dump is still read to its end, so the
                     // next request on this socket does not meet its tail.
-                    Answer::Socket(id)
-                        if out.len() < MAX_SOCKETS && same_address(id.local(), vip) =>
-                    {
-                        out.push(id);
+                    Answer::Socket(socket) if out.len() < MAX_SOCKETS && wanted(&socket) => {
+                        out.push(socket);
                     }
                     Answer::Done => return Ok(()),
                     Answer::Status(errno) if errno != 0 => {
@@ -177,8 +193,7 @@ impl Diag {
                     libc::EOPNOTSUPP => Err(io::Error::new(
                         io::ErrorKind::Unsupported,
                         "the kernel cannot reset sockets (built without \
-                         CONFIG_INET_DIAG_DESTROY): clients of the VIP wait \
-                         for their own timeouts instead",
+                         CONFIG_INET_DIAG_DESTROY)",
                     )),
                     _ => Err(context(
                         io::Error::from_raw_os_error(errno),
@@ -203,7 +218,7 @@ impl Diag {
     }
 
     /// One datagram's messages. One that does not parse is an error, not a
-    /// skip: the caller then gives the VIP up without the resets.
+    /// skip: the caller then goes on without the resets.
     fn receive(&mut self, deadline: Instant) -> io::Result<Vec<(u32, Answer)>> {
         if Instant::now() >= deadline {
             return Err(io::Error::new(

@@ -231,6 +231,76 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
     assert_eq!(back.as_deref().map(str::trim), Some("2"));
     println!("every brick gone: reads failed with {error}; no node unmounted its live client");
 
+    // --- a node's link cut: writes elsewhere wait for membership, not for
+    // gluster's ping timeout ------------------------------------------------
+    // A silent brick holds every write of every client until the client
+    // gives up on it: `ping_timeout` (5 s here). piha cuts the stalled
+    // connections once membership says the node is down (`down_after` 1 s
+    // here), so the write returns after about that.
+    net.gl.lab.link_down(2);
+    let cut = Instant::now();
+    let target = net.gl.node_view(0, &net.mount.join("a/during-cut"));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Flushed to the bricks: gluster's write-behind acknowledges a
+        // plain write before any brick has it.
+        let write = || -> std::io::Result<Instant> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&target)?;
+            f.write_all(b"cut\n")?;
+            f.sync_all()?;
+            Ok(Instant::now())
+        };
+        let _ = done_tx.send(write());
+    });
+    let written = done_rx.recv_timeout(Duration::from_secs(30));
+    let took = match &written {
+        Ok(Ok(at)) => at.duration_since(cut),
+        other => panic!("a write on pi-1 with pi-3 cut off: {other:?}"),
+    };
+    println!(
+        "link cut: a write on another node returned after {:.2} s (down_after 1 s, ping_timeout 5 s)",
+        took.as_secs_f64()
+    );
+    // The status counts it at its next poll.
+    let fenced = poll(Duration::from_secs(5), || {
+        let n = net.storage(0).ok()?["fenced"].as_u64()?;
+        (n >= 1).then_some(n)
+    });
+    let events = net.events(0);
+    assert!(
+        took < Duration::from_millis(3500),
+        "the write waited {took:?}, as long as gluster's ping timeout; fenced {fenced:?}\n{events:#?}"
+    );
+    assert!(
+        fenced.is_some(),
+        "pi-1 counted no cut connection: {events:#?}\n{}",
+        net.log(0)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("pi-3 is down and") && e.contains("cut them")),
+        "{events:#?}"
+    );
+    // Back on the link, pi-3's client reconnects by itself and the file
+    // written meanwhile reaches it.
+    net.gl.lab.link_up(2);
+    let on_node_2 = net.gl.node_view(2, &net.mount.join("a/during-cut"));
+    let healed = poll(Duration::from_secs(60), || {
+        std::fs::read_to_string(&on_node_2)
+            .ok()
+            .filter(|t| t.trim() == "cut")
+    });
+    assert!(
+        healed.is_some(),
+        "pi-3 never saw the file written while it was cut off: {:#?}",
+        net.volume(2)
+    );
+    for i in 0..3 {
+        net.wait_volume(i, "UP", FORM_LIMIT);
+    }
+
     // --- the page shows the storage panel --------------------------------
     check_page(&net, "healthy");
 

@@ -10,6 +10,7 @@
 //! - `form.rs`: what the pool and volume still lack (sans-IO); `mount.rs`.
 //! - `role.rs`: the thin async shell that polls, forms, heals and publishes.
 
+pub mod fence;
 pub mod form;
 pub mod heal_count;
 pub mod health;

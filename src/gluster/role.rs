@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::json;
@@ -17,7 +18,7 @@ use super::health::{BrickState, Change, Glusterd, Limits, Monitor, VolumeState};
 use super::model::VolumeInfo;
 use super::runner::Runner;
 use super::status::{StorageHandle, StorageStatus};
-use super::{mount, poll, xml};
+use super::{fence, mount, poll, xml};
 use crate::config::Role;
 use crate::membership::PeerState;
 use crate::node::context::{NodeContext, Running};
@@ -46,6 +47,17 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     ctx.roles
         .storage
         .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+    // Beside the rounds, not in them: a round may wait seconds on the CLI,
+    // and a down node's bricks are cut within a second of membership
+    // saying so.
+    let fenced = Arc::new(AtomicU64::new(0));
+    let fence_task = tokio::spawn(fence::run(
+        ctx.clone(),
+        tx.clone(),
+        fenced.clone(),
+        settings.ping_timeout,
+        stop.clone(),
+    ));
     // The brick folder is not made here: glusterd makes it on each node
     // when the volume is created, and a node that never joins a volume
     // (a loopback test, a misconfigured card) gets no stray folders.
@@ -65,6 +77,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         tx,
         heal_wanted: Default::default(),
         liveness: mount::Liveness::default(),
+        fenced,
     };
     let mut tick = tokio::time::interval(settings.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,6 +91,8 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
             _ = shell.round(poll_no) => {}
         }
     }
+    // The loop ends only once `stop` is cancelled, which ends the fence too.
+    let _ = fence_task.await;
     drop(restart);
     ctx.roles.storage.send_replace(None);
     Ok(())
@@ -120,6 +135,8 @@ struct Shell {
     heal_wanted: std::collections::BTreeMap<String, (String, u32)>,
     /// Asks the mount whether its FUSE client still answers.
     liveness: mount::Liveness,
+    /// Connections the fence task cut, copied into the status each round.
+    fenced: Arc<AtomicU64>,
 }
 
 impl Shell {
@@ -170,7 +187,8 @@ impl Shell {
         poll::Focus { healing, forming }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.status.fenced = self.fenced.load(Ordering::Relaxed);
         let s = &self.status;
         let state = if s.layout_error.is_some() {
             RoleState::Failed

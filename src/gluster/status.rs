@@ -22,6 +22,10 @@ pub struct StorageStatus {
     /// since the role started (each piha restart under systemd, which kills
     /// the client with piha, makes one).
     pub remounts: u64,
+    /// Connections to a down node's bricks cut since the role started, so
+    /// the volume went on without waiting for gluster's ping timeout
+    /// (`fence.rs`).
+    pub fenced: u64,
     /// The node that forms the pool and the volume.
     pub former: Option<String>,
     /// What formation waits for or last failed on; empty when done.
@@ -45,6 +49,7 @@ impl StorageStatus {
             mount,
             mounted: None,
             remounts: 0,
+            fenced: 0,
             former: None,
             forming: Vec::new(),
             layout_error: None,

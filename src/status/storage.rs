@@ -220,5 +220,10 @@ pub(super) fn metrics(
         "piha_gluster_mount_remounts",
         "Mounts found without their FUSE client and mounted again",
         s.remounts,
+    )?;
+    out.counter(
+        "piha_gluster_fenced_connections",
+        "Stalled connections to a down node's bricks cut so the volume goes on without it",
+        s.fenced,
     )
 }

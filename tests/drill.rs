@@ -17,7 +17,9 @@
 //! lost; every node is back and healthy on every status page. Needs root, glusterfs-server, PostgreSQL 15 and Chromium.
 //!
 //! `PIHA_DRILL_SCREENSHOTS=DIR` keeps the three status page screenshots
-//! there (docs/drill/ holds the ones linked from the README).
+//! there (docs/drill/ holds the ones linked from the README);
+//! `PIHA_DRILL_LOGS=DIR` keeps every node's logs and the failed requests
+//! there (kept in the target folder anyway when the drill fails).
 
 mod common;
 
@@ -49,8 +51,10 @@ fn the_cluster_survives_the_failure_drill() {
     println!("{}", report.table());
 
     let problems = report.problems();
-    if !problems.is_empty() {
-        let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("drill-logs");
+    let keep_logs = std::env::var_os("PIHA_DRILL_LOGS").map(PathBuf::from);
+    if !problems.is_empty() || keep_logs.is_some() {
+        let dest =
+            keep_logs.unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("drill-logs"));
         c.save_logs(&dest);
         let _ = std::fs::write(dest.join("bad-answers.txt"), report.bad_answers());
         eprintln!("logs saved in {}", dest.display());

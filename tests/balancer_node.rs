@@ -19,6 +19,11 @@ use serde_json::Value;
 /// lb (balancer) in front of w1..w3 (web), checks every 500 ms.
 fn lb_cluster(net: u8, extra_balancer: &str) -> Cluster {
     let root = tempfile::tempdir().expect("www").keep();
+    lb_cluster_on(net, extra_balancer, &root)
+}
+
+/// `lb_cluster` with every web node serving `root`.
+fn lb_cluster_on(net: u8, extra_balancer: &str, root: &std::path::Path) -> Cluster {
     std::fs::write(root.join("index.html"), "hello from piha\n").expect("index");
     let text = format!(
         r#"[cluster]
@@ -203,6 +208,92 @@ fn requests_spread_evenly_and_a_killed_backend_costs_no_failed_get() {
     assert!(
         failures.is_empty(),
         "failed GETs seen by clients: {failures:?}"
+    );
+}
+
+/// The document root every web node serves goes away at once (what a
+/// stalled Gluster volume does to them all): every `/health` answers 503,
+/// every backend goes DOWN, and yet the requests that do not need the files
+/// still work, because the balancer sends to the backends that still answer
+/// their checks rather than answering 503 itself (panic routing).
+#[test]
+fn with_every_backend_failing_its_checks_requests_still_reach_those_that_answer() {
+    let net = 26;
+    let www = tempfile::tempdir().expect("www");
+    let root = www.path().join("root");
+    std::fs::create_dir(&root).expect("root");
+    let mut c = lb_cluster_on(net, "", &root);
+    start_all(&mut c);
+    let lb = c.index("lb");
+    wait_until(Duration::from_secs(8), || {
+        all_up(&c, lb, &["w1", "w2", "w3"])
+    })
+    .unwrap_or_else(|e| panic!("backends not up: {e}\n{}", c.log(lb)));
+    let panic_state = |c: &Cluster| -> Result<(bool, u64), String> {
+        let fe = &c.status(lb)?["balancer"]["http"]["frontend"];
+        Ok((
+            fe["panic"].as_bool().ok_or(format!("no panic in {fe}"))?,
+            fe["panic_requests_total"].as_u64().unwrap_or(0),
+        ))
+    };
+    assert_eq!(panic_state(&c), Ok((false, 0)));
+
+    let moved = www.path().join("gone");
+    std::fs::rename(&root, &moved).expect("take the root away");
+    wait_until(Duration::from_secs(8), || {
+        let s = backend_states(&c, lb)?;
+        s.values()
+            .all(|st| st == "DOWN")
+            .then_some(())
+            .ok_or(format!("{s:?}"))
+    })
+    .unwrap_or_else(|e| panic!("backends not all down: {e}\n{}", c.log(lb)));
+    assert_eq!(panic_state(&c).map(|p| p.0), Ok(true));
+
+    let mut spread: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..60 {
+        let node = served_by(vip(net)).unwrap_or_else(|e| panic!("in panic routing: {e}"));
+        *spread.entry(node).or_default() += 1;
+    }
+    assert_eq!(
+        spread.len(),
+        3,
+        "spread over every answering node: {spread:?}"
+    );
+    // A file still fails, but with the web node's own reason, not the
+    // balancer's "no backend is up".
+    let (code, body) = http(vip(net), "GET", "/index.html", &[]).expect("GET a file");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("document root"), "{body}");
+    let (on, sent) = panic_state(&c).expect("status");
+    assert!(on && sent >= 61, "panic {on}, {sent} requests counted");
+    let doc = c.status(lb).expect("status");
+    let events = common::node::events(&doc);
+    assert!(
+        events.iter().any(
+            |e| e.contains("panic routing to those that still answer their checks: w1, w2, w3")
+        ),
+        "{events:#?}"
+    );
+    let metrics = http(c.nodes[lb].admin, "GET", "/metrics", &[])
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    assert!(metrics.contains("piha_frontend_panic 1"), "{metrics}");
+
+    // The root comes back: the backends rise, and panic routing ends.
+    std::fs::rename(&moved, &root).expect("put the root back");
+    wait_until(Duration::from_secs(8), || {
+        all_up(&c, lb, &["w1", "w2", "w3"])
+    })
+    .unwrap_or_else(|e| panic!("backends not back up: {e}"));
+    assert_eq!(panic_state(&c).map(|p| p.0), Ok(false));
+    let doc = c.status(lb).expect("status");
+    assert!(
+        common::node::events(&doc)
+            .iter()
+            .any(|e| e.contains("panic routing ended: a backend is up again")),
+        "{:#?}",
+        common::node::events(&doc)
     );
 }
 

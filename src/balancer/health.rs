@@ -15,6 +15,10 @@ pub enum Health {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckResult {
     pub ok: bool,
+    /// The backend answered, whatever it said (an HTTP status, a TCP
+    /// connect that succeeded): it is alive. A 503 from `/health` is an
+    /// answer; a refused connect or a timeout is not.
+    pub answered: bool,
     pub at: Instant,
     /// "200 in 3 ms", "connect refused", "timeout after 1 s"...
     pub detail: String,
@@ -28,6 +32,13 @@ pub struct HealthState {
     passes: u32,
     failures: u32,
     pub last_check: Option<CheckResult>,
+    /// Its last check was answered and no real request has failed on it
+    /// since: down, maybe, but alive. Panic routing (`Pool::pick`) sends
+    /// only to such backends.
+    pub answering: bool,
+    /// It was up once: panic routing never sends to a backend that has not
+    /// passed its checks yet (a node that joins gets traffic only then).
+    pub been_up: bool,
 }
 
 impl HealthState {
@@ -39,12 +50,15 @@ impl HealthState {
             passes: 0,
             failures: 0,
             last_check: None,
+            answering: false,
+            been_up: false,
         }
     }
 
     /// An active check's result. Returns the new health when it changed.
     pub fn on_check(&mut self, result: CheckResult, rise: u32, fall: u32) -> Option<Health> {
         let (ok, now) = (result.ok, result.at);
+        self.answering = result.answered;
         self.last_check = Some(result);
         if ok {
             self.pass(now, rise)
@@ -56,6 +70,7 @@ impl HealthState {
     /// Real traffic failed on this backend before any response byte (connect
     /// refused, reset): it counts as a failed check.
     pub fn on_strike(&mut self, now: Instant, fall: u32) -> Option<Health> {
+        self.answering = false;
         self.fail(now, fall)
     }
 
@@ -74,6 +89,7 @@ impl HealthState {
     }
 
     fn set(&mut self, health: Health, now: Instant) -> Health {
+        self.been_up |= health == Health::Up;
         self.health = health;
         self.since = now;
         health
@@ -88,6 +104,7 @@ mod tests {
     fn result(ok: bool, at: Instant) -> CheckResult {
         CheckResult {
             ok,
+            answered: ok,
             at,
             detail: String::new(),
         }
@@ -125,5 +142,25 @@ mod tests {
         h.on_check(result(true, t0), 1, 2);
         assert_eq!(h.on_strike(t0, 2), None);
         assert_eq!(h.on_check(result(false, t0), 1, 2), Some(Health::Down));
+    }
+
+    #[test]
+    fn an_answered_failing_check_keeps_the_backend_answering_until_a_strike() {
+        let t0 = Instant::now();
+        let mut h = HealthState::new(t0);
+        assert!(!h.answering, "not before its first check");
+        let degraded = CheckResult {
+            ok: false,
+            answered: true,
+            at: t0,
+            detail: "status 503, expected 200".into(),
+        };
+        h.on_check(degraded, 1, 1);
+        assert_eq!(h.health, Health::Down);
+        assert!(h.answering);
+        h.on_strike(t0, 1);
+        assert!(!h.answering, "a request failed on it since");
+        h.on_check(result(false, t0), 1, 1);
+        assert!(!h.answering, "a timeout is no answer");
     }
 }

@@ -29,6 +29,14 @@ pub struct PoolSettings {
     pub fall: u32,
     /// Requests or connections in flight per backend; more wait in a queue.
     pub maxconn: u32,
+    /// Panic routing: when no backend is up but some still answer their
+    /// checks (with the wrong status), send to those rather than refusing
+    /// everything. Every backend failing at once points at something they
+    /// share (a stalled Gluster volume behind every web node's `/health`),
+    /// and the requests that do not need it still work. Envoy does the
+    /// same below its panic threshold; here only at zero backends up, and
+    /// never to a backend that does not answer at all.
+    pub panic: bool,
 }
 
 /// Where a backend comes from: it decides nothing but is shown in stats.
@@ -82,7 +90,8 @@ pub struct Backend {
 pub enum Pick {
     /// Counted as active until `release`.
     Chosen(SocketAddr),
-    /// Healthy backends exist but all are at maxconn: wait and retry.
+    /// Backends that can take traffic exist but all are at maxconn: wait
+    /// and retry.
     AllBusy,
     /// No backend can take traffic.
     NoBackend,
@@ -91,11 +100,33 @@ pub enum Pick {
 /// A change worth an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PoolEvent {
-    Added { name: String, addr: SocketAddr },
-    Leaving { name: String, in_flight: u32 },
-    Removed { name: String },
-    Up { name: String },
-    Down { name: String, reason: String },
+    Added {
+        name: String,
+        addr: SocketAddr,
+    },
+    Leaving {
+        name: String,
+        in_flight: u32,
+    },
+    Removed {
+        name: String,
+    },
+    Up {
+        name: String,
+    },
+    Down {
+        name: String,
+        reason: String,
+    },
+    /// No backend is up, and these still answer their checks: traffic goes
+    /// to them (see `PoolSettings::panic`).
+    PanicStarted {
+        answering: Vec<String>,
+    },
+    /// A backend is up again (or none answers any more): panic routing ends.
+    PanicEnded {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +154,11 @@ pub struct Pool {
     cursor: usize,
     /// `pick`'s working list, kept between calls.
     scratch: Vec<Candidate>,
+    /// Whether panic routing was on at the last health change, so that its
+    /// start and end are events.
+    panicking: bool,
+    /// Requests or connections sent by panic routing, for the stats.
+    panic_picks: u64,
 }
 
 impl Pool {
@@ -133,6 +169,8 @@ impl Pool {
             rr: Vec::new(),
             cursor: 0,
             scratch: Vec::new(),
+            panicking: false,
+            panic_picks: 0,
         }
     }
 
@@ -211,28 +249,12 @@ impl Pool {
     /// The backend for a new request from `client`, never `exclude` (the one
     /// a retry is moving away from).
     pub fn pick(&mut self, client: IpAddr, now: Instant, exclude: Option<SocketAddr>) -> Pick {
-        let maxconn = self.settings.maxconn.max(1);
         // Every request picks: the candidate list reuses one allocation.
         let mut candidates = std::mem::take(&mut self.scratch);
-        candidates.clear();
-        let mut eligible = 0;
-        for (i, b) in self.backends.iter().enumerate() {
-            let takes_traffic = b.health.health == Health::Up
-                && b.admin == Admin::Ready
-                && !b.leaving
-                && Some(b.addr) != exclude;
-            if !takes_traffic {
-                continue;
-            }
-            eligible += 1;
-            if b.active < maxconn {
-                candidates.push(Candidate {
-                    index: i,
-                    weight: self.effective_weight(b, now),
-                    load: u64::from(b.active),
-                    key: b.key,
-                });
-            }
+        let mut eligible = self.gather(&mut candidates, exclude, now, Route::Healthy);
+        let panic = eligible == 0 && self.settings.panic;
+        if panic {
+            eligible = self.gather(&mut candidates, exclude, now, Route::Panic);
         }
         let chosen = if eligible == 0 {
             Err(Pick::NoBackend)
@@ -253,11 +275,61 @@ impl Pool {
             Ok(chosen) => match chosen.and_then(|i| self.backends.get_mut(i)) {
                 Some(b) => {
                     b.active += 1;
+                    if panic {
+                        self.panic_picks += 1;
+                    }
                     Pick::Chosen(b.addr)
                 }
                 None => Pick::NoBackend,
             },
         }
+    }
+
+    /// Fills `candidates` with the backends `route` may use that have a
+    /// free slot; returns how many it may use, full or not.
+    fn gather(
+        &self,
+        candidates: &mut Vec<Candidate>,
+        exclude: Option<SocketAddr>,
+        now: Instant,
+        route: Route,
+    ) -> usize {
+        let maxconn = self.settings.maxconn.max(1);
+        candidates.clear();
+        let mut eligible = 0;
+        for (i, b) in self.backends.iter().enumerate() {
+            if !route.takes(b) || Some(b.addr) == exclude {
+                continue;
+            }
+            eligible += 1;
+            if b.active < maxconn {
+                candidates.push(Candidate {
+                    index: i,
+                    weight: match route {
+                        Route::Healthy => self.effective_weight(b, now),
+                        // Slow start ramps from the moment a backend came
+                        // up; a down one's `since` says when it went down.
+                        Route::Panic => full_weight(b),
+                    },
+                    load: u64::from(b.active),
+                    key: b.key,
+                });
+            }
+        }
+        eligible
+    }
+
+    /// Whether panic routing is on: no backend can take traffic by its
+    /// health, and some answer their checks.
+    pub fn panicking(&self) -> bool {
+        self.settings.panic
+            && !self.backends.iter().any(|b| Route::Healthy.takes(b))
+            && self.backends.iter().any(|b| Route::Panic.takes(b))
+    }
+
+    /// Requests or connections panic routing has sent since the start.
+    pub fn panic_picks(&self) -> u64 {
+        self.panic_picks
     }
 
     /// A request or connection picked earlier has ended. Returns events when
@@ -276,22 +348,66 @@ impl Pool {
         Vec::new()
     }
 
-    pub fn on_check(&mut self, addr: SocketAddr, result: CheckResult) -> Option<PoolEvent> {
+    /// An active check's result: the backend's transition, if any, and
+    /// panic routing starting or ending.
+    pub fn on_check(&mut self, addr: SocketAddr, result: CheckResult) -> Vec<PoolEvent> {
         let (rise, fall) = (self.settings.rise, self.settings.fall);
-        let i = self.position(addr)?;
+        let Some(i) = self.position(addr) else {
+            return Vec::new();
+        };
         let b = &mut self.backends[i];
         let detail = result.detail.clone();
-        let changed = b.health.on_check(result, rise, fall)?;
-        Some(transition(b, changed, detail))
+        let changed = b.health.on_check(result, rise, fall);
+        let mut events: Vec<PoolEvent> = changed
+            .map(|h| transition(b, h, detail))
+            .into_iter()
+            .collect();
+        events.extend(self.panic_change());
+        events
     }
 
-    /// Real traffic failed before any response byte: a passive strike.
-    pub fn on_strike(&mut self, addr: SocketAddr, now: Instant, why: &str) -> Option<PoolEvent> {
+    /// Real traffic failed on this backend before any response byte: a
+    /// passive strike.
+    pub fn on_strike(&mut self, addr: SocketAddr, now: Instant, why: &str) -> Vec<PoolEvent> {
         let fall = self.settings.fall;
-        let i = self.position(addr)?;
+        let Some(i) = self.position(addr) else {
+            return Vec::new();
+        };
         let b = &mut self.backends[i];
-        let changed = b.health.on_strike(now, fall)?;
-        Some(transition(b, changed, format!("traffic failed: {why}")))
+        let changed = b.health.on_strike(now, fall);
+        let mut events: Vec<PoolEvent> = changed
+            .map(|h| transition(b, h, format!("traffic failed: {why}")))
+            .into_iter()
+            .collect();
+        events.extend(self.panic_change());
+        events
+    }
+
+    /// The event when panic routing has just started or ended.
+    fn panic_change(&mut self) -> Option<PoolEvent> {
+        let now = self.panicking();
+        if now == self.panicking {
+            return None;
+        }
+        self.panicking = now;
+        Some(if now {
+            PoolEvent::PanicStarted {
+                answering: self
+                    .backends
+                    .iter()
+                    .filter(|b| Route::Panic.takes(b))
+                    .map(|b| b.name.clone())
+                    .collect(),
+            }
+        } else if self.backends.iter().any(|b| Route::Healthy.takes(b)) {
+            PoolEvent::PanicEnded {
+                reason: "a backend is up again".into(),
+            }
+        } else {
+            PoolEvent::PanicEnded {
+                reason: "no backend answers its checks any more".into(),
+            }
+        })
     }
 
     /// Admin API: drain, maintenance or ready, by backend name or address.
@@ -331,7 +447,7 @@ impl Pool {
     /// Weight ramps linearly from 1/16 to full over `slow_start` after the
     /// backend came up.
     fn effective_weight(&self, b: &Backend, now: Instant) -> u64 {
-        let full = u64::from(b.weight_override.unwrap_or(b.weight).max(1)) * WEIGHT_SCALE;
+        let full = full_weight(b);
         let ramp = self.settings.slow_start;
         if ramp.is_zero() {
             return full;
@@ -358,6 +474,32 @@ impl Pool {
         self.backends.remove(i);
         self.rr.remove(i);
     }
+}
+
+/// Which backends a pick may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Up by its checks, ready, staying: the normal case.
+    Healthy,
+    /// Down, but answering its checks, and up before (and ready, staying):
+    /// panic routing.
+    Panic,
+}
+
+impl Route {
+    fn takes(self, b: &Backend) -> bool {
+        let open = b.admin == Admin::Ready && !b.leaving;
+        open && match self {
+            Route::Healthy => b.health.health == Health::Up,
+            Route::Panic => {
+                b.health.health == Health::Down && b.health.answering && b.health.been_up
+            }
+        }
+    }
+}
+
+fn full_weight(b: &Backend) -> u64 {
+    u64::from(b.weight_override.unwrap_or(b.weight).max(1)) * WEIGHT_SCALE
 }
 
 fn transition(b: &Backend, health: Health, detail: String) -> PoolEvent {
@@ -394,6 +536,7 @@ mod tests {
             rise: 2,
             fall: 3,
             maxconn: 2,
+            panic: true,
         }
     }
 
@@ -415,6 +558,7 @@ mod tests {
     fn ok(at: Instant) -> CheckResult {
         CheckResult {
             ok: true,
+            answered: true,
             at,
             detail: "200".into(),
         }
@@ -423,8 +567,19 @@ mod tests {
     fn fail(at: Instant) -> CheckResult {
         CheckResult {
             ok: false,
+            answered: false,
             at,
             detail: "connect refused".into(),
+        }
+    }
+
+    /// Alive, but its `/health` says it cannot serve.
+    fn degraded(at: Instant) -> CheckResult {
+        CheckResult {
+            ok: false,
+            answered: true,
+            at,
+            detail: "status 503, expected 200".into(),
         }
     }
 
@@ -454,12 +609,14 @@ mod tests {
             }]
         );
         assert_eq!(p.pick(CLIENT, t0, None), Pick::NoBackend);
-        assert_eq!(p.on_check(addr(1), ok(t0)), None);
+        // Answering, but not up yet: not even panic routing sends to it.
+        assert_eq!(p.on_check(addr(1), ok(t0)), []);
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::NoBackend);
         assert_eq!(
             p.on_check(addr(1), ok(t0 + SEC)),
-            Some(PoolEvent::Up {
+            [PoolEvent::Up {
                 name: "pi-1".into()
-            })
+            }]
         );
         assert_eq!(p.pick(CLIENT, t0 + SEC, None), Pick::Chosen(addr(1)));
     }
@@ -471,7 +628,7 @@ mod tests {
         p.on_check(addr(1), fail(t0));
         p.on_strike(addr(1), t0, "reset");
         let ev = p.on_check(addr(1), fail(t0));
-        assert!(matches!(ev, Some(PoolEvent::Down { .. })), "{ev:?}");
+        assert!(matches!(ev[..], [PoolEvent::Down { .. }]), "{ev:?}");
         for _ in 0..4 {
             let Pick::Chosen(a) = p.pick(CLIENT, t0, None) else {
                 panic!("no pick")
@@ -598,6 +755,87 @@ mod tests {
         assert!(early < 0.12, "early share {early}");
         assert!((0.28..0.38).contains(&mid), "mid share {mid}");
         assert!((0.45..0.55).contains(&done), "full share {done}");
+    }
+
+    #[test]
+    fn with_every_backend_down_traffic_goes_to_those_that_still_answer() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2, 3], Algorithm::RoundRobin, t0);
+        p.settings.maxconn = 1_000_000;
+        // pi-1 and pi-2 answer 503 (a shared dependency is stuck), pi-3
+        // does not answer at all.
+        let mut events = Vec::new();
+        for _ in 0..3 {
+            events.extend(p.on_check(addr(1), degraded(t0)));
+            events.extend(p.on_check(addr(2), degraded(t0)));
+            events.extend(p.on_check(addr(3), fail(t0)));
+        }
+        assert_eq!(
+            events.last(),
+            Some(&PoolEvent::PanicStarted {
+                answering: vec!["pi-1".into(), "pi-2".into()]
+            }),
+            "{events:?}"
+        );
+        assert!(p.panicking());
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..100 {
+            let Pick::Chosen(a) = p.pick(CLIENT, t0, None) else {
+                panic!("no pick in panic")
+            };
+            *seen.entry(a).or_insert(0) += 1;
+            p.release(a);
+        }
+        assert_eq!(
+            seen.get(&addr(3)),
+            None,
+            "never to the one that does not answer"
+        );
+        assert_eq!(seen.get(&addr(1)), Some(&50), "{seen:?}");
+        assert_eq!(seen.get(&addr(2)), Some(&50), "{seen:?}");
+        assert_eq!(p.panic_picks(), 100);
+        // A retry still avoids the backend it leaves.
+        assert_eq!(p.pick(CLIENT, t0, Some(addr(1))), Pick::Chosen(addr(2)));
+        p.release(addr(2));
+        // A request that fails on one makes it no longer answering.
+        p.on_strike(addr(1), t0, "reset");
+        for _ in 0..10 {
+            assert_eq!(p.pick(CLIENT, t0, None), Pick::Chosen(addr(2)));
+            p.release(addr(2));
+        }
+        // pi-3 comes back: normal routing, and the event says so.
+        let mut back = p.on_check(addr(3), ok(t0));
+        back.extend(p.on_check(addr(3), ok(t0)));
+        assert!(
+            back.contains(&PoolEvent::PanicEnded {
+                reason: "a backend is up again".into()
+            }),
+            "{back:?}"
+        );
+        assert!(!p.panicking());
+        for _ in 0..10 {
+            assert_eq!(p.pick(CLIENT, t0, None), Pick::Chosen(addr(3)));
+            p.release(addr(3));
+        }
+    }
+
+    #[test]
+    fn panic_routing_spares_drained_backends_and_can_be_turned_off() {
+        let t0 = Instant::now();
+        let mut p = up_pool(&[1, 2], Algorithm::RoundRobin, t0);
+        for _ in 0..3 {
+            p.on_check(addr(1), degraded(t0));
+            p.on_check(addr(2), degraded(t0));
+        }
+        assert!(p.set_admin("pi-1", Admin::Drain));
+        assert!(p.set_admin("pi-2", Admin::Maint));
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::NoBackend);
+        assert!(p.set_admin("pi-2", Admin::Ready));
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::Chosen(addr(2)));
+        p.release(addr(2));
+        p.settings.panic = false;
+        assert_eq!(p.pick(CLIENT, t0, None), Pick::NoBackend);
+        assert!(!p.panicking());
     }
 
     #[test]

@@ -146,17 +146,23 @@ impl SharedPool {
         events
     }
 
-    pub fn on_check(&self, addr: SocketAddr, result: CheckResult) -> Option<PoolEvent> {
-        let event = self.lock().on_check(addr, result);
-        if event.is_some() {
+    pub fn on_check(&self, addr: SocketAddr, result: CheckResult) -> Vec<PoolEvent> {
+        let events = self.lock().on_check(addr, result);
+        if !events.is_empty() {
             // A backend that came up can take queued requests.
             self.freed.notify_waiters();
         }
-        event
+        events
     }
 
-    pub fn on_strike(&self, addr: SocketAddr, why: &str) -> Option<PoolEvent> {
+    pub fn on_strike(&self, addr: SocketAddr, why: &str) -> Vec<PoolEvent> {
         self.lock().on_strike(addr, Instant::now(), why)
+    }
+
+    /// Whether panic routing is on, and how many picks it has made.
+    pub fn panic(&self) -> (bool, u64) {
+        let pool = self.lock();
+        (pool.panicking(), pool.panic_picks())
     }
 
     pub fn set_admin(&self, which: &str, admin: Admin) -> bool {
@@ -213,6 +219,7 @@ mod tests {
                 rise: 1,
                 fall: 1,
                 maxconn,
+                panic: false,
             },
             queue,
         );
@@ -227,6 +234,7 @@ mod tests {
             addr,
             CheckResult {
                 ok: true,
+                answered: true,
                 at: Instant::now(),
                 detail: String::new(),
             },

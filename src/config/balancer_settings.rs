@@ -87,6 +87,7 @@ fn http_health(
         timeout: t.timeout,
         rise: t.rise,
         fall: t.fall,
+        panic: raw.panic.as_ref().map_or(base.panic, |p| *p.get_ref()),
     }
 }
 

@@ -220,6 +220,9 @@ pub struct HttpHealthCheck {
     pub rise: u32,
     /// Consecutive failures (active or passive strikes) that take it down.
     pub fall: u32,
+    /// With no backend up, send to those that still answer their checks
+    /// (with another status) instead of answering 503 (`PoolSettings::panic`).
+    pub panic: bool,
 }
 
 /// Active TCP connect check of an L4 backend.
@@ -294,6 +297,7 @@ impl Default for BalancerSettings {
                 timeout: secs(1),
                 rise: 2,
                 fall: 3,
+                panic: true,
             },
             limits: ProxyLimits::default(),
             backends: Vec::new(),

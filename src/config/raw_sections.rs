@@ -108,6 +108,8 @@ pub struct RawHealth {
     pub timeout: Option<Spanned<String>>,
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
+    /// HTTP only: panic routing (`PoolSettings::panic`).
+    pub panic: Option<Spanned<bool>>,
 }
 
 /// `limits = { ... }`: of the HTTP balancer (every key), or of a tcp service
@@ -346,8 +348,9 @@ fn read_health(t: Table<'_, '_>, proxy: Proxy, report: &mut Report<'_>) -> RawHe
     if proxy == Proxy::Http {
         health.path = s.string("path", "a URL path in quotes, like \"/health\"");
         health.expect = s.integer("expect", "an HTTP status like 200");
+        health.panic = s.boolean("panic");
     } else {
-        for key in ["path", "expect"] {
+        for key in ["path", "expect", "panic"] {
             s.refuse(
                 key,
                 &format!("`{key}`: a tcp service's health check only opens a connection; `{key}` is for `balancer.health`"),

@@ -302,7 +302,7 @@ https_port = 4443
 tls = { cert = "/etc/piha/tls/lb.pem", key = "/etc/piha/tls/lb.key" }
 algorithm = "source"
 slow_start = "0s"
-health = { path = "/up", expect = 204, interval = "2s", timeout = "500ms", rise = 3, fall = 5 }
+health = { path = "/up", expect = 204, interval = "2s", timeout = "500ms", rise = 3, fall = 5, panic = false }
 limits = { maxconn = 64, queue = 0, queue_timeout = "1s", header_timeout = "3s", connect_timeout = "4s", server_timeout = "20s", idle_timeout = "30s", max_header_size = "8KiB", max_body_size = "1MiB" }
 backends = [ { address = "192.0.2.50:8080", weight = 3 }, { address = "[2001:db8::50]:80" } ]
 
@@ -358,8 +358,8 @@ fn header_form_sets_every_new_balancer_key() {
     let h = &b.health;
     assert_eq!((h.path.as_str(), h.expect_status), ("/up", 204));
     assert_eq!(
-        (h.interval, h.timeout, h.rise, h.fall),
-        (secs(2), ms(500), 3, 5)
+        (h.interval, h.timeout, h.rise, h.fall, h.panic),
+        (secs(2), ms(500), 3, 5, false)
     );
     let l = &b.limits;
     assert_eq!((l.maxconn, l.queue), (64, 0));

@@ -56,6 +56,8 @@ pub fn http_json(h: &Handle) -> Value {
             "retries": f.retries,
             "tls_handshake_failures": f.tls_handshake_failures,
             "timed_out_connections": f.timed_out_connections,
+            "panic": f.panic,
+            "panic_requests_total": f.panic_requests,
         },
         "backends": backends,
     })

@@ -509,6 +509,16 @@ impl Snapshot {
             .map(|(r, n)| (vec![("reason", (*r).to_owned())], *n))
             .collect();
             out.counters("piha_frontend_rejected", "503s by reason", &rejected)?;
+            out.gauge(
+                "piha_frontend_panic",
+                "1 while no backend is up and requests go to those that still answer their checks",
+                if f.panic { 1.0 } else { 0.0 },
+            )?;
+            out.counter(
+                "piha_frontend_panic_requests",
+                "Requests sent by panic routing (no backend up)",
+                f.panic_requests,
+            )?;
             out.counter(
                 "piha_frontend_requests",
                 "Requests received by the HTTP front end",

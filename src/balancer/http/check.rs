@@ -79,6 +79,7 @@ pub async fn probe(addr: SocketAddr, hc: &HttpHealthCheck) -> CheckResult {
     let started = Instant::now();
     let outcome = tokio::time::timeout(hc.timeout, ask(addr, &hc.path)).await;
     let took = started.elapsed();
+    let answered = matches!(outcome, Ok(Ok(_)));
     let (ok, detail) = match outcome {
         Err(_) => (
             false,
@@ -95,6 +96,7 @@ pub async fn probe(addr: SocketAddr, hc: &HttpHealthCheck) -> CheckResult {
     };
     CheckResult {
         ok,
+        answered,
         at: Instant::now(),
         detail,
     }

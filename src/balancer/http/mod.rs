@@ -109,6 +109,7 @@ impl Handle {
                 rise: settings.health.rise,
                 fall: settings.health.fall,
                 maxconn: limits.maxconn,
+                panic: settings.health.panic,
             },
             limits.queue,
         );
@@ -142,7 +143,9 @@ impl Handle {
     }
 
     pub fn stats(&self) -> HttpStats {
-        self.stats.snapshot(self.pool.view(), self.pool.queued())
+        let mut stats = self.stats.snapshot(self.pool.view(), self.pool.queued());
+        (stats.frontend.panic, stats.frontend.panic_requests) = self.pool.panic();
+        stats
     }
 
     /// Drain, maintenance or ready, by backend name or address.
@@ -186,15 +189,17 @@ impl Handle {
     }
 
     pub(crate) fn on_check(&self, addr: SocketAddr, result: CheckResult) {
-        if let Some(e) = self.pool.on_check(addr, result) {
-            self.push_events(vec![e]);
+        let events = self.pool.on_check(addr, result);
+        if !events.is_empty() {
+            self.push_events(events);
         }
     }
 
     /// Real traffic failed on `addr` before any response byte.
     pub(crate) fn strike(&self, addr: SocketAddr, why: &str) {
-        if let Some(e) = self.pool.on_strike(addr, why) {
-            self.push_events(vec![e]);
+        let events = self.pool.on_strike(addr, why);
+        if !events.is_empty() {
+            self.push_events(events);
         }
     }
 

@@ -325,6 +325,19 @@ fn record(ctx: &NodeContext, event: PoolEvent) {
             format!("backend {name} removed"),
             json!({"backend": name}),
         ),
+        PoolEvent::PanicStarted { answering } => e.warning(
+            COMPONENT,
+            format!(
+                "no backend is up; panic routing to those that still answer their checks: {}",
+                answering.join(", ")
+            ),
+            json!({"answering": answering}),
+        ),
+        PoolEvent::PanicEnded { reason } => e.info(
+            COMPONENT,
+            format!("panic routing ended: {reason}"),
+            json!({"reason": reason}),
+        ),
     }
 }
 

@@ -333,6 +333,9 @@ impl Stats {
                 retries: get(&f.retries),
                 tls_handshake_failures: get(&f.tls_handshake_failures),
                 timed_out_connections: get(&f.timed_out_connections),
+                // The pool knows these; `Handle::stats` fills them in.
+                panic: false,
+                panic_requests: 0,
             },
             backends,
         }
@@ -365,6 +368,11 @@ pub struct FrontendStats {
     pub retries: u64,
     pub tls_handshake_failures: u64,
     pub timed_out_connections: u64,
+    /// Panic routing is on: no backend is up, and requests go to those
+    /// that still answer their checks (`PoolSettings::panic`).
+    pub panic: bool,
+    /// Requests panic routing has sent since the start.
+    pub panic_requests: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

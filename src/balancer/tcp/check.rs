@@ -36,7 +36,7 @@ pub(super) async fn run_checks(handle: Arc<Handle>, events: EventSink) {
         }
         while let Some(done) = round.join_next().await {
             let Ok((addr, result)) = done else { continue };
-            if let Some(event) = handle.pool.on_check(addr, result) {
+            for event in handle.pool.on_check(addr, result) {
                 events(&handle, &event);
             }
         }
@@ -59,6 +59,8 @@ pub async fn check(addr: SocketAddr, timeout: Duration) -> CheckResult {
     };
     CheckResult {
         ok,
+        // A connect check fails only by not being answered.
+        answered: ok,
         at: Instant::now(),
         detail,
     }

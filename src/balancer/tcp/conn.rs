@@ -105,7 +105,7 @@ fn strike(handle: &Handle, addr: SocketAddr, why: &str, events: &EventSink) {
     bump(&handle.counters.connect_errors);
     bump(&handle.backend(addr).connect_errors);
     tracing::debug!(service = %handle.name, backend = %addr, "connect failed: {why}");
-    if let Some(event) = handle.pool.on_strike(addr, why) {
+    for event in handle.pool.on_strike(addr, why) {
         events(handle, &event);
     }
 }

@@ -234,5 +234,8 @@ fn pool_settings(service: &TcpService) -> PoolSettings {
         rise: service.health.rise,
         fall: service.health.fall,
         maxconn: service.limits.maxconn,
+        // A connect check either is answered or fails: no backend is ever
+        // down yet answering, so panic routing would never apply.
+        panic: false,
     }
 }

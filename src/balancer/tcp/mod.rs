@@ -149,7 +149,10 @@ fn event_sink(ctx: &NodeContext) -> EventSink {
                 ),
                 json!({"service": service, "backend": name, "in_flight": in_flight}),
             ),
-            PoolEvent::Added { .. } => {}
+            // Never for a tcp service (`pool_settings`: no panic routing).
+            PoolEvent::Added { .. }
+            | PoolEvent::PanicStarted { .. }
+            | PoolEvent::PanicEnded { .. } => {}
         }
     })
 }

@@ -430,6 +430,10 @@
         ['Open connections', fmtCount(fe.open_connections)],
         ['Queued', fmtCount(queued), queued > 0 ? 'warn' : null],
         rejected,
+        ...(fe.panic === true || fe.panic_requests_total > 0 ? [['Panic routing', fe.panic === true ? 'on' : 'off',
+          fe.panic === true ? 'bad' : null,
+          'no backend is up: requests go to the backends that still answer their checks (with another status), rather than a 503',
+          fmtCount(fe.panic_requests_total) + ' requests so far']] : []),
       ],
       cols: HTTP_COLUMNS, links,
     });

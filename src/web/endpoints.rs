@@ -7,8 +7,7 @@ use std::time::Duration;
 use hyper::{Method, Response, StatusCode, header};
 use serde_json::json;
 
-use super::files::gluster_client;
-use super::files::resolve::root_problem;
+use super::files::resolve::serving_problem;
 use super::respond;
 use super::server::Body;
 
@@ -41,9 +40,7 @@ async fn health(hostname: &str, root: &Path) -> Response<Body> {
     let check_root = root.to_path_buf();
     let problem = tokio::time::timeout(
         ROOT_CHECK_TIMEOUT,
-        tokio::task::spawn_blocking(move || {
-            root_problem(&check_root).or_else(|| gluster_client::problem(&check_root))
-        }),
+        tokio::task::spawn_blocking(move || serving_problem(&check_root)),
     )
     .await;
     let problem = match problem {

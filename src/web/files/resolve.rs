@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::encoding::{Accepted, Encoding};
+use super::gluster_client;
 
 /// Why a path was refused before touching the disk (answered with 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -143,7 +144,7 @@ pub fn lookup(
     path.extend(&request.segments);
     let mut meta = match std::fs::metadata(&path) {
         Ok(m) => m,
-        Err(e) => return missing(&path, e),
+        Err(e) => return missing(root, &path, e),
     };
     if meta.is_dir() {
         if !request.trailing_slash {
@@ -156,7 +157,7 @@ pub fn lookup(
         path.push("index.html");
         meta = match std::fs::metadata(&path) {
             Ok(m) => m,
-            Err(e) => return missing(&path, e),
+            Err(e) => return missing(root, &path, e),
         };
     }
     // Only regular files: opening a FIFO or a device would hang or worse.
@@ -233,12 +234,28 @@ fn etag(meta: &std::fs::Metadata, encoding: Encoding) -> String {
 /// A failed stat: "no such file" only when the file system says so; any
 /// other error (the drill saw a Gluster mount reconnecting after a cut
 /// link) means it could not look, and a 404 there would be a wrong answer.
-fn missing(path: &Path, e: io::Error) -> Lookup {
+/// So is "no such file" while the root itself cannot be listed or a Gluster
+/// mount cannot reach a whole replica set (what `/health` answers 503 for):
+/// the file may be on the part out of reach. The drill saw 404s for files
+/// that exist while a cut node held the only readable copy of their set.
+fn missing(root: &Path, path: &Path, e: io::Error) -> Lookup {
     match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::EACCES | libc::ELOOP)
-        | None => Lookup::NotFound,
+        | None => match serving_problem(root) {
+            None => Lookup::NotFound,
+            Some(why) => {
+                Lookup::RootUnavailable(format!("{}: {e}, and cannot tell: {why}", path.display()))
+            }
+        },
         Some(_) => Lookup::RootUnavailable(format!("{}: {e}", path.display())),
     }
+}
+
+/// Whether every file under the root can be served: the root can be
+/// listed and, on a Gluster mount, every part of the volume is in reach.
+/// `None` when so, else why. What `/health` answers. Blocking.
+pub fn serving_problem(root: &Path) -> Option<String> {
+    root_problem(root).or_else(|| gluster_client::problem(root))
 }
 
 /// Whether the document root can serve files: `None` when it can, else why.
@@ -329,21 +346,53 @@ mod tests {
 
     #[test]
     fn only_a_missing_file_is_not_found() {
-        let path = Path::new("/x");
+        let root = tempfile::tempdir().unwrap();
+        let path = &root.path().join("x");
+        let root = root.path();
         let err = |code| io::Error::from_raw_os_error(code);
-        assert!(matches!(missing(path, err(libc::ENOENT)), Lookup::NotFound));
         assert!(matches!(
-            missing(path, err(libc::ENOTDIR)),
+            missing(root, path, err(libc::ENOENT)),
             Lookup::NotFound
         ));
         assert!(matches!(
-            missing(path, err(libc::ENOTCONN)),
+            missing(root, path, err(libc::ENOTDIR)),
+            Lookup::NotFound
+        ));
+        assert!(matches!(
+            missing(root, path, err(libc::ENOTCONN)),
             Lookup::RootUnavailable(_)
         ));
         assert!(matches!(
-            missing(path, err(libc::EIO)),
+            missing(root, path, err(libc::EIO)),
             Lookup::RootUnavailable(_)
         ));
+    }
+
+    #[test]
+    fn not_found_is_not_trusted_while_part_of_a_gluster_volume_is_out_of_reach() {
+        let root = tempfile::tempdir().unwrap();
+        let set = root.path().join(".meta/graphs/active/piha-replicate-1");
+        std::fs::create_dir_all(&set).unwrap();
+        std::fs::write(
+            set.join("private"),
+            "child_up[0] = 1\nchild_up[1] = 1\nup = 1\n",
+        )
+        .unwrap();
+        let req = RequestPath::parse("/on-set-2.txt").unwrap();
+        let look = || lookup(root.path(), &req, &Accepted::IDENTITY_ONLY, false);
+        assert!(matches!(look(), Lookup::NotFound));
+        std::fs::write(
+            set.join("private"),
+            "child_up[0] = 0\nchild_up[1] = 0\nup = 0\n",
+        )
+        .unwrap();
+        match look() {
+            Lookup::RootUnavailable(why) => assert!(
+                why.contains("cannot tell") && why.contains("piha-replicate-1"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -280,7 +280,7 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
     assert!(
         events
             .iter()
-            .any(|e| e.starts_with("pi-3 is down and") && e.contains("cut them")),
+            .any(|e| e.starts_with("pi-3 is down and") && e.contains("unacknowledged: cut")),
         "{events:#?}"
     );
     // Back on the link, pi-3's client reconnects by itself and the file

@@ -391,14 +391,15 @@ impl Pool {
         }
         self.panicking = now;
         Some(if now {
-            PoolEvent::PanicStarted {
-                answering: self
-                    .backends
-                    .iter()
-                    .filter(|b| Route::Panic.takes(b))
-                    .map(|b| b.name.clone())
-                    .collect(),
-            }
+            let mut answering: Vec<String> = self
+                .backends
+                .iter()
+                .filter(|b| Route::Panic.takes(b))
+                .map(|b| b.name.clone())
+                .collect();
+            // By name, not in the order membership happened to add them.
+            answering.sort();
+            PoolEvent::PanicStarted { answering }
         } else if self.backends.iter().any(|b| Route::Healthy.takes(b)) {
             PoolEvent::PanicEnded {
                 reason: "a backend is up again".into(),

@@ -204,10 +204,13 @@ fn report(
         ctx.events.warning(
             "storage",
             format!(
-                "{name} is down and {} gluster connections to its bricks ({}) had data \
-                 unacknowledged: cut them, so the volume goes on with the other bricks \
-                 instead of waiting up to {} s (network.ping-timeout)",
-                endpoints.len(),
+                "{name} is down and {} to its bricks ({}) had data unacknowledged: \
+                 cut, so the volume goes on with the other bricks instead of waiting \
+                 up to {} s (network.ping-timeout)",
+                match endpoints.len() {
+                    1 => "a gluster connection".to_owned(),
+                    n => format!("{n} gluster connections"),
+                },
                 list.join(", "),
                 ping_timeout.as_secs()
             ),

@@ -51,13 +51,13 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     // and a down node's bricks are cut within a second of membership
     // saying so.
     let fenced = Arc::new(AtomicU64::new(0));
-    let fence_task = tokio::spawn(fence::run(
+    let _fence = AbortOnDrop(tokio::spawn(fence::run(
         ctx.clone(),
         tx.clone(),
         fenced.clone(),
         settings.ping_timeout,
         stop.clone(),
-    ));
+    )));
     // The brick folder is not made here: glusterd makes it on each node
     // when the volume is created, and a node that never joins a volume
     // (a loopback test, a misconfigured card) gets no stray folders.
@@ -91,11 +91,19 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
             _ = shell.round(poll_no) => {}
         }
     }
-    // The loop ends only once `stop` is cancelled, which ends the fence too.
-    let _ = fence_task.await;
     drop(restart);
     ctx.roles.storage.send_replace(None);
     Ok(())
+}
+
+/// Ends the fence however the role ends: an operator's stop aborts the
+/// role's task, and a task spawned from it would outlive it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a change of the file restarts the role for.

@@ -237,6 +237,14 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
     // gives up on it: `ping_timeout` (5 s here). piha cuts the stalled
     // connections once membership says the node is down (`down_after` 1 s
     // here), so the write returns after about that.
+    // pi-1's client must be writing to pi-3's brick for the cut to stall
+    // it: after the restart above it reconnects within a few seconds.
+    poll(Duration::from_secs(30), || {
+        (0..3)
+            .all(|b| net.gl.client_connected(0, &net.mount, VOLUME, b))
+            .then_some(())
+    })
+    .expect("pi-1's client reconnects to every brick");
     net.gl.lab.link_down(2);
     let cut = Instant::now();
     let target = net.gl.node_view(0, &net.mount.join("a/during-cut"));

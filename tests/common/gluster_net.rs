@@ -499,6 +499,26 @@ impl GlusterLab {
         }
     }
 
+    /// Whether node `i`'s FUSE client of `volume` at `mountpoint` is
+    /// connected to brick number `brick` (0-based, in volume order), as the
+    /// client itself says in its `.meta` folder. A brick restarted a moment
+    /// ago is not yet: the client retries every few seconds, and until then
+    /// writes go to the other bricks only.
+    pub fn client_connected(
+        &self,
+        i: usize,
+        mountpoint: &Path,
+        volume: &str,
+        brick: usize,
+    ) -> bool {
+        let private = mountpoint.join(format!(
+            ".meta/graphs/active/{volume}-client-{brick}/private"
+        ));
+        std::fs::read_to_string(self.node_view(i, &private))
+            .map(|text| text.lines().any(|l| l.replace(' ', "") == "connected=1"))
+            .unwrap_or(false)
+    }
+
     /// The FUSE mount points in node `i`'s mount namespace.
     pub fn fuse_mounts(&self, i: usize) -> Vec<PathBuf> {
         let mounts = std::fs::read_to_string(format!("/proc/{}/mounts", self.holder_pid(i)));

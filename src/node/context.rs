@@ -91,6 +91,26 @@ pub struct RoleHandles {
     pub failover: watch::Sender<Option<Arc<crate::pg::failover::FailoverHandle>>>,
 }
 
+impl RoleHandles {
+    /// Forgets what the service `name` (as the supervisor calls it)
+    /// published. A role clears its handle itself when it returns; an
+    /// operator's stop or a panic ends its task before that line runs, and
+    /// the page, `/metrics` and VRRP's readiness would go on reading a role
+    /// that is gone (a stopped pooler's frozen counters, say).
+    pub fn withdraw(&self, service: &str) {
+        match service {
+            "balancer-http" => drop(self.http_balancer.send_replace(None)),
+            "balancer-tcp" => drop(self.tcp_services.send_replace(Vec::new())),
+            "pooler" => drop(self.pooler.send_replace(None)),
+            "vrrp" => drop(self.vrrp.send_replace(None)),
+            "db" => drop(self.db.send_replace(None)),
+            "storage" => drop(self.storage.send_replace(None)),
+            "failover" => drop(self.failover.send_replace(None)),
+            _ => {}
+        }
+    }
+}
+
 /// A token cancelled when the node stops or when a new config changes the
 /// key a role restarts for (see [`NodeContext::restart_watch`]). Dropping
 /// it ends the watching task.

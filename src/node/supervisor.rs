@@ -98,10 +98,12 @@ where
                 // connections it handed off finish on their own.
                 task.abort();
                 let _ = task.await;
+                ctx.roles.withdraw(name);
                 ctx.events.info(name, format!("{name} stopped by the operator"), json!({"service": name}));
                 continue;
             }
         };
+        ctx.roles.withdraw(name);
         if ctx.shutdown.is_cancelled() {
             set_state(&ctx, &mut health, ServiceState::Stopped);
             return;
@@ -182,4 +184,88 @@ fn panic_text(join: tokio::task::JoinError) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gluster::status::{StorageHandle, StorageStatus};
+    use tokio::sync::watch;
+
+    /// A role that publishes its handle and then never returns: only an
+    /// abort ends it, as an operator's stop or a panic in a sibling would.
+    async fn publishes_and_waits(ctx: Arc<NodeContext>) -> ServiceResult {
+        let status = StorageStatus::new("piha".into(), "/srv/www".into());
+        let (_tx, rx) = watch::channel(Arc::new(status));
+        ctx.roles
+            .storage
+            .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+
+    async fn panics_after_publishing(ctx: Arc<NodeContext>) -> ServiceResult {
+        let status = StorageStatus::new("piha".into(), "/srv/www".into());
+        let (_tx, rx) = watch::channel(Arc::new(status));
+        ctx.roles
+            .storage
+            .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+        panic!("a bug in the role");
+    }
+
+    async fn until(mut what: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if what() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_stopped_role_leaves_nothing_on_the_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, _worker) = crate::status::vrrp::tests::context(dir.path());
+        let ctx = Arc::new(ctx);
+        let mut supervisor = Supervisor::new(ctx.clone());
+        supervisor.spawn("storage", publishes_and_waits);
+        assert!(until(|| ctx.roles.storage.borrow().is_some()).await);
+
+        ctx.held.send_modify(|h| {
+            h.insert("storage".into());
+        });
+        assert!(
+            until(|| ctx.roles.storage.borrow().is_none()).await,
+            "the stopped role's status is still published"
+        );
+        // Started again, it publishes again.
+        ctx.held.send_modify(|h| {
+            h.remove("storage");
+        });
+        assert!(until(|| ctx.roles.storage.borrow().is_some()).await);
+        ctx.shutdown.cancel();
+        supervisor.join(Duration::from_millis(100)).await;
+    }
+
+    #[tokio::test]
+    async fn a_role_that_panicked_leaves_nothing_on_the_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, _worker) = crate::status::vrrp::tests::context(dir.path());
+        let ctx = Arc::new(ctx);
+        let mut supervisor = Supervisor::new(ctx.clone());
+        supervisor.spawn("storage", panics_after_publishing);
+        let failed = until(|| {
+            ctx.health
+                .snapshot()
+                .services
+                .get("storage")
+                .is_some_and(|s| s.restarts >= 1)
+        })
+        .await;
+        assert!(failed, "the panic was not seen as a failure");
+        assert!(ctx.roles.storage.borrow().is_none());
+        ctx.shutdown.cancel();
+        supervisor.join(Duration::from_millis(100)).await;
+    }
 }

@@ -28,7 +28,7 @@ pub fn to_json(s: &VrrpStatus) -> Value {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
@@ -200,7 +200,9 @@ pub(super) mod tests {
         assert_eq!(doc["master"], Value::Null);
     }
 
-    pub(in crate::status) fn context(dir: &Path) -> (NodeContext, crate::store::StoreWorker) {
+    /// A node context on `pi-configs/cluster.toml` as pi-1, for tests of
+    /// what reads it.
+    pub(crate) fn context(dir: &Path) -> (NodeContext, crate::store::StoreWorker) {
         let text = include_str!("../../pi-configs/cluster.toml");
         let config = crate::config::parse(text, &dir.join("cluster.toml")).expect("config");
         let plan = config.plan_for("pi-1").expect("plan");

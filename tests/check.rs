@@ -512,6 +512,13 @@ fn shipped_cluster_file_passes_and_shows_every_node() {
         ),
         "{stdout}"
     );
+    // Two pairs, each with its arbiter on the other pair: any one Pi may go.
+    assert!(
+        stdout.contains(
+            "\nstorage: volume piha (replica 3 arbiter 1, 2 x (2 + 1)) on pi-1, pi-2, pi-3, pi-4 (arbiters on pi-3, pi-1), formed by pi-1, mounted on /srv/piha/www\n"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

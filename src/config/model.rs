@@ -494,9 +494,11 @@ pub struct StorageClusterSettings {
     /// Bricks per replica set. `None`: 2 for an even number of storage
     /// nodes, 3 for a multiple of three, 1 for a single node.
     pub replica: Option<u32>,
-    /// With replica 3: the third brick of each set holds metadata only (a
-    /// tie-breaker that needs little space).
-    pub arbiter: bool,
+    /// A metadata-only brick in each set (a tie-breaker that needs little
+    /// space): with replica 3 the third brick of each set; with pairs one
+    /// more brick on a node outside the pair. `None`: pairs get one when
+    /// there are at least 4 storage nodes, triples do not.
+    pub arbiter: Option<bool>,
     /// Where every storage node mounts the volume: the web root by default,
     /// so all web nodes serve the same files.
     pub mount: PathBuf,
@@ -518,7 +520,7 @@ impl StorageClusterSettings {
         StorageClusterSettings {
             volume: "piha".into(),
             replica: None,
-            arbiter: false,
+            arbiter: None,
             mount: PathBuf::from("/srv/piha/www"),
             poll: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(10),

@@ -173,18 +173,22 @@ impl ClusterConfig {
         let Ok(layout) = Layout::from_config(self) else {
             return "storage: none (no [[node]] has the storage role)".to_string();
         };
-        let sets = layout.bricks.len() / layout.replica.max(1);
-        let shape = match (layout.replica, sets) {
-            (1, n) => format!("distributed over {n} bricks, no copies"),
-            (r, 1) => format!("replica {r}"),
-            (r, n) => format!("replica {r} x {n}"),
+        let arbiters: Vec<&str> = layout
+            .bricks
+            .iter()
+            .filter(|b| b.arbiter)
+            .map(|b| b.node.as_str())
+            .collect();
+        let arbiters = if arbiters.is_empty() {
+            String::new()
+        } else {
+            format!(" (arbiters on {})", arbiters.join(", "))
         };
-        let arbiter = if layout.arbiter { " arbiter 1" } else { "" };
-        let nodes: Vec<&str> = layout.bricks.iter().map(|b| b.node.as_str()).collect();
         format!(
-            "storage: volume {} ({shape}{arbiter}) on {}, formed by {}, mounted on {}",
+            "storage: volume {} ({}) on {}{arbiters}, formed by {}, mounted on {}",
             layout.volume,
-            nodes.join(", "),
+            layout.shape(),
+            layout.nodes().join(", "),
             layout.former().unwrap_or("-"),
             self.storage.mount.display()
         )

@@ -19,7 +19,7 @@ const MIN_FREE: RangeInclusive<u32> = 1..=50;
 const MIN_POLL: Duration = Duration::from_secs(1);
 
 const VOLUME_HELP: &str = "a Gluster volume name: letters, digits, '-' and '_', like \"piha\"";
-const REPLICA_HELP: &str = "how many bricks hold each file: 2 (pairs; the four-Pi default is 2 x 2) or 3; leave it out to pick 2 for an even number of storage nodes and 3 for a multiple of three";
+const REPLICA_HELP: &str = "how many bricks hold each file: 2 (pairs; with 4 or more storage nodes each pair also gets an arbiter on another node, as in the four-Pi default) or 3; leave it out to pick 2 for an even number of storage nodes and 3 for a multiple of three";
 const MOUNT_HELP: &str = "the folder every storage node mounts the volume on; the web role serves from it when it is the web root, like \"/srv/piha/www\"";
 const POLL_HELP: &str = "how often the storage role asks gluster for the state of bricks and heals, like \"5s\" (at least 1s)";
 const PING_HELP: &str = "how long clients wait for a brick that stops answering before they give up on it (gluster's network.ping-timeout), like \"10s\"; gluster's own 42s stalls every write for that long when a Pi dies";
@@ -48,7 +48,7 @@ pub fn storage(raw: Option<&RawStorageCluster>, report: &mut Report<'_>) -> Stor
             REPLICA_HELP,
             report,
         ),
-        arbiter: raw.arbiter.as_ref().map_or(base.arbiter, |b| *b.get_ref()),
+        arbiter: raw.arbiter.as_ref().map(|b| *b.get_ref()).or(base.arbiter),
         mount: field_with_help(
             &raw.mount,
             &base.mount,

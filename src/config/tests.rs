@@ -1913,7 +1913,8 @@ fn storage_of(text: &str) -> StorageClusterSettings {
 }
 
 /// The shipped `[storage]` block shows the built-in values (with replica
-/// written out as the 2 that four storage Pis get anyway).
+/// and arbiter written out as the pairs with arbiters that four storage
+/// Pis get anyway).
 #[test]
 fn shipped_storage_comments_show_the_built_in_values() {
     assert_eq!(shipped().storage, StorageClusterSettings::builtin());
@@ -1924,10 +1925,11 @@ fn shipped_storage_comments_show_the_built_in_values() {
         "[storage] and every key with a value:\n{text}"
     );
     let written = storage_of(&text);
-    assert_eq!(written.replica, Some(2));
+    assert_eq!((written.replica, written.arbiter), (Some(2), Some(true)));
     assert_eq!(
         StorageClusterSettings {
             replica: None,
+            arbiter: None,
             ..written
         },
         StorageClusterSettings::builtin()
@@ -1940,7 +1942,7 @@ fn storage_values_are_checked_with_help() {
         "{SMALL}[storage]\nvolume = \"web_files\"\nreplica = 3\narbiter = true\nmount = \"/srv/site\"\npoll = \"2s\"\nping_timeout = \"5s\"\nmin_free = 20\n"
     ));
     assert_eq!(s.volume, "web_files");
-    assert_eq!((s.replica, s.arbiter), (Some(3), true));
+    assert_eq!((s.replica, s.arbiter), (Some(3), Some(true)));
     assert_eq!(s.mount, Path::new("/srv/site"));
     assert_eq!(
         (s.poll, s.ping_timeout),

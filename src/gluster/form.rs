@@ -19,9 +19,12 @@ use crate::config::{ClusterConfig, Role};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub volume: String,
+    /// Bricks per replica set, as gluster counts them (an arbiter too).
     pub replica: usize,
+    /// The last brick of each set is an arbiter.
     pub arbiter: bool,
-    /// In cluster order: consecutive `replica` bricks form one set.
+    /// Consecutive `replica` bricks form one set: the storage nodes in
+    /// cluster order, and with pairs each pair's arbiter after it.
     pub bricks: Vec<PlannedBrick>,
     pub ping_timeout: Duration,
 }
@@ -32,11 +35,26 @@ pub struct PlannedBrick {
     /// Peers and bricks are named by address: no name service needed.
     pub address: IpAddr,
     pub path: PathBuf,
+    /// Holds names and metadata only: a tie-breaker, little space.
+    pub arbiter: bool,
 }
 
 impl PlannedBrick {
     pub fn name(&self) -> String {
         format!("{}:{}", self.address, self.path.display())
+    }
+
+    /// The arbiter brick this node holds for another pair: a sibling of
+    /// its data brick (`/srv/piha/brick` -> `/srv/piha/brick-arbiter`),
+    /// since gluster needs one folder per brick.
+    fn arbiter_beside(&self) -> PlannedBrick {
+        let mut path = self.path.clone().into_os_string();
+        path.push("-arbiter");
+        PlannedBrick {
+            path: PathBuf::from(path),
+            arbiter: true,
+            ..self.clone()
+        }
     }
 }
 
@@ -56,6 +74,7 @@ impl Layout {
                     node: n.hostname.clone(),
                     address: n.address,
                     path: brick,
+                    arbiter: false,
                 })
             })
             .collect();
@@ -79,18 +98,61 @@ impl Layout {
                 "{count} storage nodes cannot form replica-{replica} sets: the count must be a multiple of {replica}"
             ));
         }
-        if s.arbiter && replica != 3 {
-            return Err(format!(
-                "[storage] arbiter = true needs replica = 3 (found {replica})"
-            ));
-        }
-        Ok(Layout {
+        let layout = |replica, arbiter, bricks| Layout {
             volume: s.volume.clone(),
             replica,
-            arbiter: s.arbiter,
+            arbiter,
             bricks,
             ping_timeout: s.ping_timeout,
-        })
+        };
+        match (replica, s.arbiter) {
+            // Pairs get a third, metadata-only brick on a node outside the
+            // pair whenever there is one. Plain pairs under gluster's
+            // quorum rule lose a pair's files when its *first* brick goes
+            // (the second alone may neither write nor even look a file
+            // up: ENOTCONN), so a four-Pi cluster lost half its site with
+            // pi-1 or pi-3. With the arbiter any one node may go.
+            (2, None) if count >= 4 => Ok(layout(3, true, with_arbiters(&bricks))),
+            (2, Some(true)) if count >= 4 => Ok(layout(3, true, with_arbiters(&bricks))),
+            (2, Some(true)) => Err(format!(
+                "[storage] arbiter = true with pairs puts each pair's arbiter on a node outside it: that needs at least 4 storage nodes (found {count})"
+            )),
+            (3, Some(true)) => {
+                let mut bricks = bricks;
+                for b in bricks.iter_mut().skip(2).step_by(3) {
+                    b.arbiter = true;
+                }
+                Ok(layout(3, true, bricks))
+            }
+            (r, Some(true)) => Err(format!(
+                "[storage] arbiter = true needs replica = 2 (pairs, at least 4 nodes) or 3 (found {r})"
+            )),
+            (r, _) => Ok(layout(r, false, bricks)),
+        }
+    }
+
+    /// How gluster would describe the layout, for `piha check` and events:
+    /// "replica 2 x 2", "replica 3 arbiter 1, 2 x (2 + 1)".
+    pub fn shape(&self) -> String {
+        let sets = self.bricks.len() / self.replica.max(1);
+        match (self.replica, self.arbiter, sets) {
+            (1, _, n) => format!("distributed over {n} bricks, no copies"),
+            (r, false, 1) => format!("replica {r}"),
+            (r, false, n) => format!("replica {r} x {n}"),
+            (r, true, 1) => format!("replica {r} arbiter 1"),
+            (r, true, n) => format!("replica {r} arbiter 1, {n} x ({} + 1)", r - 1),
+        }
+    }
+
+    /// The storage nodes, each once, in brick order.
+    pub fn nodes(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for b in &self.bricks {
+            if !out.contains(&b.node.as_str()) {
+                out.push(&b.node);
+            }
+        }
+        out
     }
 
     /// Who acts: the first storage node in cluster order.
@@ -135,6 +197,18 @@ impl Layout {
     }
 }
 
+/// Pairs in cluster order, each followed by an arbiter on the node after
+/// the pair (the last pair's on the first node): every node holds at most
+/// one arbiter, never for its own pair.
+fn with_arbiters(data: &[PlannedBrick]) -> Vec<PlannedBrick> {
+    let mut out = Vec::with_capacity(data.len() / 2 * 3);
+    for (k, pair) in data.chunks(2).enumerate() {
+        out.extend(pair.iter().cloned());
+        out.push(data[(2 * k + 2) % data.len()].arbiter_beside());
+    }
+    out
+}
+
 /// One thing to do next, or why nothing can be done yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -174,7 +248,12 @@ pub fn next_steps(input: &FormInput<'_>) -> Vec<Step> {
     }
     let mut steps = Vec::new();
     let mut missing = Vec::new();
+    let mut seen = BTreeSet::new();
     for brick in layout.bricks.iter().filter(|b| b.node != former) {
+        // A node with a data brick and an arbiter is one peer.
+        if !seen.insert(&brick.node) {
+            continue;
+        }
         let address = brick.address.to_string();
         let peer = input
             .pool

@@ -285,10 +285,9 @@ impl Shell {
             Step::Create => (
                 layout.create_args(),
                 format!(
-                    "created volume {volume}: {} bricks, replica {}{}",
+                    "created volume {volume}: {} bricks, {}",
                     layout.bricks.len(),
-                    layout.replica,
-                    if layout.arbiter { " arbiter 1" } else { "" }
+                    layout.shape()
                 ),
             ),
             Step::Start => (
@@ -407,12 +406,13 @@ impl Shell {
             return;
         };
         let me = self.ctx.identity.address;
-        let backups: Vec<IpAddr> = layout
-            .bricks
-            .iter()
-            .map(|b| b.address)
-            .filter(|a| *a != me)
-            .collect();
+        let mut backups: Vec<IpAddr> = Vec::new();
+        for b in &layout.bricks {
+            // A node with a data brick and an arbiter is listed once.
+            if b.address != me && !backups.contains(&b.address) {
+                backups.push(b.address);
+            }
+        }
         match mount::mount(&layout.volume, me, &backups, &dir).await {
             Ok(()) => {
                 self.ctx.events.info(

@@ -63,17 +63,69 @@ fn created(layout: &Layout, state: RunState) -> VolumeInfo {
 }
 
 #[test]
-fn the_four_pi_default_is_replica_two_by_two_from_pi_1() {
+fn the_four_pi_default_is_two_pairs_each_with_an_arbiter_on_the_other_pair() {
     let l = shipped_layout();
     assert_eq!(
-        (l.volume.as_str(), l.replica, l.bricks.len()),
-        ("piha", 2, 4)
+        (l.volume.as_str(), l.replica, l.arbiter, l.bricks.len()),
+        ("piha", 3, true, 6)
     );
     assert_eq!(l.former(), Some("pi-1"));
     assert_eq!(
         l.create_args().join(" "),
+        "volume create piha replica 3 arbiter 1 \
+         192.0.2.11:/srv/piha/brick 192.0.2.12:/srv/piha/brick 192.0.2.13:/srv/piha/brick-arbiter \
+         192.0.2.13:/srv/piha/brick 192.0.2.14:/srv/piha/brick 192.0.2.11:/srv/piha/brick-arbiter \
+         force"
+    );
+    assert_eq!(l.shape(), "replica 3 arbiter 1, 2 x (2 + 1)");
+    assert_eq!(l.nodes(), ["pi-1", "pi-2", "pi-3", "pi-4"]);
+    // Without arbiters, as an operator may still ask for.
+    let plain = SHIPPED.replace("\n[storage]\n", "\n[storage]\narbiter = false\n");
+    let config = parse(&plain, Path::new("t.toml")).expect("plain pairs");
+    let l = Layout::from_config(&config).expect("layout");
+    assert_eq!(
+        l.create_args().join(" "),
         "volume create piha replica 2 192.0.2.11:/srv/piha/brick 192.0.2.12:/srv/piha/brick \
          192.0.2.13:/srv/piha/brick 192.0.2.14:/srv/piha/brick force"
+    );
+    assert_eq!(l.shape(), "replica 2 x 2");
+}
+
+#[test]
+fn six_pis_put_each_arbiter_on_another_pair() {
+    let mut text = SHIPPED.to_string();
+    for (host, addr) in [("pi-5", "192.0.2.15"), ("pi-6", "192.0.2.16")] {
+        text.push_str(&format!(
+            "\n[[node]]\nhostname = \"{host}\"\naddress = \"{addr}/24\"\nroles = [\"web\", \"storage\"]\n"
+        ));
+    }
+    let config = parse(&text, Path::new("t.toml")).expect("six storage nodes");
+    let l = Layout::from_config(&config).expect("layout");
+    let sets: Vec<Vec<(String, bool)>> = l
+        .bricks
+        .chunks(3)
+        .map(|set| set.iter().map(|b| (b.node.clone(), b.arbiter)).collect())
+        .collect();
+    let owned = |n: &str, a| (n.to_string(), a);
+    assert_eq!(
+        sets,
+        [
+            [
+                owned("pi-1", false),
+                owned("pi-2", false),
+                owned("pi-3", true)
+            ],
+            [
+                owned("pi-3", false),
+                owned("pi-4", false),
+                owned("pi-5", true)
+            ],
+            [
+                owned("pi-5", false),
+                owned("pi-6", false),
+                owned("pi-1", true)
+            ],
+        ]
     );
 }
 
@@ -86,13 +138,26 @@ fn layouts_that_cannot_be_formed_say_why() {
     let config = parse(&three, Path::new("t.toml")).expect("three storage nodes");
     let l = Layout::from_config(&config).expect("three nodes make replica 3");
     assert_eq!(l.replica, 3);
-    // An arbiter on pairs: `piha check` refuses it, with the layout's words.
-    let arbiter = SHIPPED.replace("\n[storage]\n", "\n[storage]\narbiter = true\n");
-    let err = match parse(&arbiter, Path::new("t.toml")) {
-        Ok(_) => panic!("an arbiter with replica 2 was accepted"),
+    // An arbiter for a lone pair has no node outside it: `piha check`
+    // refuses it, with the layout's words.
+    let two = SHIPPED
+        .replace(
+            "roles = [\"web\", \"storage\"]\n\n#",
+            "roles = [\"web\"]\n\n#",
+        )
+        .replace("\n[storage]\n", "\n[storage]\narbiter = true\n");
+    let two = two.replace(
+        "roles = [\"web\", \"db\", \"storage\"]",
+        "roles = [\"web\", \"db\"]",
+    );
+    let err = match parse(&two, Path::new("t.toml")) {
+        Ok(c) => panic!(
+            "an arbiter for a lone pair was accepted: {:?}",
+            Layout::from_config(&c)
+        ),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("replica = 3"), "{err}");
+    assert!(err.contains("at least 4 storage nodes"), "{err}");
 }
 
 #[test]

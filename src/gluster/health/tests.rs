@@ -306,6 +306,12 @@ fn quorum_follows_the_replica_layout() {
     assert_eq!(layout(2, 2, false, &[1]).state, Degraded);
     assert_eq!(layout(2, 2, false, &[2]).state, Down);
     assert_eq!(layout(2, 2, false, &[1, 3]).state, Degraded);
+    // Pairs with arbiters (the four-Pi default, 2 x (2 + 1)): a pair's
+    // first brick may go, and one node's two bricks (pi-3: set 1's
+    // arbiter, set 2's first brick) at once too.
+    assert_eq!(layout(3, 2, true, &[0]).state, Degraded);
+    assert_eq!(layout(3, 2, true, &[2, 3]).state, Degraded);
+    assert_eq!(layout(3, 2, true, &[0, 1]).state, Down);
     // Plain distribute: a missing brick takes its files away.
     assert_eq!(layout(1, 3, false, &[1]).state, Down);
 }

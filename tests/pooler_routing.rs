@@ -585,6 +585,29 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
         });
         assert!(written.is_ok(), "no write through the pooler: {attempts:?}");
         rig.pg.primary().stop_immediate();
+        // While there is no primary, reads go on on the standbys (as with
+        // Pgpool-II): once the pooler has seen the primary go (a write
+        // says so), a read is still answered, by a standby.
+        let seen = wait_until(Duration::from_secs(10), || match rig.try_psql(write) {
+            Err(e) if e.contains("no primary is available") => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+        // Which server answers, without a function the router may not
+        // know yet (its catalog is loaded from the primary).
+        let read = rig.try_psql("SELECT setting FROM pg_settings WHERE name = 'port'");
+        let on_standby = read
+            .as_ref()
+            .is_ok_and(|p| *p == s1.to_string() || *p == s2.to_string());
+        if seen.is_err() || !on_standby {
+            // The writer thread ends only when told: a failed assertion
+            // here would otherwise wait for it forever.
+            stop.store(true, Ordering::Relaxed);
+        }
+        assert!(
+            seen.is_ok(),
+            "the pooler never saw the primary go: {seen:?}"
+        );
+        assert!(on_standby, "a read while there was no primary: {read:?}");
         let promote = Instant::now();
         rig.pg.standbys()[0].promote();
         let promoted = promote.elapsed();

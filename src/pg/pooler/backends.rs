@@ -172,6 +172,13 @@ impl Router<'_> {
             let lag = match (p.role, primary_lsn) {
                 (Some(PgRole::Primary), _) => 0,
                 (Some(PgRole::Standby), Some(at)) => at.saturating_sub(p.lsn),
+                // No primary: it died and a failover is under way. Nothing
+                // new is written meanwhile, so a standby is no further
+                // behind than when the primary was last seen: it keeps
+                // that lag, and reads go on on the standbys (as with
+                // Pgpool-II) instead of failing with the writes. A standby
+                // never measured against a primary stays unknown.
+                (Some(PgRole::Standby), None) => continue,
                 _ => u64::MAX,
             };
             b.lag_bytes.store(lag, Ordering::Relaxed);
@@ -284,6 +291,46 @@ mod tests {
         assert_eq!(
             r.pick(Target::Primary, 0).map(|b| b.name.as_str()),
             Some("new")
+        );
+    }
+
+    #[test]
+    fn reads_go_on_on_the_standbys_while_there_is_no_primary() {
+        let all = vec![
+            backend("p", Some(PgRole::Primary), 1000),
+            backend("s1", Some(PgRole::Standby), 990),
+            backend("s2", Some(PgRole::Standby), 100),
+            backend("new", Some(PgRole::Standby), 0),
+        ];
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: 50,
+        };
+        // "new" joined after the primary's last probe: never measured.
+        r.update_lag();
+        all[3].lag_bytes.store(u64::MAX, Ordering::Relaxed);
+        lock(&all[3].probed).lsn = 1000;
+        // The primary dies: its probe finds nothing.
+        lock(&all[0].probed).role = None;
+        r.update_lag();
+        assert!(r.pick(Target::Primary, 0).is_none());
+        // s1 was in bounds and stays so; s2 was not; "new" is unknown.
+        for _ in 0..3 {
+            assert_eq!(
+                r.pick(Target::Standby, 0).map(|b| b.name.as_str()),
+                Some("s1")
+            );
+        }
+        // Read-your-writes still holds: past s1's replay, nowhere to go.
+        assert!(r.pick(Target::Standby, 995).is_none());
+        // A new primary: lag is measured against it again.
+        lock(&all[2].probed).role = Some(PgRole::Primary);
+        lock(&all[2].probed).lsn = 2000;
+        r.update_lag();
+        assert_eq!(all[1].lag_bytes.load(Ordering::Relaxed), 1010);
+        assert_eq!(
+            r.pick(Target::Standby, 0).map(|b| b.name.as_str()),
+            Some("s2")
         );
     }
 

@@ -192,24 +192,24 @@ mod tests {
     use crate::gluster::status::{StorageHandle, StorageStatus};
     use tokio::sync::watch;
 
-    /// A role that publishes its handle and then never returns: only an
-    /// abort ends it, as an operator's stop or a panic in a sibling would.
-    async fn publishes_and_waits(ctx: Arc<NodeContext>) -> ServiceResult {
+    fn publish(ctx: &NodeContext) {
         let status = StorageStatus::new("piha".into(), "/srv/www".into());
         let (_tx, rx) = watch::channel(Arc::new(status));
         ctx.roles
             .storage
             .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+    }
+
+    /// A role that publishes its handle and then never returns: only an
+    /// abort ends it, as an operator's stop does.
+    async fn publishes_and_waits(ctx: Arc<NodeContext>) -> ServiceResult {
+        publish(&ctx);
         std::future::pending::<()>().await;
         Ok(())
     }
 
     async fn panics_after_publishing(ctx: Arc<NodeContext>) -> ServiceResult {
-        let status = StorageStatus::new("piha".into(), "/srv/www".into());
-        let (_tx, rx) = watch::channel(Arc::new(status));
-        ctx.roles
-            .storage
-            .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+        publish(&ctx);
         panic!("a bug in the role");
     }
 
@@ -223,13 +223,43 @@ mod tests {
         false
     }
 
-    #[tokio::test]
-    async fn a_stopped_role_leaves_nothing_on_the_page() {
+    /// A node context whose supervisor runs `service` as "storage".
+    struct Rig {
+        ctx: Arc<NodeContext>,
+        supervisor: Supervisor,
+        _dir: tempfile::TempDir,
+        _worker: crate::store::StoreWorker,
+    }
+
+    fn rig<F, Fut>(service: F) -> Rig
+    where
+        F: Fn(Arc<NodeContext>) -> Fut + Send + 'static,
+        Fut: Future<Output = ServiceResult> + Send + 'static,
+    {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (ctx, _worker) = crate::status::vrrp::tests::context(dir.path());
+        let (ctx, worker) = crate::status::vrrp::tests::context(dir.path());
         let ctx = Arc::new(ctx);
         let mut supervisor = Supervisor::new(ctx.clone());
-        supervisor.spawn("storage", publishes_and_waits);
+        supervisor.spawn("storage", service);
+        Rig {
+            ctx,
+            supervisor,
+            _dir: dir,
+            _worker: worker,
+        }
+    }
+
+    impl Rig {
+        async fn stop(self) {
+            self.ctx.shutdown.cancel();
+            self.supervisor.join(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stopped_role_leaves_nothing_on_the_page() {
+        let rig = rig(publishes_and_waits);
+        let ctx = rig.ctx.clone();
         assert!(until(|| ctx.roles.storage.borrow().is_some()).await);
 
         ctx.held.send_modify(|h| {
@@ -244,17 +274,13 @@ mod tests {
             h.remove("storage");
         });
         assert!(until(|| ctx.roles.storage.borrow().is_some()).await);
-        ctx.shutdown.cancel();
-        supervisor.join(Duration::from_millis(100)).await;
+        rig.stop().await;
     }
 
     #[tokio::test]
     async fn a_role_that_panicked_leaves_nothing_on_the_page() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (ctx, _worker) = crate::status::vrrp::tests::context(dir.path());
-        let ctx = Arc::new(ctx);
-        let mut supervisor = Supervisor::new(ctx.clone());
-        supervisor.spawn("storage", panics_after_publishing);
+        let rig = rig(panics_after_publishing);
+        let ctx = rig.ctx.clone();
         let failed = until(|| {
             ctx.health
                 .snapshot()
@@ -265,7 +291,6 @@ mod tests {
         .await;
         assert!(failed, "the panic was not seen as a failure");
         assert!(ctx.roles.storage.borrow().is_none());
-        ctx.shutdown.cancel();
-        supervisor.join(Duration::from_millis(100)).await;
+        rig.stop().await;
     }
 }

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 use common::node::wait_until;
 use common::pg::PgServer;
 use common::pooler::{APP_DB, APP_PASSWORD, APP_USER, PoolerRig};
+
+/// The README's auth_query (pg_authid, honouring VALID UNTIL).
+const AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < pg_catalog.now() \
+     THEN NULL ELSE rolpassword END FROM pg_catalog.pg_authid \
+     WHERE rolname = $1 AND rolcanlogin";
 use tokio_postgres::SimpleQueryMessage;
 
 /// How long one statement through the pooler may take before the test fails.
@@ -688,6 +693,61 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
             rig.pg.standbys()[0].socket_addr()
         )),
         "the node did not report the new primary:\n{log}"
+    );
+}
+
+/// A new pool's first login (its greeting) and an auth_query lookup need
+/// some server, not the primary: between a primary's death and the
+/// prober's noticing it, the router still names the dead primary, and a
+/// client logging in then was refused although a standby was up. The
+/// prober here looks once a minute, so the router names the stopped
+/// primary for the whole test: both must go to the standby.
+#[test]
+fn new_logins_are_served_by_a_standby_while_the_dead_primary_is_still_named() {
+    let extra = format!(
+        "probe = {{ interval = \"60s\", timeout = \"1s\", fall = 3 }}\nauth_query = \"{AUTH_QUERY}\"\n"
+    );
+    let rig = PoolerRig::start(32, 1, &extra);
+    let standby = rig.pg.standbys()[0].port;
+    // A user the cluster file does not know: auth_query finds it.
+    rig.pg
+        .primary()
+        .psql("CREATE ROLE late LOGIN PASSWORD 'late-test-password'");
+    rig.pg.primary().psql("CREATE DATABASE other OWNER late");
+    let port_sql = "SELECT setting FROM pg_settings WHERE name = 'port'";
+    let late = |db: &str| {
+        let conninfo = format!("{} password=late-test-password", rig.conninfo("late", db));
+        let out = rig.command("psql", &["-XAtq", "-c", port_sql, &conninfo]);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    // With the primary up, auth_query works (looked up on the primary).
+    late(APP_DB).unwrap_or_else(|e| panic!("auth_query login: {e}\n{}", rig.node.log(0)));
+    rig.pg.wait_replayed();
+
+    rig.pg.primary().stop_immediate();
+    // A user of the file, into a pool nobody has used yet.
+    let c = Client::try_connect(&rig, "other")
+        .unwrap_or_else(|e| panic!("a new pool's login: {e}\n{}", rig.node.log(0)));
+    assert_eq!(c.one(port_sql), standby.to_string());
+    // An auth_query user, into another new pool.
+    let read = late("other");
+    assert_eq!(
+        read.as_deref(),
+        Ok(standby.to_string().as_str()),
+        "{}",
+        rig.node.log(0)
+    );
+    // The router did name the dead primary: writes still go there, and fail.
+    let write = c.try_query("CREATE TABLE t (id int)");
+    assert!(
+        write
+            .as_ref()
+            .is_err_and(|e| !e.contains("no primary is available")),
+        "{write:?}"
     );
 }
 

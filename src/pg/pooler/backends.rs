@@ -164,6 +164,22 @@ impl Router<'_> {
         self.primary()
     }
 
+    /// Every server whose last probes answered, the primary first, then
+    /// the standbys: where a request that any server of the cluster can
+    /// answer (a new pool's greeting) may go, in the order to try them.
+    /// Fenced servers are left out, as they are for writes.
+    pub fn answering(&self) -> Vec<std::sync::Arc<Backend>> {
+        let mut order: Vec<_> = self.primary().into_iter().cloned().collect();
+        order.extend(
+            self.backends
+                .iter()
+                .filter(|b| !b.fenced.load(Ordering::Relaxed))
+                .filter(|b| b.role() == Some(PgRole::Standby))
+                .cloned(),
+        );
+        order
+    }
+
     /// Recomputes every standby's lag from the primary's latest LSN.
     pub fn update_lag(&self) {
         let primary_lsn = self.primary().map(|p| lock(&p.probed).lsn);
@@ -249,6 +265,31 @@ mod tests {
             r.pick(Target::Standby, 0).map(|b| b.name.as_str()),
             Some("s2")
         );
+    }
+
+    #[test]
+    fn any_server_requests_try_the_primary_then_the_standbys() {
+        let all = vec![
+            backend("s1", Some(PgRole::Standby), 900),
+            backend("down", None, 0),
+            backend("p", Some(PgRole::Primary), 1000),
+            backend("fenced", Some(PgRole::Standby), 1000),
+            backend("s2", Some(PgRole::Standby), 10),
+        ];
+        all[3].fenced.store(true, Ordering::Relaxed);
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: 0,
+        };
+        r.update_lag();
+        let names = |r: &Router<'_>| -> Vec<String> {
+            r.answering().iter().map(|b| b.name.clone()).collect()
+        };
+        // Lag does not matter: every server greets alike.
+        assert_eq!(names(&r), ["p", "s1", "s2"]);
+        // No primary (it died, a failover is under way): the standbys.
+        lock(&all[2].probed).role = None;
+        assert_eq!(names(&r), ["s1", "s2"]);
     }
 
     #[test]

@@ -61,6 +61,19 @@ impl PoolError {
         }
     }
 
+    /// Whether another server could do better, for a request that carries
+    /// nothing of a client's (a new pool's greeting): this one could not
+    /// be reached, broke off, or is not taking logins now (starting up,
+    /// shutting down: 57P03). A login refused for the user's keys or the
+    /// database would be refused alike everywhere, so it is not.
+    pub fn server_unavailable(&self) -> bool {
+        match self {
+            PoolError::Connect { .. } | PoolError::Wire { .. } | PoolError::Timeout { .. } => true,
+            PoolError::Login { code, .. } => code == sqlstate::CANNOT_CONNECT_NOW,
+            _ => false,
+        }
+    }
+
     /// Whether the same request may be tried on another backend (or again):
     /// only when nothing of it reached a server.
     pub fn retry_allowed(&self) -> bool {
@@ -72,5 +85,43 @@ impl PoolError {
                     ..
                 }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:5432".parse().expect("addr")
+    }
+
+    fn login(code: &str) -> PoolError {
+        PoolError::Login {
+            addr: addr(),
+            code: code.to_string(),
+            message: "refused".to_string(),
+        }
+    }
+
+    #[test]
+    fn another_server_helps_only_when_this_one_is_not_taking_logins() {
+        let unreachable = PoolError::Connect {
+            addr: addr(),
+            reason: "connection refused".to_string(),
+        };
+        assert!(unreachable.server_unavailable());
+        let slow = PoolError::Timeout {
+            addr: addr(),
+            what: "connect",
+        };
+        assert!(slow.server_unavailable());
+        // "the database system is shutting down" / "is starting up".
+        assert!(login(sqlstate::CANNOT_CONNECT_NOW).server_unavailable());
+        // Every server would refuse these alike.
+        assert!(!login(sqlstate::INVALID_PASSWORD).server_unavailable());
+        assert!(!login("3D000").server_unavailable());
+        assert!(!PoolError::NoCredential("no keys".to_string()).server_unavailable());
+        assert!(!PoolError::QueueFull(10).server_unavailable());
     }
 }

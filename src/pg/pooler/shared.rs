@@ -327,6 +327,20 @@ impl Pooler {
             .remove(database);
     }
 
+    /// How long the pooler's own login to one of several servers it tries
+    /// in turn ([`Router::answering`]) may take: each but the last gets the
+    /// probe's timeout, which a healthy server meets and a dead one would
+    /// be counted down for, so that trying them all fits in one client's
+    /// `login_timeout`; the last gets the whole of that.
+    pub fn attempt_timeout(&self, last: bool) -> std::time::Duration {
+        let pg = &self.settings.load().pg;
+        if last {
+            pg.login_timeout
+        } else {
+            pg.probe.timeout.min(pg.login_timeout)
+        }
+    }
+
     pub fn router(&self) -> Router<'_> {
         Router {
             backends: &self.backends,

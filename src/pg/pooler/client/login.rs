@@ -17,8 +17,8 @@ use super::params::{ClientParams, REFUSED};
 use crate::pg::auth::scram::{MECHANISM, ServerExchange};
 use crate::pg::auth::{Secret, md5};
 use crate::pg::pooler::cancel::CancelSlot;
+use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::pool::{Checkout, Lease, UserPool};
-use crate::pg::pooler::route::Target;
 use crate::pg::pooler::server::{ConnectParams, connect};
 use crate::pg::pooler::shared::{ClientInfo, ClientInfoInit, Pooler};
 use crate::pg::pooler::stream::PgStream;
@@ -359,6 +359,11 @@ async fn read_password(stream: &mut PgStream, buf: &mut BytesMut) -> Result<Vec<
 /// The ParameterStatus values a client sees at login: those of a real
 /// server of its pool (learned once per pool), opened like every other with
 /// none of a client's settings, so they are also the pool's baseline.
+///
+/// Any server of the cluster will do, so a server that cannot be reached
+/// is not the client's problem: after a primary dies and before the prober
+/// has noticed (a few seconds), the router still names it, and a new pool
+/// learns from a standby instead of refusing the login.
 async fn greeting_params(
     pooler: &Pooler,
     pool: &Arc<UserPool>,
@@ -371,54 +376,84 @@ async fn greeting_params(
     if !known.is_empty() {
         return Ok(known);
     }
-    let router = pooler.router();
-    let backend = router
-        .pick(Target::Primary, 0)
-        .or_else(|| router.pick(Target::Standby, 0))
-        .ok_or_else(|| {
-            refusal(
-                sqlstate::CANNOT_CONNECT_NOW,
-                "no PostgreSQL server is available right now",
-            )
-        })?
-        .clone();
-    let settings = pooler.settings.load();
-    let checkout = Checkout {
-        addr: backend.addr,
-        wait_timeout: settings.pg.wait_timeout,
-        lifetime: settings.pg.server_lifetime,
-        queue: &pooler.pools.queue,
-        canceled: None,
-    };
-    let pool_err = |e: crate::pg::pooler::error::PoolError| Refusal {
+    let candidates = pooler.router().answering();
+    let mut last_error = None;
+    for (i, backend) in candidates.iter().enumerate() {
+        let last = i + 1 == candidates.len();
+        let timeout = pooler.attempt_timeout(last);
+        match learn_params(pooler, pool, backend.addr, timeout).await {
+            Ok(params) => return Ok(params),
+            Err(e) if e.server_unavailable() && !last => {
+                tracing::warn!(
+                    server = %backend.name, error = %e,
+                    "pooler: no greeting for a new pool of {}@{}; trying the next server",
+                    pool.user, pool.database
+                );
+                last_error = Some(e);
+            }
+            Err(e) => return Err(greeting_refusal(e)),
+        }
+    }
+    Err(match last_error {
+        Some(e) => greeting_refusal(e),
+        None => refusal(
+            sqlstate::CANNOT_CONNECT_NOW,
+            "no PostgreSQL server is available right now",
+        ),
+    })
+}
+
+/// What the client is told when no server greeted: PostgreSQL's own
+/// refusals of the login as they are, anything else "try again later".
+fn greeting_refusal(e: PoolError) -> Refusal {
+    Refusal {
         code: match e.sqlstate() {
             s if s == sqlstate::INVALID_PASSWORD => sqlstate::INVALID_PASSWORD,
             s if s == sqlstate::TOO_MANY_CONNECTIONS => sqlstate::TOO_MANY_CONNECTIONS,
             _ => sqlstate::CANNOT_CONNECT_NOW,
         },
         text: e.to_string(),
+    }
+}
+
+/// Leases (or opens) a connection of `pool` to the server at `addr`, keeps
+/// its ParameterStatus values as the pool's greeting and baseline, and
+/// gives it back.
+async fn learn_params(
+    pooler: &Pooler,
+    pool: &Arc<UserPool>,
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<Vec<(String, String)>, PoolError> {
+    let settings = pooler.settings.load();
+    let checkout = Checkout {
+        addr,
+        wait_timeout: settings.pg.wait_timeout,
+        lifetime: settings.pg.server_lifetime,
+        queue: &pooler.pools.queue,
+        canceled: None,
     };
-    let conn = match pool.checkout(&checkout).await.map_err(pool_err)? {
+    let conn = match pool.checkout(&checkout).await? {
         Lease::Ready(conn) => conn,
         Lease::Open => {
-            match connect(ConnectParams {
-                addr: backend.addr,
+            let opened = connect(ConnectParams {
+                addr,
                 user: &pool.user,
                 database: &pool.database,
                 startup: &[],
                 credentials: &pool.credentials(),
-                timeout: settings.pg.login_timeout,
+                timeout,
                 tls: pooler.server_tls.as_ref(),
             })
-            .await
-            {
+            .await;
+            match opened {
                 Ok(conn) => {
-                    pool.opened(backend.addr);
+                    pool.opened(addr);
                     conn
                 }
                 Err(e) => {
-                    pool.open_failed(backend.addr);
-                    return Err(pool_err(e));
+                    pool.open_failed(addr);
+                    return Err(e);
                 }
             }
         }

@@ -696,19 +696,22 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
     );
 }
 
-/// A new pool's first login (its greeting) and an auth_query lookup need
-/// some server, not the primary: between a primary's death and the
-/// prober's noticing it, the router still names the dead primary, and a
-/// client logging in then was refused although a standby was up. The
-/// prober here looks once a minute, so the router names the stopped
-/// primary for the whole test: both must go to the standby.
+/// Between a server's death and the prober's noticing it (`fall` probes),
+/// the router still names the dead server. Meanwhile a read routed to a
+/// dead standby goes once to another server, and a new pool's first login
+/// (its greeting) and an auth_query lookup, which need some server and
+/// not the primary, go to a standby when the primary is dead; before,
+/// each failed although a server that could answer was up. The prober
+/// here looks once a minute, so the router names the stopped servers for
+/// the whole test.
 #[test]
-fn new_logins_are_served_by_a_standby_while_the_dead_primary_is_still_named() {
+fn while_dead_servers_are_still_named_reads_and_new_logins_go_to_live_ones() {
     let extra = format!(
         "probe = {{ interval = \"60s\", timeout = \"1s\", fall = 3 }}\nauth_query = \"{AUTH_QUERY}\"\n"
     );
-    let rig = PoolerRig::start(32, 1, &extra);
-    let standby = rig.pg.standbys()[0].port;
+    let rig = PoolerRig::start(32, 2, &extra);
+    let primary = rig.pg.primary().port;
+    let (standby, dead_standby) = (rig.pg.standbys()[0].port, rig.pg.standbys()[1].port);
     // A user the cluster file does not know: auth_query finds it.
     rig.pg
         .primary()
@@ -727,6 +730,18 @@ fn new_logins_are_served_by_a_standby_while_the_dead_primary_is_still_named() {
     // With the primary up, auth_query works (looked up on the primary).
     late(APP_DB).unwrap_or_else(|e| panic!("auth_query login: {e}\n{}", rig.node.log(0)));
     rig.pg.wait_replayed();
+
+    // Reads take turns over the standbys: half of them are meant for the
+    // stopped one, and every one is answered elsewhere.
+    rig.pg.standbys()[1].stop_immediate();
+    let reader = Client::connect(&rig, APP_DB);
+    let answered = reader.spread(port_sql, 10);
+    assert!(
+        !answered.contains_key(&dead_standby) && answered.values().sum::<usize>() == 10,
+        "reads with a standby stopped: {answered:?} (primary {primary}, standbys {standby}, \
+         {dead_standby})"
+    );
+    drop(reader);
 
     rig.pg.primary().stop_immediate();
     // A user of the file, into a pool nobody has used yet.

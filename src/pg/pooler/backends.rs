@@ -119,10 +119,22 @@ impl Router<'_> {
     /// queries running whose lag is within the bound and, with
     /// read-your-writes, which has replayed past `min_lsn`; else the primary.
     pub fn pick(&self, target: Target, min_lsn: u64) -> Option<&std::sync::Arc<Backend>> {
+        self.pick_avoiding(target, min_lsn, None)
+    }
+
+    /// [`Router::pick`] with the server at `avoid` left out: where a read
+    /// goes when that server just failed to take it.
+    pub fn pick_avoiding(
+        &self,
+        target: Target,
+        min_lsn: u64,
+        avoid: Option<SocketAddr>,
+    ) -> Option<&std::sync::Arc<Backend>> {
         if target == Target::Standby {
             let eligible = |b: &&std::sync::Arc<Backend>| {
                 let p = lock(&b.probed);
-                p.role == Some(PgRole::Standby)
+                Some(b.addr) != avoid
+                    && p.role == Some(PgRole::Standby)
                     && p.lsn >= min_lsn
                     && b.lag_bytes.load(Ordering::Relaxed) <= self.max_lag_bytes
             };
@@ -161,7 +173,7 @@ impl Router<'_> {
                 }
             }
         }
-        self.primary()
+        self.primary().filter(|p| Some(p.addr) != avoid)
     }
 
     /// Every server whose last probes answered, the primary first, then
@@ -264,6 +276,45 @@ mod tests {
         assert_eq!(
             r.pick(Target::Standby, 0).map(|b| b.name.as_str()),
             Some("s2")
+        );
+    }
+
+    #[test]
+    fn a_read_avoiding_a_failed_server_goes_to_another() {
+        let mut all = vec![
+            backend("p", Some(PgRole::Primary), 1000),
+            backend("s1", Some(PgRole::Standby), 1000),
+            backend("s2", Some(PgRole::Standby), 1000),
+        ];
+        // Distinct addresses: avoiding is by address.
+        for (i, b) in all.iter_mut().enumerate() {
+            let mut copy = Backend::new(&BackendAddr {
+                name: b.name.clone(),
+                addr: format!("127.0.0.{}:5433", i + 1).parse().expect("addr"),
+            });
+            copy.probed = Mutex::new(b.snapshot());
+            *b = Arc::new(copy);
+        }
+        let r = Router {
+            backends: &all,
+            max_lag_bytes: 0,
+        };
+        r.update_lag();
+        let pick = |avoid: &Arc<Backend>| {
+            r.pick_avoiding(Target::Standby, 0, Some(avoid.addr))
+                .map(|b| b.name.clone())
+        };
+        for _ in 0..4 {
+            assert_eq!(pick(&all[1]).as_deref(), Some("s2"));
+            all[2].routed.fetch_add(1, Ordering::Relaxed);
+        }
+        // The only standby failed: the primary takes the read.
+        lock(&all[2].probed).role = None;
+        assert_eq!(pick(&all[1]).as_deref(), Some("p"));
+        // A write's primary failed: there is no other.
+        assert!(
+            r.pick_avoiding(Target::Primary, 0, Some(all[0].addr))
+                .is_none()
         );
     }
 

@@ -61,30 +61,20 @@ impl PoolError {
         }
     }
 
-    /// Whether another server could do better, for a request that carries
-    /// nothing of a client's (a new pool's greeting): this one could not
-    /// be reached, broke off, or is not taking logins now (starting up,
-    /// shutting down: 57P03). A login refused for the user's keys or the
-    /// database would be refused alike everywhere, so it is not.
+    /// Whether another server may be tried, for an error met while getting
+    /// a server connection (the pooler's own login, before anything of the
+    /// client's was sent): this server could not be reached, broke off, or
+    /// is not taking logins now (starting up, shutting down: 57P03). A
+    /// login refused for the user's keys or the database would be refused
+    /// alike everywhere, and a full queue is not the server's fault, so
+    /// those are not. An error once a client's statement was sent is never
+    /// asked this: that statement may have run.
     pub fn server_unavailable(&self) -> bool {
         match self {
             PoolError::Connect { .. } | PoolError::Wire { .. } | PoolError::Timeout { .. } => true,
             PoolError::Login { code, .. } => code == sqlstate::CANNOT_CONNECT_NOW,
             _ => false,
         }
-    }
-
-    /// Whether the same request may be tried on another backend (or again):
-    /// only when nothing of it reached a server.
-    pub fn retry_allowed(&self) -> bool {
-        matches!(
-            self,
-            PoolError::Connect { .. }
-                | PoolError::Timeout {
-                    what: "connect",
-                    ..
-                }
-        )
     }
 }
 

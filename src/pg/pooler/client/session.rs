@@ -317,16 +317,39 @@ impl Session {
         target: Target,
     ) -> Result<(Arc<Backend>, ServerConn, Leasing), PoolError> {
         let leasing = self.start_lease().await?;
-        let backend = {
-            let router = self.pooler.router();
-            let picked = router.pick(target, self.write_lsn).cloned();
-            picked.ok_or(PoolError::NoBackend(match target {
-                Target::Primary => "primary",
-                Target::Standby => "PostgreSQL server",
-            }))?
-        };
-        let conn = self.checkout(&backend).await?;
-        Ok((backend, conn, leasing))
+        let backend = self.route(target, None)?;
+        match self.checkout(&backend).await {
+            Ok(conn) => Ok((backend, conn, leasing)),
+            // A read whose server could not take it (a standby restarting
+            // to follow a new primary, or stopped before the prober saw
+            // it): nothing of the client's was sent, so it goes once to
+            // another server that may take it, as with nginx's
+            // proxy_next_upstream. A write has only the one primary.
+            Err(e) if target == Target::Standby && e.server_unavailable() => {
+                let Ok(other) = self.route(target, Some(backend.addr)) else {
+                    return Err(e);
+                };
+                tracing::debug!(server = %backend.name, error = %e, "pooler: a read goes to {} instead", other.name);
+                let conn = self.checkout(&other).await?;
+                Ok((other, conn, leasing))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The backend a statement for `target` goes to now, leaving out
+    /// `avoid`.
+    fn route(
+        &self,
+        target: Target,
+        avoid: Option<std::net::SocketAddr>,
+    ) -> Result<Arc<Backend>, PoolError> {
+        let router = self.pooler.router();
+        let picked = router.pick_avoiding(target, self.write_lsn, avoid).cloned();
+        picked.ok_or(PoolError::NoBackend(match target {
+            Target::Primary => "primary",
+            Target::Standby => "PostgreSQL server",
+        }))
     }
 
     /// Counts this client as leasing (PAUSE waits for it), after waiting

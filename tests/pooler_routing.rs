@@ -19,11 +19,7 @@ use std::time::{Duration, Instant};
 use common::node::wait_until;
 use common::pg::PgServer;
 use common::pooler::{APP_DB, APP_PASSWORD, APP_USER, PoolerRig};
-
-/// The README's auth_query (pg_authid, honouring VALID UNTIL).
-const AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < pg_catalog.now() \
-     THEN NULL ELSE rolpassword END FROM pg_catalog.pg_authid \
-     WHERE rolname = $1 AND rolcanlogin";
+use piha::pg::pooler::auth_query;
 use tokio_postgres::SimpleQueryMessage;
 
 /// How long one statement through the pooler may take before the test fails.
@@ -706,8 +702,10 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
 /// the whole test.
 #[test]
 fn while_dead_servers_are_still_named_reads_and_new_logins_go_to_live_ones() {
+    // The auth_query the README suggests (pg_authid, honouring VALID UNTIL).
     let extra = format!(
-        "probe = {{ interval = \"60s\", timeout = \"1s\", fall = 3 }}\nauth_query = \"{AUTH_QUERY}\"\n"
+        "probe = {{ interval = \"60s\", timeout = \"1s\", fall = 3 }}\nauth_query = \"{}\"\n",
+        auth_query::SUGGESTED
     );
     let rig = PoolerRig::start(32, 2, &extra);
     let primary = rig.pg.primary().port;

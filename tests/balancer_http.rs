@@ -1118,6 +1118,20 @@ async fn the_node_service_follows_membership_and_config_live() {
     }));
     assert!(wait_until(Duration::from_secs(3), || state("pi-2").is_none()).await);
 
+    // Slow requests in flight, each on a connection of its own (so each
+    // front thread most likely has some): the restart must let them finish.
+    let in_flight = || {
+        own_web.state.slow_in_flight.load(Ordering::SeqCst)
+            + extra.state.slow_in_flight.load(Ordering::SeqCst)
+    };
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            let url = format!("http://127.62.1.11:{http_port}/slow?ms=1500");
+            tokio::spawn(async move { get(&client(), &url).await })
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(5), || in_flight() == 6).await);
+
     // A setting that needs a rebuild: `run` returns Ok to be restarted.
     if let Some(b) = plan.settings.balancer.as_mut() {
         b.limits.maxconn += 1;
@@ -1130,6 +1144,23 @@ async fn the_node_service_follows_membership_and_config_live() {
     let ended = tokio::time::timeout(Duration::from_secs(10), service).await;
     assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
     assert!(published().is_none(), "the handle outlived the service");
+    for request in slow {
+        let got = request.await.unwrap().unwrap();
+        assert_eq!(
+            got.status,
+            StatusCode::OK,
+            "a request in flight at the restart"
+        );
+    }
+    // Every front thread let go of the ports: the restarted service can
+    // bind them again (as it does, with SO_REUSEADDR for the connections
+    // in TIME_WAIT; a listener still open would make this fail).
+    for host in ["127.62.1.11", "127.62.1.10"] {
+        let addr: SocketAddr = format!("{host}:{http_port}").parse().unwrap();
+        if let Err(e) = piha::balancer::http::bind(addr, false) {
+            panic!("{addr} still bound after the restart: {e}");
+        }
+    }
     tokio::task::spawn_blocking(move || worker.shutdown(Duration::from_secs(5)))
         .await
         .unwrap()

@@ -7,6 +7,7 @@
 //! - `run`: the node-agent shell: listeners, backends following membership
 //!   and the file live, pool events as events, role health;
 //! - `desired`: which backends there should be (pure);
+//! - `threads`: the front end's own threads, a runtime per core;
 //! - `serve` / `conn`: accept loop, connection cap, timeouts, the stream
 //!   wrapper (the request smuggling guard itself is `crate::http1`);
 //! - `proxy`: one request (lease, retry rules, forwarding); `upstream/`:
@@ -30,6 +31,7 @@ mod reply;
 mod run;
 mod serve;
 mod stats;
+mod threads;
 mod upgrade;
 mod upstream;
 
@@ -70,8 +72,9 @@ const MAX_PENDING_EVENTS: usize = 1024;
 pub struct Handle {
     pub(crate) pool: Arc<SharedPool>,
     pub(crate) stats: Arc<Stats>,
-    /// Keep-alive connections to the backends.
-    pub(crate) upstream: Arc<Upstream>,
+    /// Keep-alive connections to the backends, an idle pool per front
+    /// thread (`threads`): a socket belongs to the runtime that opened it.
+    upstreams: Vec<Arc<Upstream>>,
     /// Fixed for the life of the handle: a change restarts the role (except
     /// `backends`, which `sync` follows).
     pub(crate) settings: BalancerSettings,
@@ -113,16 +116,20 @@ impl Handle {
             },
             limits.queue,
         );
-        let upstream = Upstream::new(
-            limits.connect_timeout,
-            BACKEND_IDLE,
-            limits.maxconn as usize,
-        );
+        let upstreams = (0..threads::count())
+            .map(|_| {
+                Upstream::new(
+                    limits.connect_timeout,
+                    BACKEND_IDLE,
+                    limits.maxconn as usize,
+                )
+            })
+            .collect();
         let cap = cap.max(1);
         Arc::new(Handle {
             pool,
             stats: Arc::new(Stats::default()),
-            upstream,
+            upstreams,
             settings: settings.clone(),
             slots: Arc::new(Semaphore::new(cap)),
             slot_count: cap,
@@ -138,7 +145,9 @@ impl Handle {
         let events = self.pool.sync(desired);
         self.push_events(events);
         let addrs: Vec<SocketAddr> = desired.iter().map(|d| d.addr).collect();
-        self.upstream.retain(&addrs);
+        for upstream in &self.upstreams {
+            upstream.retain(&addrs);
+        }
         self.targets.send_modify(|g| *g = g.wrapping_add(1));
     }
 
@@ -156,6 +165,17 @@ impl Handle {
     /// A runtime weight (1..=256), or `None` for the configured one.
     pub fn set_weight(&self, which: &str, weight: Option<u32>) -> bool {
         self.pool.set_weight(which, weight)
+    }
+
+    /// How many front threads serve this balancer: one idle pool each.
+    pub(crate) fn front_threads(&self) -> usize {
+        self.upstreams.len()
+    }
+
+    /// The idle pool of front thread `index` (of `front_threads()`).
+    pub(crate) fn upstream(&self, index: usize) -> Arc<Upstream> {
+        // Never empty: `with_connection_cap` makes at least one.
+        self.upstreams[index % self.upstreams.len()].clone()
     }
 
     pub fn pool(&self) -> &Arc<SharedPool> {

@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub client: headers::Client,
     pub conn: Arc<ConnState>,
     pub handle: Arc<Handle>,
+    /// The backend connections of the runtime serving this connection.
+    pub upstream: Arc<upstream::Upstream>,
     pub shutdown: CancellationToken,
 }
 
@@ -119,7 +121,7 @@ async fn proxy(mut req: Request<Incoming>, cx: &RequestCtx) -> Response<Response
         };
         let sent = Instant::now();
         let outcome =
-            tokio::time::timeout(limits.server_timeout, h.upstream.send(addr, request)).await;
+            tokio::time::timeout(limits.server_timeout, cx.upstream.send(addr, request)).await;
         let error = match outcome {
             Ok(Ok(resp)) => {
                 counters.latency.record(sent.elapsed());

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::desired::{Me, desired};
+use super::threads::{self, Listener};
 use super::{Handle, health_checks, serve};
 use crate::balancer::listen::bind_front;
 use crate::balancer::pool::{Desired, PoolEvent};
@@ -58,23 +59,26 @@ pub async fn run_with_tls(ctx: Arc<NodeContext>, tls: Option<TlsAcceptor>) -> an
     let fixed = Fixed::of(&running, &settings);
     let handle = Handle::new(&settings);
     let stop = ctx.shutdown.child_token();
-    let mut tasks = JoinSet::new();
+    let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for listener in front(&ctx, &fixed, settings.http_port, "HTTP")? {
         bound.push(format!("http://{}", local(&listener)));
-        tasks.spawn(serve(listener, handle.clone(), None, stop.clone()));
+        listeners.push(Listener {
+            listener,
+            tls: None,
+        });
     }
     if let (Some(acceptor), Some(port)) = (tls, settings.https_port) {
         for listener in front(&ctx, &fixed, port, "HTTPS")? {
             bound.push(format!("https://{}", local(&listener)));
-            tasks.spawn(serve(
+            listeners.push(Listener {
                 listener,
-                handle.clone(),
-                Some(acceptor.clone()),
-                stop.clone(),
-            ));
+                tls: Some(acceptor.clone()),
+            });
         }
     }
+    let mut tasks = JoinSet::new();
+    tasks.spawn(threads::run(listeners, handle.clone(), stop.clone()));
     // Aborted when dropped: an operator's stop aborts this whole task.
     let checks =
         super::check::AbortOnDrop(tokio::spawn(health_checks(handle.clone(), stop.clone())));
@@ -82,7 +86,11 @@ pub async fn run_with_tls(ctx: Arc<NodeContext>, tls: Option<TlsAcceptor>) -> an
     ctx.events.info(
         COMPONENT,
         format!("HTTP balancer listening on {}", bound.join(", ")),
-        json!({"listen": bound, "algorithm": settings.algorithm.name()}),
+        json!({
+            "listen": bound,
+            "algorithm": settings.algorithm.name(),
+            "threads": handle.front_threads(),
+        }),
     );
     let mut shell = Shell {
         ctx: ctx.clone(),

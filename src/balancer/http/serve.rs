@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::Handle;
 use super::conn::{ConnIo, ConnState, Expiry, Timeouts};
 use super::proxy::{self, RequestCtx};
+use super::upstream::Upstream;
 use crate::http1::Framing;
 
 /// hyper refuses an HTTP/1 read buffer below this.
@@ -39,14 +40,30 @@ const H2_STREAMS: u32 = 100;
 /// Serves clients from `listener` until `shutdown`; then stops accepting
 /// and lets each connection finish (bounded by `DRAIN`). With `tls`, each
 /// connection is a TLS handshake first (bounded by the header timeout).
+/// This is the front end on the caller's runtime, with the first idle pool
+/// of backend connections; the balancer's node service runs `serve_with`
+/// on threads of its own (`threads`).
 pub async fn serve(
     listener: TcpListener,
     handle: Arc<Handle>,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let upstream = handle.upstream(0);
+    serve_with(listener, handle, upstream, tls, shutdown).await
+}
+
+/// `serve`, with requests sent on `upstream`'s backend connections, which
+/// must belong to the runtime this runs on.
+pub(super) async fn serve_with(
+    listener: TcpListener,
+    handle: Arc<Handle>,
+    upstream: Arc<Upstream>,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let local = listener.local_addr()?;
-    let front = Arc::new(Front::new(handle, tls, shutdown.clone()));
+    let front = Arc::new(Front::new(handle, upstream, tls, shutdown.clone()));
     loop {
         let slot = tokio::select! {
             slot = front.handle.slots.clone().acquire_owned() => match slot {
@@ -75,6 +92,8 @@ pub async fn serve(
 
 struct Front {
     handle: Arc<Handle>,
+    /// This runtime's keep-alive connections to the backends.
+    upstream: Arc<Upstream>,
     builder: auto::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
     timeouts: Timeouts,
@@ -83,7 +102,12 @@ struct Front {
 }
 
 impl Front {
-    fn new(handle: Arc<Handle>, tls: Option<TlsAcceptor>, shutdown: CancellationToken) -> Front {
+    fn new(
+        handle: Arc<Handle>,
+        upstream: Arc<Upstream>,
+        tls: Option<TlsAcceptor>,
+        shutdown: CancellationToken,
+    ) -> Front {
         let limits = &handle.settings.limits;
         let max_head = usize::try_from(limits.max_header_bytes)
             .unwrap_or(usize::MAX)
@@ -107,6 +131,7 @@ impl Front {
         };
         Front {
             handle,
+            upstream,
             builder,
             tls,
             timeouts,
@@ -158,6 +183,7 @@ impl Front {
             client: super::headers::Client::new(peer.ip()),
             conn: state.clone(),
             handle: self.handle.clone(),
+            upstream: self.upstream.clone(),
             shutdown: self.shutdown.clone(),
         });
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {

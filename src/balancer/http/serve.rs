@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::Handle;
 use super::conn::{ConnIo, ConnState, Expiry, Timeouts};
 use super::proxy::{self, RequestCtx};
+use super::threads::{Live, Placed, Placement};
 use super::upstream::Upstream;
 use crate::http1::Framing;
 
@@ -50,20 +51,20 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let upstream = handle.upstream(0);
-    serve_with(listener, handle, upstream, tls, shutdown).await
+    let front = Arc::new(Front::new(handle, upstream, tls, shutdown));
+    serve_with(listener, front, None).await
 }
 
-/// `serve`, with requests sent on `upstream`'s backend connections, which
-/// must belong to the runtime this runs on.
+/// `serve` for `front`, which must belong to the runtime this runs on. With
+/// `placement`, each accepted connection goes to the front thread with the
+/// fewest connections, which may be another one.
 pub(super) async fn serve_with(
     listener: TcpListener,
-    handle: Arc<Handle>,
-    upstream: Arc<Upstream>,
-    tls: Option<TlsAcceptor>,
-    shutdown: CancellationToken,
+    front: Arc<Front>,
+    placement: Option<Placement>,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
-    let front = Arc::new(Front::new(handle, upstream, tls, shutdown.clone()));
+    let shutdown = front.shutdown.clone();
     loop {
         let slot = tokio::select! {
             slot = front.handle.slots.clone().acquire_owned() => match slot {
@@ -85,12 +86,19 @@ pub(super) async fn serve_with(
             _ = shutdown.cancelled() => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let front = front.clone();
-        tokio::spawn(async move { front.connection(stream, peer, slot).await });
+        let Some(placement) = &placement else {
+            front.clone().spawn(stream, peer, slot, None);
+            continue;
+        };
+        match placement.place(stream, peer, slot) {
+            Placed::Here(stream, slot, live) => front.clone().spawn(stream, peer, slot, Some(live)),
+            Placed::Elsewhere => {}
+        }
     }
 }
 
-struct Front {
+/// One listener's way of serving a connection on one runtime.
+pub(super) struct Front {
     handle: Arc<Handle>,
     /// This runtime's keep-alive connections to the backends.
     upstream: Arc<Upstream>,
@@ -102,7 +110,7 @@ struct Front {
 }
 
 impl Front {
-    fn new(
+    pub(super) fn new(
         handle: Arc<Handle>,
         upstream: Arc<Upstream>,
         tls: Option<TlsAcceptor>,
@@ -138,6 +146,20 @@ impl Front {
             max_head,
             shutdown,
         }
+    }
+
+    /// Serves `stream` on this runtime; `live` counts it for its thread.
+    pub(super) fn spawn(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: OwnedSemaphorePermit,
+        live: Option<Live>,
+    ) {
+        tokio::spawn(async move {
+            self.connection(stream, peer, slot).await;
+            drop(live);
+        });
     }
 
     async fn connection(&self, stream: TcpStream, peer: SocketAddr, slot: OwnedSemaphorePermit) {

@@ -740,6 +740,22 @@ fn while_dead_servers_are_still_named_reads_and_new_logins_go_to_live_ones() {
          {dead_standby})"
     );
     drop(reader);
+    // The status page counts them against the stopped standby.
+    let status = rig.node.status(0).expect("status");
+    let redispatched = status["pooler"]["backends"]
+        .as_array()
+        .and_then(|all| {
+            all.iter().find(|b| {
+                b["address"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(&format!(":{dead_standby}")))
+            })
+        })
+        .and_then(|b| b["redispatched_total"].as_u64());
+    assert!(
+        redispatched.is_some_and(|n| n >= 1),
+        "redispatched from the stopped standby: {redispatched:?}"
+    );
 
     rig.pg.primary().stop_immediate();
     // A user of the file, into a pool nobody has used yet.

@@ -621,6 +621,16 @@ fn pooler(p: &PoolerView, out: &mut Out) -> Result<(), std::fmt::Error> {
         "Requests the pooler routed to the server",
         &routed,
     )?;
+    let redispatched: Vec<_> = p
+        .backends
+        .iter()
+        .map(|b| (backend(b), b.redispatched_total))
+        .collect();
+    out.counters(
+        "piha_pg_backend_redispatched",
+        "Reads that could not get a connection to the server and went to another one",
+        &redispatched,
+    )?;
     let pool = |r: &super::pooler::PoolRow| {
         vec![("database", r.database.clone()), ("user", r.user.clone())]
     };
@@ -915,6 +925,7 @@ pub(super) mod tests {
             (r#"piha_pg_backend_up{backend="pg-2",role="down"}"#, 0.0),
             (r#"piha_pg_backend_lag_bytes{backend="pg-1"}"#, 0.0),
             (r#"piha_pg_backend_routed_total{backend="pg-1"}"#, 7.0),
+            (r#"piha_pg_backend_redispatched_total{backend="pg-1"}"#, 2.0),
             (
                 r#"piha_pg_pool_server_connections{database="app",user="app",state="idle"}"#,
                 2.0,

@@ -47,6 +47,8 @@ pub struct BackendRow {
     pub lag_bytes: Option<u64>,
     pub outstanding: u32,
     pub routed_total: u64,
+    /// Reads that could not get a connection here and went elsewhere.
+    pub redispatched_total: u64,
     pub failures: u32,
     pub probe_ms: f64,
     pub last_ok_ms: Option<i64>,
@@ -120,6 +122,7 @@ pub fn view(pooler: &Pooler) -> PoolerView {
                 lag_bytes: (lag != u64::MAX).then_some(lag),
                 outstanding: b.outstanding.load(Ordering::Relaxed),
                 routed_total: b.routed.load(Ordering::Relaxed),
+                redispatched_total: b.redispatched.load(Ordering::Relaxed),
                 failures: p.failures,
                 probe_ms: p.probe_ms,
                 last_ok_ms: p
@@ -201,6 +204,7 @@ pub fn to_json(v: &PoolerView) -> Value {
                 "lag_bytes": b.lag_bytes,
                 "outstanding": b.outstanding,
                 "routed_total": b.routed_total,
+                "redispatched_total": b.redispatched_total,
                 "failures": b.failures,
                 "probe_ms": b.probe_ms,
                 "last_ok_ms": b.last_ok_ms,
@@ -286,6 +290,7 @@ pub(super) mod tests {
         }
         pooler.router().update_lag();
         pooler.backends[0].routed.store(7, Ordering::Relaxed);
+        pooler.backends[0].redispatched.store(2, Ordering::Relaxed);
         pooler
     }
 
@@ -345,6 +350,7 @@ pub(super) mod tests {
         assert_eq!(b[0]["lsn"], "16/B374D848");
         assert_eq!(b[0]["lag_bytes"], 0);
         assert_eq!(b[0]["routed_total"], 7);
+        assert_eq!(b[0]["redispatched_total"], 2);
         assert_eq!(b[1]["role"], "down");
         assert_eq!(b[1]["lsn"], Value::Null);
         assert_eq!(b[1]["lag_bytes"], Value::Null);

@@ -49,6 +49,11 @@ pub struct Backend {
     pub outstanding: AtomicU32,
     /// Statements routed here, for SHOW STATS and /metrics.
     pub routed: AtomicU64,
+    /// Reads routed here that could not get a connection (the server was
+    /// unreachable, broke off or was starting or stopping) and went to
+    /// another server instead: HAProxy's per-server redispatches. A count
+    /// that climbs names a standby that keeps failing between probes.
+    pub redispatched: AtomicU64,
     /// Lag behind the primary in bytes, as of the last probe round (u64::MAX
     /// when unknown).
     pub lag_bytes: AtomicU64,
@@ -74,6 +79,7 @@ impl Backend {
             }),
             outstanding: AtomicU32::new(0),
             routed: AtomicU64::new(0),
+            redispatched: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(u64::MAX),
             fenced: AtomicBool::new(false),
         }

@@ -678,6 +678,7 @@
     { head: 'Lag', title: 'replay lag behind the primary', cls: 'num', cell: lagCell },
     { head: 'Running', title: 'queries running on it through the pooler', cls: 'num', cell: (be) => countCell(be.outstanding) },
     { head: 'Routed', title: 'requests routed to it since start', cls: 'num', cell: (be) => countCell(be.routed_total) },
+    { head: 'Redisp.', title: 'reads that could not get a connection to it and went to another server', cls: 'num', cell: (be) => countCell(be.redispatched_total) },
     { head: 'Last probe', cls: 'check-cell', cell: probeCell },
   ];
 

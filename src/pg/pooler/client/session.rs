@@ -329,6 +329,7 @@ impl Session {
                 let Ok(other) = self.route(target, Some(backend.addr)) else {
                     return Err(e);
                 };
+                backend.redispatched.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(server = %backend.name, error = %e, "pooler: a read goes to {} instead", other.name);
                 let conn = self.checkout(&other).await?;
                 Ok((other, conn, leasing))

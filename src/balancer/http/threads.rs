@@ -74,8 +74,11 @@ pub async fn run(
     handle: Arc<Handle>,
     stop: CancellationToken,
 ) -> io::Result<()> {
-    // The threads stop on `stop`, or on `early` when one of them failed.
+    // The threads stop on `stop`, or on `early` when one of them failed or
+    // this future was dropped: an operator's stop aborts the balancer's
+    // task, and threads left running would keep serving and keep the ports.
     let early = stop.child_token();
+    let _stop_threads = early.clone().drop_guard();
     let mut sockets = Vec::with_capacity(listeners.len());
     for l in listeners {
         sockets.push((l.listener.into_std()?, l.tls));

@@ -81,22 +81,6 @@ impl Conn {
         })
     }
 
-    /// Lets go of the read buffer (its next `exchange` takes a new one).
-    ///
-    /// Why: an idle connection's empty buffer still pins its whole
-    /// allocation, shared with the last body bytes handed on. With 64
-    /// keep-alive clients a balancer keeps ~190 backend connections (a pool
-    /// per front thread and backend, each as deep as its busiest moment),
-    /// two thirds of them idle at any time: 1.0 MiB of RSS held for nothing
-    /// (BENCHMARKS.md). HAProxy allocates its buffers on demand and releases
-    /// empty ones for the same reason. Unread bytes are kept (a pooled
-    /// connection has none: `BackendBody::give_back`).
-    pub fn release_buffer(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
-        }
-    }
-
     /// Whether an idle connection can take a request: the backend has not
     /// closed it, nor sent anything unasked. Costs a system call only when
     /// the socket has something to read (or readiness is stale).

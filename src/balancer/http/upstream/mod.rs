@@ -14,8 +14,7 @@
 //!   when we do, the proxy's retry rules apply: an idempotent request moves
 //!   to another backend);
 //! - the most recently used is reused first, so spare connections age out;
-//!   at most `max_idle` wait per backend, and a sweeper closes stale ones;
-//! - an idle connection holds no read buffer (`Conn::release_buffer`).
+//!   at most `max_idle` wait per backend, and a sweeper closes stale ones.
 
 mod body;
 mod conn;
@@ -150,8 +149,7 @@ impl Upstream {
         None
     }
 
-    fn put(&self, addr: SocketAddr, mut conn: Conn) {
-        conn.release_buffer();
+    fn put(&self, addr: SocketAddr, conn: Conn) {
         let now = coarse_clock::now_ms();
         let mut idle = self.lock();
         let i = match idle.iter().position(|(a, _)| *a == addr) {
@@ -203,44 +201,5 @@ impl Upstream {
     /// the list is still a list.
     fn lock(&self) -> MutexGuard<'_, Vec<(SocketAddr, VecDeque<Idle>)>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An idle connection must not pin a read buffer: with a pool per front
-    /// thread and backend, most of a busy balancer's backend connections are
-    /// idle at any moment.
-    #[tokio::test]
-    async fn an_idle_connection_holds_no_buffer() {
-        let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = backend.local_addr().unwrap();
-        let upstream = Upstream::new(Duration::from_secs(1), Duration::from_secs(60), 4);
-        let conn = Conn::connect(addr, Duration::from_secs(1)).await.unwrap();
-        let _accepted = backend.accept().await.unwrap();
-        assert!(
-            conn.buf.capacity() > 0,
-            "a new connection reads into a buffer"
-        );
-
-        upstream.put(addr, conn);
-        let idle = upstream.checkout(addr).expect("the connection was pooled");
-        assert_eq!(
-            idle.buf.capacity(),
-            0,
-            "the pooled connection kept its buffer"
-        );
-    }
-
-    #[tokio::test]
-    async fn unread_bytes_are_never_dropped() {
-        let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = backend.local_addr().unwrap();
-        let mut conn = Conn::connect(addr, Duration::from_secs(1)).await.unwrap();
-        conn.buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        conn.release_buffer();
-        assert_eq!(&conn.buf[..], b"HTTP/1.1 200 OK\r\n");
     }
 }

@@ -183,7 +183,12 @@ impl Session {
     /// the client said goodbye.
     async fn next_request(&mut self) -> Result<bool, End> {
         // Gather complete frames up to a routing point.
-        let (len, target, terminate) = loop {
+        let Batch {
+            len,
+            target,
+            terminate,
+            query,
+        } = loop {
             match self.scan_batch()? {
                 Some(b) => break b,
                 None => self.read_client().await?,
@@ -206,15 +211,14 @@ impl Session {
             self.fail_request(len, &e).await?;
             return Ok(!terminate);
         }
-        self.forward_client(len)?;
+        self.forward_client(len, query)?;
         self.flush_server().await?;
         Ok(!terminate)
     }
 
     /// The complete frames at the start of `cbuf` that make one request:
-    /// a Query, or extended messages up to Sync or Flush. Returns their
-    /// length, where they must run, and whether a Terminate follows.
-    fn scan_batch(&mut self) -> Result<Option<(usize, Target, bool)>, End> {
+    /// a Query, or extended messages up to Sync or Flush.
+    fn scan_batch(&mut self) -> Result<Option<Batch>, End> {
         loop {
             let scanned = scan(
                 &self.cbuf,
@@ -226,7 +230,20 @@ impl Session {
             match scanned {
                 Ok(Scan::More) => return Ok(None),
                 Ok(Scan::Batch(len, target, terminate)) => {
-                    return Ok(Some((len, target, terminate)));
+                    return Ok(Some(Batch {
+                        len,
+                        target,
+                        terminate,
+                        query: None,
+                    }));
+                }
+                Ok(Scan::Query(len, classified)) => {
+                    return Ok(Some(Batch {
+                        len,
+                        target: classified.target,
+                        terminate: false,
+                        query: Some(classified),
+                    }));
                 }
                 Ok(Scan::Skip(len)) => self.cbuf.advance(len),
                 Err(e) => return Err(self.protocol_error_sync(e)),
@@ -439,8 +456,9 @@ impl Session {
     }
 
     /// Sends the first `len` bytes of client frames to the leased server,
-    /// rewriting statement names and injecting Parses where needed.
-    fn forward_client(&mut self, len: usize) -> Result<(), End> {
+    /// rewriting statement names and injecting Parses where needed. `query`:
+    /// how `scan` classified them when they are one Query.
+    fn forward_client(&mut self, len: usize, query: Option<Classified>) -> Result<(), End> {
         let mut frames = self.cbuf.split_to(len);
         let Some(lease) = self.lease.as_mut() else {
             return Err(End::Failed("internal: no server leased".into()));
@@ -456,6 +474,7 @@ impl Session {
             pooler: &self.pooler,
             pool: &self.pool,
             fx: Effects::default(),
+            query,
         };
         while !frames.is_empty() {
             let frame = match peek(&frames, self.max_message) {
@@ -525,7 +544,7 @@ impl Session {
                 Ok(Some(f)) => {
                     if f.tag == fe::TERMINATE {
                         if len > 0 {
-                            self.forward_client(len)?;
+                            self.forward_client(len, None)?;
                         }
                         return Err(End::Client);
                     }
@@ -536,7 +555,7 @@ impl Session {
             }
         }
         if len > 0 {
-            self.forward_client(len)?;
+            self.forward_client(len, None)?;
         }
         Ok(())
     }
@@ -788,11 +807,25 @@ impl Drop for Session {
     }
 }
 
+/// One request at the start of the client buffer, as `scan` found it.
+struct Batch {
+    len: usize,
+    target: Target,
+    /// A Terminate follows it.
+    terminate: bool,
+    /// The classification of a request that is one Query: kept so that
+    /// `Translator` does not classify the same text again (the fast path
+    /// was a quarter of the pooler's instructions when it ran twice).
+    query: Option<Classified>,
+}
+
 enum Scan {
     /// No complete request yet.
     More,
     /// Length, target, and whether a Terminate follows it.
     Batch(usize, Target, bool),
+    /// One Query: its length and classification.
+    Query(usize, Classified),
     /// Bytes to drop (COPY data with no COPY running, as PostgreSQL does).
     Skip(usize),
 }
@@ -825,7 +858,7 @@ fn scan(
             fe::TERMINATE => return Ok(Scan::Batch(at, target.unwrap_or(Target::Primary), true)),
             fe::QUERY if at == 0 => {
                 let c = pooler.classify(database, fe::query_text(body)?);
-                return Ok(Scan::Batch(frame.len, c.target, false));
+                return Ok(Scan::Query(frame.len, c));
             }
             fe::FUNCTION_CALL if at == 0 => {
                 return Ok(Scan::Batch(frame.len, Target::Primary, false));
@@ -885,6 +918,8 @@ struct Translator<'a> {
     pooler: &'a Arc<Pooler>,
     pool: &'a Arc<UserPool>,
     fx: Effects,
+    /// `scan`'s classification of the batch's Query, if it is one.
+    query: Option<Classified>,
 }
 
 impl Translator<'_> {
@@ -956,7 +991,11 @@ impl Translator<'_> {
                     self.lease.relay.push(Pending::Query, &mut self.fx);
                     return Ok(());
                 }
-                if self.classify(sql).session_state {
+                let classified = match self.query.take() {
+                    Some(c) => c,
+                    None => self.classify(sql),
+                };
+                if classified.session_state {
                     self.lease.conn.dirty = true;
                     if drops_all_statements(sql) {
                         self.forget_statements();

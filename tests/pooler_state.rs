@@ -581,6 +581,17 @@ fn the_wait_queue_is_bounded_in_length_and_time() {
 fn settings_follow_a_client_onto_a_standby() {
     let _net = hold(&NET_38);
     let rig = PoolerRig::start(38, 1, "pool_size = 1");
+    // The rig is up when the pooler answers; reads go to the standby only
+    // once the prober has seen it rise (on a loaded machine, not at once).
+    let standby_up = common::node::wait_until(Duration::from_secs(20), || {
+        match rig.try_psql("/* piha:standby */ SELECT pg_is_in_recovery()") {
+            Ok(t) if t == "t" => Ok(()),
+            other => Err(format!("a standby read answered {other:?}")),
+        }
+    });
+    if let Err(e) = standby_up {
+        panic!("the standby never took a read: {e}");
+    }
     runtime().block_on(async {
         let (a, _a) = connect(&rig, Some("client_a")).await;
         let ask = "/* piha:standby */ SELECT pg_is_in_recovery(), \

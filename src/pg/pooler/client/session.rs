@@ -282,13 +282,11 @@ impl Session {
         self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
         let (backend, mut conn, _leasing) = got?;
         let primary = backend.role() == Some(crate::pg::pooler::backends::PgRole::Primary);
-        self.cancel
-            .lease(LeaseKey {
-                addr: conn.addr,
-                pid: conn.pid,
-                secret: conn.secret,
-            })
-            .await;
+        self.cancel.lease(LeaseKey {
+            addr: conn.addr,
+            pid: conn.pid,
+            secret: conn.secret,
+        });
         backend.outstanding.fetch_add(1, Ordering::Relaxed);
         backend.routed.fetch_add(1, Ordering::Relaxed);
         let baseline = self.pool.baseline();
@@ -298,7 +296,7 @@ impl Session {
                 let timeout = self.pooler.settings.load().pg.wait_timeout;
                 if let Err(e) = conn.simple_query(sql, timeout).await {
                     backend.outstanding.fetch_sub(1, Ordering::Relaxed);
-                    self.cancel.release().await;
+                    self.cancel.release();
                     self.pool.lost(conn.addr);
                     return Err(e);
                 }
@@ -677,7 +675,7 @@ impl Session {
         let Some(mut lease) = self.lease.take() else {
             return;
         };
-        let canceled = self.cancel.release().await;
+        let canceled = self.cancel.release();
         lease.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
         self.info.link(None);

@@ -72,7 +72,7 @@ async fn probe_one(
     sink: ProbeSink,
     stop: CancellationToken,
 ) {
-    let mut conn: Option<ServerConn> = None;
+    let mut conn: Option<Box<ServerConn>> = None;
     let mut ticker = tokio::time::interval(s.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -99,7 +99,7 @@ async fn probe_one(
 
 async fn probe(
     backend: &Backend,
-    conn: &mut Option<ServerConn>,
+    conn: &mut Option<Box<ServerConn>>,
     s: &ProbeSettings,
 ) -> Result<(PgRole, u64), String> {
     if conn.is_none() {

@@ -428,6 +428,7 @@ async fn learn_params(
     let settings = pooler.settings.load();
     let checkout = Checkout {
         addr,
+        now: std::time::Instant::now(),
         wait_timeout: settings.pg.wait_timeout,
         lifetime: settings.pg.server_lifetime,
         queue: &pooler.pools.queue,
@@ -469,7 +470,7 @@ async fn learn_params(
     if let Ok(mut b) = pool.baseline.lock() {
         *b = Arc::new(conn.params().clone());
     }
-    pool.checkin(conn, settings.pg.server_lifetime);
+    pool.checkin(conn, settings.pg.server_lifetime, std::time::Instant::now());
     Ok(params)
 }
 

@@ -19,7 +19,7 @@ use crate::pg::pooler::pool::{Checkout, Lease, ServerView, UserPool};
 use crate::pg::pooler::prepared::{
     ClientStatements, MAX_PER_CLIENT, deallocate_target, drops_all_statements,
 };
-use crate::pg::pooler::relay::{Effects, Pending, Relay, Verdict};
+use crate::pg::pooler::relay::{Effects, Pending, Verdict};
 use crate::pg::pooler::route::{Classified, Target};
 use crate::pg::pooler::server::{ConnectParams, ServerConn, connect};
 use crate::pg::pooler::shared::{ClientInfo, Pooler};
@@ -45,9 +45,8 @@ const KEEP_BUFFER: usize = 64 * 1024;
 
 /// The server connection a client holds.
 struct Leased {
-    conn: ServerConn,
+    conn: Box<ServerConn>,
     backend: Arc<Backend>,
-    relay: Relay,
     since: Instant,
     /// Leased for the primary: the client may have written.
     primary: bool,
@@ -272,13 +271,14 @@ impl Session {
         } else {
             target
         };
+        let asked = Instant::now();
         self.info
             .request_us
-            .store(self.pooler.micros(Instant::now()), Ordering::Relaxed);
+            .store(self.pooler.micros(asked), Ordering::Relaxed);
         self.info
             .state
             .store(ClientInfo::WAITING, Ordering::Relaxed);
-        let got = self.wait_for_server(target).await;
+        let got = self.wait_for_server(target, asked).await;
         self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
         let (backend, mut conn, _leasing) = got?;
         let primary = backend.role() == Some(crate::pg::pooler::backends::PgRole::Primary);
@@ -303,6 +303,8 @@ impl Session {
             }
             conn.synced_to(&self.params, &baseline, sql.is_some());
         }
+        // One clock reading starts the lease and its first request: the
+        // client's frames go out right after this.
         let now = Instant::now();
         self.info.state.store(ClientInfo::ACTIVE, Ordering::Relaxed);
         self.info.link(Some(ServerView {
@@ -316,24 +318,25 @@ impl Session {
         self.lease = Some(Leased {
             conn,
             backend,
-            relay: Relay::default(),
             since: now,
             primary,
             open_batch: false,
-            query_started: None,
+            query_started: Some(now),
         });
         Ok(())
     }
 
     /// Waits out a PAUSE, picks the backend and waits for a connection to
-    /// it. The `Leasing` count must outlive the lease's start.
+    /// it. The `Leasing` count must outlive the lease's start. `asked`:
+    /// when the client asked.
     async fn wait_for_server(
         &mut self,
         target: Target,
-    ) -> Result<(Arc<Backend>, ServerConn, Leasing), PoolError> {
+        asked: Instant,
+    ) -> Result<(Arc<Backend>, Box<ServerConn>, Leasing), PoolError> {
         let leasing = self.start_lease().await?;
         let backend = self.route(target, None)?;
-        match self.checkout(&backend).await {
+        match self.checkout(&backend, asked).await {
             Ok(conn) => Ok((backend, conn, leasing)),
             // A read whose server could not take it (a standby restarting
             // to follow a new primary, or stopped before the prober saw
@@ -346,7 +349,7 @@ impl Session {
                 };
                 backend.redispatched.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(server = %backend.name, error = %e, "pooler: a read goes to {} instead", other.name);
-                let conn = self.checkout(&other).await?;
+                let conn = self.checkout(&other, Instant::now()).await?;
                 Ok((other, conn, leasing))
             }
             Err(e) => Err(e),
@@ -384,10 +387,15 @@ impl Session {
         }
     }
 
-    async fn checkout(&mut self, backend: &Arc<Backend>) -> Result<ServerConn, PoolError> {
+    async fn checkout(
+        &mut self,
+        backend: &Arc<Backend>,
+        now: Instant,
+    ) -> Result<Box<ServerConn>, PoolError> {
         let settings = self.pooler.settings.load();
         let checkout = Checkout {
             addr: backend.addr,
+            now,
             wait_timeout: settings.pg.wait_timeout,
             lifetime: settings.pg.server_lifetime,
             queue: &self.pooler.pools.queue,
@@ -580,7 +588,7 @@ impl Session {
                     return Err(self.server_lost(&reason));
                 }
             };
-            let verdict = match lease.relay.on_server(frame.tag, &mut fx) {
+            let verdict = match lease.conn.relay.on_server(frame.tag, &mut fx) {
                 Ok(v) => v,
                 Err(desync) => {
                     let reason = desync.to_string();
@@ -663,7 +671,7 @@ impl Session {
             return false;
         };
         self.mode == PoolMode::Transaction
-            && lease.relay.is_idle()
+            && lease.conn.relay.is_idle()
             && !lease.open_batch
             && lease.conn.tx_status == b'I'
             && self.cbuf.is_empty()
@@ -679,17 +687,19 @@ impl Session {
         lease.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.info.state.store(ClientInfo::IDLE, Ordering::Relaxed);
         self.info.link(None);
+        let now = Instant::now();
         let stats = &self.pool.stats;
-        stats
-            .xact_time_us
-            .fetch_add(lease.since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.xact_time_us.fetch_add(
+            now.saturating_duration_since(lease.since).as_micros() as u64,
+            Ordering::Relaxed,
+        );
         let settings = self.pooler.settings.load();
         let timeout = settings
             .pg
             .wait_timeout
             .min(std::time::Duration::from_secs(5));
         let addr = lease.conn.addr;
-        let healthy = !canceled && lease.relay.is_idle() && lease.conn.buf.is_empty();
+        let healthy = !canceled && lease.conn.relay.is_idle() && lease.conn.buf.is_empty();
         if !healthy {
             tokio::spawn(lease.conn.terminate());
             self.pool.lost(addr);
@@ -723,7 +733,10 @@ impl Session {
             conn.reset_params(&self.pool.baseline());
         }
         if ok && conn.tx_status == b'I' {
-            self.pool.checkin(lease.conn, settings.pg.server_lifetime);
+            // After a ROLLBACK or DISCARD ALL, `now` is a little old; it
+            // only dates the connection's last use.
+            self.pool
+                .checkin(lease.conn, settings.pg.server_lifetime, now);
         } else {
             tokio::spawn(lease.conn.terminate());
             self.pool.lost(addr);
@@ -961,7 +974,7 @@ impl Translator<'_> {
             statement: None,
             to_client: false,
         };
-        self.lease.relay.push(parse, &mut self.fx);
+        self.lease.conn.relay.push(parse, &mut self.fx);
         name
     }
 
@@ -981,12 +994,12 @@ impl Translator<'_> {
                 // Only on a quiet server not in a failed transaction: the
                 // injected Parse must not fail, or the server would skip
                 // the Query while waiting for a Sync that never comes.
-                let quiet = self.lease.relay.is_idle() && self.lease.conn.tx_status != b'E';
+                let quiet = self.lease.conn.relay.is_idle() && self.lease.conn.tx_status != b'E';
                 if quiet && self.forget_client_statement(sql) {
                     let dummy = self.placeholder_statement();
                     let sql = format!("DEALLOCATE {dummy}");
                     let _ = postgres_protocol::message::frontend::query(&sql, self.sout);
-                    self.lease.relay.push(Pending::Query, &mut self.fx);
+                    self.lease.conn.relay.push(Pending::Query, &mut self.fx);
                     return Ok(());
                 }
                 let classified = match self.query.take() {
@@ -1000,12 +1013,12 @@ impl Translator<'_> {
                     }
                 }
                 self.sout.extend_from_slice(msg);
-                self.lease.relay.push(Pending::Query, &mut self.fx);
+                self.lease.conn.relay.push(Pending::Query, &mut self.fx);
             }
             fe::FUNCTION_CALL => {
                 self.lease.conn.dirty = true;
                 self.sout.extend_from_slice(msg);
-                self.lease.relay.push(Pending::Query, &mut self.fx);
+                self.lease.conn.relay.push(Pending::Query, &mut self.fx);
             }
             fe::PARSE => {
                 self.lease.open_batch = true;
@@ -1021,7 +1034,7 @@ impl Translator<'_> {
                             statement: None,
                             to_client: true,
                         };
-                        self.lease.relay.push(parse, &mut self.fx);
+                        self.lease.conn.relay.push(parse, &mut self.fx);
                         return Ok(());
                     }
                     if self.classify(p.query).session_state {
@@ -1036,7 +1049,7 @@ impl Translator<'_> {
                         statement: None,
                         to_client: true,
                     };
-                    self.lease.relay.push(parse, &mut self.fx);
+                    self.lease.conn.relay.push(parse, &mut self.fx);
                     return Ok(());
                 }
                 if self.statements.by_name.len() >= MAX_PER_CLIENT
@@ -1056,7 +1069,10 @@ impl Translator<'_> {
                     .insert(p.name.to_string(), stmt.clone());
                 let lease = &mut *self.lease;
                 if lease.conn.has_prepared(stmt.id) {
-                    lease.relay.push(Pending::LocalParseComplete, &mut self.fx);
+                    lease
+                        .conn
+                        .relay
+                        .push(Pending::LocalParseComplete, &mut self.fx);
                 } else {
                     prepare(self.sout, lease, &stmt, true, &mut self.fx);
                 }
@@ -1085,7 +1101,7 @@ impl Translator<'_> {
                     // (PostgreSQL answers the latter with its own error).
                     _ => self.sout.extend_from_slice(msg),
                 }
-                lease.relay.push(Pending::Bind, &mut self.fx);
+                lease.conn.relay.push(Pending::Bind, &mut self.fx);
                 if drops_all {
                     self.forget_statements();
                 }
@@ -1103,7 +1119,7 @@ impl Translator<'_> {
                     }
                     _ => self.sout.extend_from_slice(msg),
                 }
-                lease.relay.push(Pending::Describe, &mut self.fx);
+                lease.conn.relay.push(Pending::Describe, &mut self.fx);
             }
             fe::CLOSE => {
                 self.lease.open_batch = true;
@@ -1118,17 +1134,17 @@ impl Translator<'_> {
                     self.sout.extend_from_slice(msg);
                 }
                 let close = Pending::Close { to_client: true };
-                self.lease.relay.push(close, &mut self.fx);
+                self.lease.conn.relay.push(close, &mut self.fx);
             }
             fe::EXECUTE => {
                 self.lease.open_batch = true;
                 self.sout.extend_from_slice(msg);
-                self.lease.relay.push(Pending::Execute, &mut self.fx);
+                self.lease.conn.relay.push(Pending::Execute, &mut self.fx);
             }
             fe::SYNC => {
                 self.lease.open_batch = false;
                 self.sout.extend_from_slice(msg);
-                self.lease.relay.push(Pending::Sync, &mut self.fx);
+                self.lease.conn.relay.push(Pending::Sync, &mut self.fx);
             }
             fe::FLUSH | fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL => {
                 self.sout.extend_from_slice(msg);
@@ -1154,10 +1170,13 @@ fn prepare(
     if let Some(evicted) = lease.conn.add_prepared(stmt.id) {
         fe::write_target(sout, fe::CLOSE, b'S', &format!("piha_s{evicted}"));
         // That CloseComplete is ours, not the client's.
-        lease.relay.push(Pending::Close { to_client: false }, fx);
+        lease
+            .conn
+            .relay
+            .push(Pending::Close { to_client: false }, fx);
     }
     fe::write_parse(sout, &stmt.server_name, &stmt.query, &stmt.types);
-    lease.relay.push(
+    lease.conn.relay.push(
         Pending::Parse {
             statement: Some(stmt.id),
             to_client,

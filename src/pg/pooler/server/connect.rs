@@ -45,7 +45,7 @@ pub struct ConnectParams<'a> {
 }
 
 /// Connects and logs in within `timeout` (the whole login, not each step).
-pub async fn connect(p: ConnectParams<'_>) -> Result<ServerConn, PoolError> {
+pub async fn connect(p: ConnectParams<'_>) -> Result<Box<ServerConn>, PoolError> {
     let addr = p.addr;
     let deadline = p.timeout;
     match tokio::time::timeout(deadline, login(p)).await {
@@ -57,7 +57,7 @@ pub async fn connect(p: ConnectParams<'_>) -> Result<ServerConn, PoolError> {
     }
 }
 
-async fn login(p: ConnectParams<'_>) -> Result<ServerConn, PoolError> {
+async fn login(p: ConnectParams<'_>) -> Result<Box<ServerConn>, PoolError> {
     let addr = p.addr;
     let tcp = TcpStream::connect(addr)
         .await

@@ -472,6 +472,11 @@ mod tests {
         primary("PREPARE p AS SELECT 1", true);
         primary("EXECUTE p", false);
         primary("DEALLOCATE p", true);
+        // The session relies on these to look for a client statement to
+        // forget only in statements with session state.
+        primary("deallocate prepare \"Q\"", true);
+        primary("DEALLOCATE ALL", true);
+        primary("/* c */ DEALLOCATE p; SELECT 1", true);
         primary("DECLARE c CURSOR WITH HOLD FOR SELECT 1", true);
         primary("DECLARE c CURSOR FOR SELECT 1", false);
         primary("LOAD 'auto_explain'", true);

@@ -131,29 +131,29 @@ pub(super) fn first_word(text: &str) -> &str {
 /// pass over the bytes.
 pub(super) fn plain_select(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match CLASS[usize::from(b)] {
-            Class::Word => {
-                let start = i;
-                while bytes
-                    .get(i)
-                    .is_some_and(|&b| CLASS[usize::from(b)] == Class::Word)
-                {
-                    i += 1;
-                }
-                if is_into_or_for(&bytes[start..i]) {
-                    return false;
-                }
-                continue;
+    // One pass with no lookups by index: the length of the word being read
+    // (0 between words) is all the state, and a word is looked at only
+    // where it ends and only when it is 3 or 4 bytes long.
+    let mut word = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        let class = CLASS[usize::from(b)];
+        if class == Class::Word {
+            word += 1;
+            continue;
+        }
+        if word != 0 {
+            if is_into_or_for(&bytes[i - word..i]) {
+                return false;
             }
+            word = 0;
+        }
+        match class {
             Class::Open => return false,
             Class::Semicolon => return single_statement(&text[i..]),
-            Class::Other => {}
+            Class::Word | Class::Other => {}
         }
-        i += 1;
     }
-    true
+    !is_into_or_for(&bytes[bytes.len() - word..])
 }
 
 fn is_into_or_for(word: &[u8]) -> bool {

@@ -24,7 +24,7 @@ pub const SUGGESTED: &str = "SELECT rolname, CASE WHEN rolvaliduntil < pg_catalo
 /// noticed, or a failover is under way) a standby answers from its replayed
 /// copy of `pg_authid`, so users of auth_query can still log in.
 pub async fn lookup(pooler: &Pooler, query: &str, user: &str) -> Option<Secret> {
-    let candidates = pooler.router().answering();
+    let candidates = pooler.answering_once_probed().await;
     if candidates.is_empty() {
         tracing::warn!("auth_query: no PostgreSQL server is available");
     }

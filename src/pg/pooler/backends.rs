@@ -92,6 +92,13 @@ impl Backend {
     pub fn role(&self) -> Option<PgRole> {
         lock(&self.probed).role
     }
+
+    /// Whether a probe has answered or failed yet: false only from the
+    /// node's start until its first probe of this server ends.
+    pub fn probed_yet(&self) -> bool {
+        let p = lock(&self.probed);
+        p.role.is_some() || p.failures > 0
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

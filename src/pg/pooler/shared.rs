@@ -90,6 +90,9 @@ pub struct StatsAverages {
 /// application sends the same few texts over and over.
 const CLASSIFIED_BOUND: usize = 4096;
 
+/// How often a login that came before the first probes looks again.
+const FIRST_PROBE_POLL: Duration = Duration::from_millis(20);
+
 /// What SHOW CLIENTS shows about one client.
 pub struct ClientInfo {
     pub id: u64,
@@ -345,6 +348,27 @@ impl Pooler {
         Router {
             backends: &self.backends,
             max_lag_bytes: self.settings.load().pg.max_lag_bytes,
+        }
+    }
+
+    /// [`Router::answering`], except right after the node starts: until
+    /// the prober's first answers, no server is known to answer, yet the
+    /// servers are most likely fine and only not asked yet. A login then
+    /// waits for those answers (up to `login_timeout`) rather than being
+    /// refused; PgBouncer, which connects on demand, would take it too.
+    pub async fn answering_once_probed(&self) -> Vec<Arc<Backend>> {
+        let deadline = tokio::time::Instant::now() + self.settings.load().pg.login_timeout;
+        loop {
+            let answering = self.router().answering();
+            if !answering.is_empty()
+                || self.backends.iter().all(|b| b.probed_yet())
+                || tokio::time::Instant::now() >= deadline
+            {
+                return answering;
+            }
+            // A poll, not a notification: this only runs in the first
+            // moments of a node's life, and a probe takes milliseconds.
+            tokio::time::sleep(FIRST_PROBE_POLL).await;
         }
     }
 

@@ -376,7 +376,7 @@ async fn greeting_params(
     if !known.is_empty() {
         return Ok(known);
     }
-    let candidates = pooler.router().answering();
+    let candidates = pooler.answering_once_probed().await;
     let mut last_error = None;
     for (i, backend) in candidates.iter().enumerate() {
         let last = i + 1 == candidates.len();

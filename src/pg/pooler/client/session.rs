@@ -335,7 +335,11 @@ impl Session {
         target: Target,
         asked: Instant,
     ) -> Result<(Arc<Backend>, Box<ServerConn>, Leasing), PoolError> {
-        let leasing = self.start_lease().await?;
+        let (leasing, paused) = self.start_lease().await?;
+        // After a PAUSE, `asked` is too old to date the checkout by: the
+        // pool's check of a connection idle for a second or more compares
+        // with it.
+        let asked = if paused { Instant::now() } else { asked };
         // Loaded once for the route and the checkout: each arc-swap load
         // was about 1 % of the pooler's instructions per transaction.
         let settings = self.pooler.settings.load_full();
@@ -382,16 +386,18 @@ impl Session {
     /// Counts this client as leasing (PAUSE waits for it), after waiting
     /// while its database is paused. SeqCst on both sides: PAUSE sets the
     /// flag then reads the count, a lease bumps the count then reads the
-    /// flag, so one of them sees the other.
-    async fn start_lease(&self) -> Result<Leasing, PoolError> {
+    /// flag, so one of them sees the other. Also says whether it waited.
+    async fn start_lease(&self) -> Result<(Leasing, bool), PoolError> {
+        let mut waited = false;
         loop {
             self.pool.leasing.fetch_add(1, Ordering::SeqCst);
             let leasing = Leasing(self.pool.clone());
             if !self.pooler.is_paused(&self.pool.database) {
-                return Ok(leasing);
+                return Ok((leasing, waited));
             }
             drop(leasing);
             self.wait_resume().await?;
+            waited = true;
         }
     }
 

@@ -345,9 +345,15 @@ impl Pooler {
     }
 
     pub fn router(&self) -> Router<'_> {
+        self.router_with(&self.settings.load())
+    }
+
+    /// [`Pooler::router`] for a caller that has loaded the settings
+    /// already (a lease loads them once).
+    pub fn router_with(&self, settings: &PoolerSettings) -> Router<'_> {
         Router {
             backends: &self.backends,
-            max_lag_bytes: self.settings.load().pg.max_lag_bytes,
+            max_lag_bytes: settings.pg.max_lag_bytes,
         }
     }
 

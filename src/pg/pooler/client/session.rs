@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::login::LoggedIn;
 use super::params::{ClientParams, is_server_only};
 use crate::config::PoolMode;
-use crate::pg::pooler::backends::{Backend, Router, parse_lsn};
+use crate::pg::pooler::backends::{Backend, parse_lsn};
 use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
 use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::pool::{Checkout, Lease, ServerView, UserPool};
@@ -372,11 +372,11 @@ impl Session {
         avoid: Option<std::net::SocketAddr>,
         settings: &PoolerSettings,
     ) -> Result<Arc<Backend>, PoolError> {
-        let router = Router {
-            backends: &self.pooler.backends,
-            max_lag_bytes: settings.pg.max_lag_bytes,
-        };
-        let picked = router.pick_avoiding(target, self.write_lsn, avoid).cloned();
+        let picked = self
+            .pooler
+            .router_with(settings)
+            .pick_avoiding(target, self.write_lsn, avoid)
+            .cloned();
         picked.ok_or(PoolError::NoBackend(match target {
             Target::Primary => "primary",
             Target::Standby => "PostgreSQL server",

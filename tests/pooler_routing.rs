@@ -80,7 +80,12 @@ impl Client {
                 tokio::time::timeout(STATEMENT_LIMIT, self.client.simple_query(sql)).await
             })
             .map_err(|_| format!("{sql}: no answer within {STATEMENT_LIMIT:?}"))?
-            .map_err(|e| e.to_string())?;
+            // A server's error shows as "db error" alone: its message and
+            // code are what a test looks at.
+            .map_err(|e| match e.as_db_error() {
+                Some(d) => format!("{}: {}", d.code().code(), d.message()),
+                None => e.to_string(),
+            })?;
         Ok(messages
             .iter()
             .filter_map(|m| match m {
@@ -141,6 +146,15 @@ fn ports(rig: &PoolerRig) -> (u16, u16, u16) {
 
 /// Waits until `SELECT inet_server_port()` is routed to a standby: the
 /// function catalog has been loaded from the primary.
+/// Sets the flag when dropped, also while a failed assertion unwinds.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn wait_catalog(rig: &PoolerRig, c: &Client) {
     let (primary, ..) = ports(rig);
     if let Err(e) = wait_until(Duration::from_secs(15), || {
@@ -552,7 +566,9 @@ fn read_your_writes_and_session_mode() {
 
 /// Acceptance: after the primary dies and a standby is promoted by hand,
 /// writes through the pooler reach the new primary within 5 s, and no
-/// write ever runs on a server in recovery.
+/// write ever runs on a server in recovery. Meanwhile a write waits for
+/// the new primary instead of failing (as a PgBouncer client waits out a
+/// server that is down), and a cancel ends that wait.
 #[test]
 fn a_manual_promotion_is_followed_within_five_seconds() {
     let rig = PoolerRig::start(33, 2, "");
@@ -562,12 +578,18 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
     drop(c);
     rig.pg.wait_replayed();
     let write = "INSERT INTO w (port) VALUES (inet_server_port()) RETURNING port";
+    // A client connected before the primary dies, for the cancel below.
+    let canceler = Client::connect(&rig, APP_DB);
 
     // A writer that keeps trying, one new connection per attempt, from
     // before the primary dies until after the new one takes writes.
     let stop = AtomicBool::new(false);
     let attempts: Mutex<Vec<Result<String, String>>> = Mutex::new(Vec::new());
     let (follow, main_errors) = std::thread::scope(|scope| {
+        // The writer ends only when told: a failed assertion below would
+        // otherwise wait for it forever. (A waiting write ends by itself,
+        // after wait_timeout.)
+        let _stop = StopOnDrop(&stop);
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let r = rig.try_psql(write);
@@ -586,32 +608,84 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
         });
         assert!(written.is_ok(), "no write through the pooler: {attempts:?}");
         rig.pg.primary().stop_immediate();
-        // While there is no primary, reads go on on the standbys (as with
-        // Pgpool-II): once the pooler has seen the primary go (a write
-        // says so), a read is still answered, by a standby.
-        let seen = wait_until(Duration::from_secs(10), || match rig.try_psql(write) {
-            Err(e) if e.contains("no primary is available") => Ok(()),
-            other => Err(format!("{other:?}")),
+        // Until the prober has called the primary down (`fall` probes).
+        let down = format!("PostgreSQL {} is down", rig.pg.primary().socket_addr());
+        let seen = wait_until(Duration::from_secs(10), || {
+            if rig.node.log(0).contains(&down) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
         });
-        // Which server answers, without a function the router may not
-        // know yet (its catalog is loaded from the primary).
+        // While there is no primary, reads go on on the standbys (as with
+        // Pgpool-II). Which server answers, without a function the router
+        // may not know yet (its catalog is loaded from the primary).
         let read = rig.try_psql("SELECT setting FROM pg_settings WHERE name = 'port'");
         let on_standby = read
             .as_ref()
             .is_ok_and(|p| *p == s1.to_string() || *p == s2.to_string());
-        if seen.is_err() || !on_standby {
-            // The writer thread ends only when told: a failed assertion
-            // here would otherwise wait for it forever.
-            stop.store(true, Ordering::Relaxed);
-        }
+        // A write waits, and a cancel ends its wait at once.
+        let (cancel_waited, canceled, cancel_took) = canceler.rt.block_on(async {
+            let token = canceler.client.cancel_token();
+            let query = canceler.client.simple_query(write);
+            tokio::pin!(query);
+            if let Ok(answer) = tokio::time::timeout(Duration::from_secs(1), &mut query).await {
+                // Answered without waiting: nothing to cancel.
+                return (false, (Ok(()), Ok(answer)), Duration::ZERO);
+            }
+            let asked = Instant::now();
+            let sent = token.cancel_query(tokio_postgres::NoTls).await;
+            let answer = tokio::time::timeout(Duration::from_secs(10), query).await;
+            (true, (sent, answer), asked.elapsed())
+        });
+        // And a write sent now is answered by the new primary once there is one.
+        let waiting = scope.spawn(|| {
+            let r = rig.try_psql(write);
+            (r, Instant::now())
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let still_waiting = !waiting.is_finished();
         assert!(
             seen.is_ok(),
-            "the pooler never saw the primary go: {seen:?}"
+            "the pooler never saw the primary go:\n{}",
+            rig.node.log(0)
         );
         assert!(on_standby, "a read while there was no primary: {read:?}");
+        assert!(
+            cancel_waited,
+            "a write with no primary did not wait: {canceled:?}"
+        );
+        let (code, message) = match &canceled {
+            (Ok(()), Ok(Err(e))) => (
+                e.code().map(|c| c.code().to_string()),
+                e.as_db_error().map(|d| d.message().to_string()),
+            ),
+            other => panic!("the canceled write: {other:?}"),
+        };
+        assert_eq!(code.as_deref(), Some("57014"), "{message:?}");
+        assert_eq!(
+            message.as_deref(),
+            Some("the query was canceled while waiting for a server connection")
+        );
+        assert!(
+            cancel_took < Duration::from_secs(2),
+            "the cancel took {cancel_took:?}"
+        );
+        assert!(still_waiting, "a write with no primary did not wait");
         let promote = Instant::now();
         rig.pg.standbys()[0].promote();
         let promoted = promote.elapsed();
+        let (waited_write, answered) = waiting.join().expect("the waiting write");
+        assert_eq!(
+            waited_write,
+            Ok(s1.to_string()),
+            "the write sent while there was no primary\n{}",
+            rig.node.log(0)
+        );
+        println!(
+            "a write sent while there was no primary was answered {:?} after the promote call",
+            answered.saturating_duration_since(promote)
+        );
         let mut errors = Vec::new();
         let follow = loop {
             match rig.try_psql(write) {
@@ -651,7 +725,7 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
     }
     println!(
         "writer: {} attempts, written on {by_port:?} (old primary {primary}, standby1 {s1}), \
-         {} failed while there was no primary",
+         {} failed",
         attempts.len(),
         errors.len()
     );
@@ -661,7 +735,16 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
         let kind = line;
         *kinds.entry(kind).or_insert(0) += 1;
     }
-    println!("errors while there was no primary: {kinds:?}");
+    println!("errors: {kinds:?}");
+    // Only writes caught on the dying primary may fail; the others waited.
+    let refused: Vec<&String> = errors
+        .iter()
+        .filter(|e| e.contains("no primary is available") || e.contains("cannot connect"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "writes refused instead of waiting: {refused:?}"
+    );
     let read_only: Vec<&String> = errors.iter().filter(|e| e.contains("read-only")).collect();
     assert!(
         read_only.is_empty(),
@@ -704,7 +787,8 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
 fn while_dead_servers_are_still_named_reads_and_new_logins_go_to_live_ones() {
     // The auth_query the README suggests (pg_authid, honouring VALID UNTIL).
     let extra = format!(
-        "probe = {{ interval = \"60s\", timeout = \"1s\", fall = 3 }}\nauth_query = \"{}\"\n",
+        "probe = {{ interval = \"60s\", timeout = \"1s\", fall = 3 }}\nauth_query = \"{}\"\n\
+         wait_timeout = \"2s\"\n",
         auth_query::SUGGESTED
     );
     let rig = PoolerRig::start(32, 2, &extra);
@@ -770,13 +854,23 @@ fn while_dead_servers_are_still_named_reads_and_new_logins_go_to_live_ones() {
         "{}",
         rig.node.log(0)
     );
-    // The router did name the dead primary: writes still go there, and fail.
+    // The router did name the dead primary: writes still go there. Each
+    // try is refused, so the write waits for the primary to come back or
+    // another to be named, and fails with the reason once `wait_timeout`
+    // has passed.
+    let asked = Instant::now();
     let write = c.try_query("CREATE TABLE t (id int)");
+    let took = asked.elapsed();
     assert!(
-        write
-            .as_ref()
-            .is_err_and(|e| !e.contains("no primary is available")),
+        write.as_ref().is_err_and(|e| e.contains(&format!(
+            "cannot connect to PostgreSQL at {}",
+            rig.pg.primary().socket_addr()
+        ))),
         "{write:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "the write failed after {took:?}, not after wait_timeout (2 s)"
     );
 }
 

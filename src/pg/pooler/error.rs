@@ -76,6 +76,15 @@ impl PoolError {
             _ => false,
         }
     }
+
+    /// Whether the same request may find a server if it waits a little:
+    /// none can take it now (no primary while a failover is under way, or
+    /// every server down) or the one picked could not be reached. Nothing
+    /// of the client's was sent, so trying again is safe, as PgBouncer's
+    /// clients wait out a server that is down (query_wait_timeout).
+    pub fn may_pass_later(&self) -> bool {
+        matches!(self, PoolError::NoBackend(_)) || self.server_unavailable()
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +122,25 @@ mod tests {
         assert!(!login("3D000").server_unavailable());
         assert!(!PoolError::NoCredential("no keys".to_string()).server_unavailable());
         assert!(!PoolError::QueueFull(10).server_unavailable());
+    }
+
+    #[test]
+    fn waiting_helps_when_no_server_can_take_the_request_yet() {
+        // A failover under way, or the picked server unreachable.
+        assert!(PoolError::NoBackend("primary").may_pass_later());
+        assert!(
+            PoolError::Connect {
+                addr: addr(),
+                reason: "connection refused".to_string(),
+            }
+            .may_pass_later()
+        );
+        assert!(login(sqlstate::CANNOT_CONNECT_NOW).may_pass_later());
+        // The client's own wait is over, or waiting would not change it.
+        assert!(!PoolError::WaitTimeout(std::time::Duration::from_secs(1)).may_pass_later());
+        assert!(!PoolError::Canceled.may_pass_later());
+        assert!(!PoolError::QueueFull(10).may_pass_later());
+        assert!(!PoolError::Shutdown.may_pass_later());
+        assert!(!login(sqlstate::INVALID_PASSWORD).may_pass_later());
     }
 }

@@ -192,7 +192,12 @@ pub struct Checkout<'a> {
     /// own bookkeeping (clock reads were 5 % of the pooler's instructions
     /// per transaction, scripts/profile-pooler).
     pub now: Instant,
+    /// `wait_timeout`, for the error that says it passed.
     pub wait_timeout: Duration,
+    /// When the wait ends: the client's whole wait for a server, of which
+    /// this checkout may be the last part (after waiting for a primary to
+    /// appear, say), is bounded by one `wait_timeout`.
+    pub deadline: Instant,
     pub lifetime: Duration,
     /// All pools share one bound on waiting clients.
     pub queue: &'a WaitQueueLimit,
@@ -215,6 +220,14 @@ pub enum Lease {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `wait` after `now`. The cluster file may give any duration
+/// ("100000000y"), and `Instant + Duration` panics past the clock's range:
+/// such a wait is as good as a century.
+pub fn deadline(now: Instant, wait: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(wait.min(CENTURY)).unwrap_or(now)
 }
 
 impl UserPool {
@@ -277,7 +290,7 @@ impl UserPool {
         let canceled = c.canceled.unwrap_or(&never);
         let outcome = tokio::select! {
             grant = &mut rx => grant.map_err(|_| PoolError::Shutdown),
-            _ = tokio::time::sleep(c.wait_timeout) => Err(PoolError::WaitTimeout(c.wait_timeout)),
+            _ = tokio::time::sleep_until(c.deadline.into()) => Err(PoolError::WaitTimeout(c.wait_timeout)),
             _ = canceled.notified() => Err(PoolError::Canceled),
         };
         c.queue.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -524,5 +537,22 @@ impl Pools {
         let mut v: Vec<_> = lock(&self.map).values().cloned().collect();
         v.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_wait_the_cluster_file_gives_makes_a_deadline() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(2)),
+            now + Duration::from_secs(2)
+        );
+        // humantime reads "100000000y"; Instant + that would panic.
+        let far = deadline(now, Duration::MAX);
+        assert!(far >= now + Duration::from_secs(99 * 365 * 24 * 3600));
     }
 }

@@ -111,6 +111,13 @@ pub fn start(
         },
         max_lag_bytes: s.pg.max_lag_bytes,
     });
+    let sink: prober::ProbeSink = {
+        let pooler = pooler.clone();
+        Arc::new(move |e: ProbeEvent| {
+            pooler.backends_changed.notify_waiters();
+            sink(e)
+        })
+    };
     tasks.spawn(prober::run(
         pooler.backends.clone(),
         probe,

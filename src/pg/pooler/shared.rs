@@ -45,6 +45,10 @@ pub struct Pooler {
     pub paused: AtomicBool,
     pause: Mutex<PauseState>,
     pub resumed: Notify,
+    /// Fired when the prober sees a server change role or go down: a
+    /// request that no server could take (a failover under way) looks
+    /// again at once instead of at its next retry.
+    pub backends_changed: Notify,
     /// Live clients for SHOW CLIENTS.
     pub client_list: Mutex<HashMap<u64, Arc<ClientInfo>>>,
     next_client: AtomicU64,
@@ -169,6 +173,7 @@ impl Pooler {
             paused: AtomicBool::new(false),
             pause: Mutex::new(PauseState::default()),
             resumed: Notify::new(),
+            backends_changed: Notify::new(),
             client_list: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             started: Instant::now(),

@@ -18,7 +18,7 @@ use crate::pg::auth::scram::{MECHANISM, ServerExchange};
 use crate::pg::auth::{Secret, md5};
 use crate::pg::pooler::cancel::CancelSlot;
 use crate::pg::pooler::error::PoolError;
-use crate::pg::pooler::pool::{Checkout, Lease, UserPool};
+use crate::pg::pooler::pool::{Checkout, Lease, UserPool, deadline};
 use crate::pg::pooler::server::{ConnectParams, connect};
 use crate::pg::pooler::shared::{ClientInfo, ClientInfoInit, Pooler};
 use crate::pg::pooler::stream::PgStream;
@@ -426,10 +426,12 @@ async fn learn_params(
     timeout: std::time::Duration,
 ) -> Result<Vec<(String, String)>, PoolError> {
     let settings = pooler.settings.load();
+    let now = std::time::Instant::now();
     let checkout = Checkout {
         addr,
-        now: std::time::Instant::now(),
+        now,
         wait_timeout: settings.pg.wait_timeout,
+        deadline: deadline(now, settings.pg.wait_timeout),
         lifetime: settings.pg.server_lifetime,
         queue: &pooler.pools.queue,
         canceled: None,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -15,7 +15,7 @@ use crate::config::PoolMode;
 use crate::pg::pooler::backends::{Backend, parse_lsn};
 use crate::pg::pooler::cancel::{CancelSlot, LeaseKey};
 use crate::pg::pooler::error::PoolError;
-use crate::pg::pooler::pool::{Checkout, Lease, ServerView, UserPool};
+use crate::pg::pooler::pool::{Checkout, Lease, ServerView, UserPool, deadline};
 use crate::pg::pooler::prepared::{
     ClientStatements, MAX_PER_CLIENT, deallocate_target, drops_all_statements,
 };
@@ -67,6 +67,46 @@ impl Drop for Leasing {
         self.0.leasing.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Counts a client as waiting, while it waits for a server that can take
+/// its request, the way a pool's queue counts its waiters.
+struct QueueWait {
+    pooler: Arc<Pooler>,
+    pool: Arc<UserPool>,
+}
+
+impl QueueWait {
+    /// Joins the wait, or refuses it when `max_wait_clients` wait already.
+    fn join(pooler: &Arc<Pooler>, pool: &Arc<UserPool>) -> Result<QueueWait, PoolError> {
+        let queue = &pooler.pools.queue;
+        if queue.waiting.fetch_add(1, Ordering::Relaxed) >= queue.max {
+            queue.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(PoolError::QueueFull(queue.max));
+        }
+        pool.waiting.fetch_add(1, Ordering::Relaxed);
+        Ok(QueueWait {
+            pooler: pooler.clone(),
+            pool: pool.clone(),
+        })
+    }
+}
+
+impl Drop for QueueWait {
+    fn drop(&mut self) {
+        self.pooler
+            .pools
+            .queue
+            .waiting
+            .fetch_sub(1, Ordering::Relaxed);
+        self.pool.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How often a request that no server can take looks again, besides at
+/// once when the prober reports a change: a server found dead by a failed
+/// connect is still named until `fall` probes failed, and a fence set by
+/// the failover decider brings no report.
+const RETRY_EVERY: Duration = Duration::from_millis(250);
 
 /// Why the session ends.
 enum End {
@@ -327,24 +367,82 @@ impl Session {
         Ok(())
     }
 
-    /// Waits out a PAUSE, picks the backend and waits for a connection to
-    /// it. The `Leasing` count must outlive the lease's start. `asked`:
-    /// when the client asked.
+    /// A server connection for `target`, waiting while no server can take
+    /// the request: between a primary's death and the promotion of a
+    /// standby a write waits for the new primary instead of failing, as a
+    /// PgBouncer client waits out a server that is down. The whole wait is
+    /// bounded by `wait_timeout`; after it the client hears why no server
+    /// took the request. Nothing of the client's is sent before a server
+    /// is leased, so waiting and trying again is always safe. `asked`: when
+    /// the client asked.
     async fn wait_for_server(
         &mut self,
         target: Target,
         asked: Instant,
+    ) -> Result<(Arc<Backend>, Box<ServerConn>, Leasing), PoolError> {
+        // Loaded once for the deadline, the route and the checkout: each
+        // arc-swap load was about 1 % of the pooler's instructions per
+        // transaction. A retry loads them again.
+        let mut settings = self.pooler.settings.load_full();
+        let deadline = deadline(asked, settings.pg.wait_timeout);
+        let pooler = self.pooler.clone();
+        let cancel = self.cancel.clone();
+        let mut asked = asked;
+        loop {
+            // Made before the attempt: a `Notified` hears every
+            // notify_waiters() from its making on, so news that comes
+            // while the attempt runs ends the wait below at once. Not
+            // enabled (queued on the Notify, under its lock) here: every
+            // lease passes this way, nearly always without waiting.
+            let changed = pooler.backends_changed.notified();
+            let canceled = cancel.waiting.notified();
+            let e = match self.try_server(target, asked, deadline, &settings).await {
+                Ok(got) => return Ok(got),
+                Err(e) => e,
+            };
+            let now = Instant::now();
+            if !e.may_pass_later() || now >= deadline {
+                return Err(e);
+            }
+            // Counted as waiting, as in a pool's queue: SHOW POOLS'
+            // cl_waiting shows them, and max_wait_clients bounds them.
+            let _waiting = QueueWait::join(&pooler, &self.pool)?;
+            tracing::debug!(client = self.info.id, error = %e, "pooler: no server can take the request now; waiting");
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(RETRY_EVERY.min(deadline - now)) => {}
+                _ = canceled => return Err(PoolError::Canceled),
+            }
+            asked = Instant::now();
+            settings = self.pooler.settings.load_full();
+        }
+    }
+
+    /// One try of `wait_for_server`: waits out a PAUSE, picks the backend
+    /// and waits (until `deadline`) for a connection to it. The `Leasing`
+    /// count must outlive the lease's start.
+    async fn try_server(
+        &mut self,
+        target: Target,
+        asked: Instant,
+        deadline: Instant,
+        settings: &Arc<PoolerSettings>,
     ) -> Result<(Arc<Backend>, Box<ServerConn>, Leasing), PoolError> {
         let (leasing, paused) = self.start_lease().await?;
         // After a PAUSE, `asked` is too old to date the checkout by: the
         // pool's check of a connection idle for a second or more compares
         // with it.
         let asked = if paused { Instant::now() } else { asked };
-        // Loaded once for the route and the checkout: each arc-swap load
-        // was about 1 % of the pooler's instructions per transaction.
-        let settings = self.pooler.settings.load_full();
-        let backend = self.route(target, None, &settings)?;
-        match self.checkout(&backend, asked, &settings).await {
+        // A RELOAD may have come during the PAUSE.
+        let reloaded;
+        let settings = if paused {
+            reloaded = self.pooler.settings.load_full();
+            &reloaded
+        } else {
+            settings
+        };
+        let backend = self.route(target, None, settings)?;
+        match self.checkout(&backend, asked, deadline, settings).await {
             Ok(conn) => Ok((backend, conn, leasing)),
             // A read whose server could not take it (a standby restarting
             // to follow a new primary, or stopped before the prober saw
@@ -352,12 +450,14 @@ impl Session {
             // another server that may take it, as with nginx's
             // proxy_next_upstream. A write has only the one primary.
             Err(e) if target == Target::Standby && e.server_unavailable() => {
-                let Ok(other) = self.route(target, Some(backend.addr), &settings) else {
+                let Ok(other) = self.route(target, Some(backend.addr), settings) else {
                     return Err(e);
                 };
                 backend.redispatched.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(server = %backend.name, error = %e, "pooler: a read goes to {} instead", other.name);
-                let conn = self.checkout(&other, Instant::now(), &settings).await?;
+                let conn = self
+                    .checkout(&other, Instant::now(), deadline, settings)
+                    .await?;
                 Ok((other, conn, leasing))
             }
             Err(e) => Err(e),
@@ -405,12 +505,14 @@ impl Session {
         &mut self,
         backend: &Arc<Backend>,
         now: Instant,
+        deadline: Instant,
         settings: &PoolerSettings,
     ) -> Result<Box<ServerConn>, PoolError> {
         let checkout = Checkout {
             addr: backend.addr,
             now,
             wait_timeout: settings.pg.wait_timeout,
+            deadline,
             lifetime: settings.pg.server_lifetime,
             queue: &self.pooler.pools.queue,
             canceled: Some(&self.cancel.waiting),

@@ -117,6 +117,18 @@ fn failover_under_load(db: &str) -> (Duration, usize) {
         "writes came back after {downtime:?}, over the 10 s bound:\n{}",
         net.rig.logs()
     );
+    // A failover costs the insert in flight on the killed VIP holder, not
+    // every insert of the gap: the pooler that takes the VIP holds them
+    // until the new primary answers (40 of them failed before it did).
+    // Each waits at most the client's 5 s, so a slow promotion may cost
+    // one or two more.
+    let failed: Vec<_> = writes.iter().filter(|w| !w.ok).collect();
+    assert!(
+        failed.len() <= 3,
+        "{} inserts failed during the failover, not only those in flight: {:?}",
+        failed.len(),
+        failed.iter().map(|w| &w.error).collect::<Vec<_>>()
+    );
 
     // The old primary comes back: it must rejoin as a standby of the new
     // primary and never take a write meanwhile.

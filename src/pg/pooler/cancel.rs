@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -39,6 +40,10 @@ pub struct CancelSlot {
     lease: Mutex<LeaseState>,
     /// Wakes the client if it is waiting for a server connection.
     pub waiting: Notify,
+    /// Cancels that came while the client held no server. Read before a
+    /// try for a server, so that one during a try that then fails is not
+    /// missed by the wait that follows.
+    pub wait_cancels: AtomicU64,
 }
 
 #[derive(Default)]
@@ -100,6 +105,7 @@ impl CancelMap {
                 secret: rng.random(),
                 lease: Mutex::new(LeaseState::default()),
                 waiting: Notify::new(),
+                wait_cancels: AtomicU64::new(0),
             });
             map.insert(pid, slot.clone());
             return (pid, slot);
@@ -122,6 +128,7 @@ impl CancelMap {
         };
         let Some(key) = slot.mark_canceled() else {
             // Not holding a server: maybe waiting for one.
+            slot.wait_cancels.fetch_add(1, Ordering::SeqCst);
             slot.waiting.notify_waiters();
             return CancelOutcome::Waiting;
         };

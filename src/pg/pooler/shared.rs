@@ -49,6 +49,10 @@ pub struct Pooler {
     /// request that no server could take (a failover under way) looks
     /// again at once instead of at its next retry.
     pub backends_changed: Notify,
+    /// How many times `backends_changed` was fired. A lease reads it
+    /// before trying (one load), so that a change during a failed try is
+    /// not missed, without making a `Notified` on every lease.
+    pub backend_events: AtomicU64,
     /// Live clients for SHOW CLIENTS.
     pub client_list: Mutex<HashMap<u64, Arc<ClientInfo>>>,
     next_client: AtomicU64,
@@ -146,6 +150,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pooler {
+    /// The prober saw a server change role or go down.
+    pub fn backends_changed(&self) {
+        self.backend_events.fetch_add(1, Ordering::SeqCst);
+        self.backends_changed.notify_waiters();
+    }
+
     pub fn new(
         settings: PoolerSettings,
         tls: Option<TlsAcceptor>,
@@ -174,6 +184,7 @@ impl Pooler {
             pause: Mutex::new(PauseState::default()),
             resumed: Notify::new(),
             backends_changed: Notify::new(),
+            backend_events: AtomicU64::new(0),
             client_list: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             started: Instant::now(),

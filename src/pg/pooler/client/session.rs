@@ -70,28 +70,25 @@ impl Drop for Leasing {
 
 /// Counts a client as waiting, while it waits for a server that can take
 /// its request, the way a pool's queue counts its waiters.
-struct QueueWait {
-    pooler: Arc<Pooler>,
-    pool: Arc<UserPool>,
+struct QueueWait<'a> {
+    pooler: &'a Pooler,
+    pool: &'a UserPool,
 }
 
-impl QueueWait {
+impl<'a> QueueWait<'a> {
     /// Joins the wait, or refuses it when `max_wait_clients` wait already.
-    fn join(pooler: &Arc<Pooler>, pool: &Arc<UserPool>) -> Result<QueueWait, PoolError> {
+    fn join(pooler: &'a Pooler, pool: &'a UserPool) -> Result<QueueWait<'a>, PoolError> {
         let queue = &pooler.pools.queue;
         if queue.waiting.fetch_add(1, Ordering::Relaxed) >= queue.max {
             queue.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(PoolError::QueueFull(queue.max));
         }
         pool.waiting.fetch_add(1, Ordering::Relaxed);
-        Ok(QueueWait {
-            pooler: pooler.clone(),
-            pool: pool.clone(),
-        })
+        Ok(QueueWait { pooler, pool })
     }
 }
 
-impl Drop for QueueWait {
+impl Drop for QueueWait<'_> {
     fn drop(&mut self) {
         self.pooler
             .pools
@@ -385,17 +382,12 @@ impl Session {
         // transaction. A retry loads them again.
         let mut settings = self.pooler.settings.load_full();
         let deadline = deadline(asked, settings.pg.wait_timeout);
-        let pooler = self.pooler.clone();
-        let cancel = self.cancel.clone();
         let mut asked = asked;
         loop {
-            // Made before the attempt: a `Notified` hears every
-            // notify_waiters() from its making on, so news that comes
-            // while the attempt runs ends the wait below at once. Not
-            // enabled (queued on the Notify, under its lock) here: every
-            // lease passes this way, nearly always without waiting.
-            let changed = pooler.backends_changed.notified();
-            let canceled = cancel.waiting.notified();
+            // What had happened before this try: news after it (a change
+            // of servers, a cancel) ends the wait below at once.
+            let events = self.pooler.backend_events.load(Ordering::SeqCst);
+            let cancels = self.cancel.wait_cancels.load(Ordering::SeqCst);
             let e = match self.try_server(target, asked, deadline, &settings).await {
                 Ok(got) => return Ok(got),
                 Err(e) => e,
@@ -406,12 +398,22 @@ impl Session {
             }
             // Counted as waiting, as in a pool's queue: SHOW POOLS'
             // cl_waiting shows them, and max_wait_clients bounds them.
-            let _waiting = QueueWait::join(&pooler, &self.pool)?;
+            let _waiting = QueueWait::join(&self.pooler, &self.pool)?;
             tracing::debug!(client = self.info.id, error = %e, "pooler: no server can take the request now; waiting");
-            tokio::select! {
-                _ = changed => {}
-                _ = tokio::time::sleep(RETRY_EVERY.min(deadline - now)) => {}
-                _ = canceled => return Err(PoolError::Canceled),
+            // A `Notified` hears every notify_waiters() from its making
+            // on, and the counters (bumped before each) tell of any
+            // before: nothing between the try and the wait is lost.
+            let changed = self.pooler.backends_changed.notified();
+            let canceled = self.cancel.waiting.notified();
+            if self.cancel.wait_cancels.load(Ordering::SeqCst) != cancels {
+                return Err(PoolError::Canceled);
+            }
+            if self.pooler.backend_events.load(Ordering::SeqCst) == events {
+                tokio::select! {
+                    _ = changed => {}
+                    _ = tokio::time::sleep(RETRY_EVERY.min(deadline - now)) => {}
+                    _ = canceled => return Err(PoolError::Canceled),
+                }
             }
             asked = Instant::now();
             settings = self.pooler.settings.load_full();

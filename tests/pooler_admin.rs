@@ -224,9 +224,10 @@ fn columns(a: &Answer) -> Vec<&str> {
 
 #[test]
 fn the_console_answers_like_pgbouncer_and_the_status_shows_the_pooler() {
-    // No standby: with one, the pooler's parameter sync RESETs the
-    // read-only in_hot_standby on it and the query fails (a known pooler
-    // bug, outside the console).
+    // No standby: every statement then runs on the one server, which
+    // keeps the console's per-server rows simple to check. (The comment
+    // here used to blame a bug that RESET in_hot_standby on a standby;
+    // 652ce12 fixed that, and tests/pooler_state.rs covers it.)
     let rig = PoolerRig::start(NET, 0, "");
     // A little traffic: the app pool gets a server connection and counts.
     for _ in 0..3 {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::node::wait_until;
-use common::pg::PgServer;
+use common::pg::{PgServer, SERVICE_PASSWORD, SERVICE_USER};
 use common::pooler::{APP_DB, APP_PASSWORD, APP_USER, PoolerRig};
 use piha::pg::pooler::auth_query;
 use tokio_postgres::SimpleQueryMessage;
@@ -645,6 +645,19 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
         });
         std::thread::sleep(Duration::from_secs(1));
         let still_waiting = !waiting.is_finished();
+        // The console counts it as waiting, as it would a client queued
+        // for a busy pool.
+        let conninfo = format!(
+            "{} password={SERVICE_PASSWORD}",
+            rig.conninfo(SERVICE_USER, "piha")
+        );
+        let pools = rig.command("psql", &["-XAtq", "-F,", "-c", "SHOW POOLS", &conninfo]);
+        let pools = String::from_utf8_lossy(&pools.stdout).into_owned();
+        let cl_waiting: Option<u32> = pools
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|row| row.first() == Some(&APP_DB) && row.get(1) == Some(&APP_USER))
+            .and_then(|row| row.get(3)?.parse().ok());
         assert!(
             seen.is_ok(),
             "the pooler never saw the primary go:\n{}",
@@ -672,6 +685,10 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
             "the cancel took {cancel_took:?}"
         );
         assert!(still_waiting, "a write with no primary did not wait");
+        assert!(
+            cl_waiting.is_some_and(|n| n >= 1),
+            "SHOW POOLS while a write waits for a primary:\n{pools}"
+        );
         let promote = Instant::now();
         rig.pg.standbys()[0].promote();
         let promoted = promote.elapsed();

@@ -114,7 +114,7 @@ pub fn start(
     let sink: prober::ProbeSink = {
         let pooler = pooler.clone();
         Arc::new(move |e: ProbeEvent| {
-            pooler.backends_changed();
+            pooler.note_backends_changed();
             sink(e)
         })
     };

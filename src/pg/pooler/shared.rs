@@ -150,8 +150,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pooler {
-    /// The prober saw a server change role or go down.
-    pub fn backends_changed(&self) {
+    /// The prober saw a server change role or go down: counts it, then
+    /// wakes the requests waiting for a server (`backends_changed`).
+    pub fn note_backends_changed(&self) {
         self.backend_events.fetch_add(1, Ordering::SeqCst);
         self.backends_changed.notify_waiters();
     }

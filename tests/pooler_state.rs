@@ -20,6 +20,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 static NET_35: Mutex<()> = Mutex::new(());
+static NET_36: Mutex<()> = Mutex::new(());
 static NET_37: Mutex<()> = Mutex::new(());
 static NET_38: Mutex<()> = Mutex::new(());
 
@@ -307,6 +308,7 @@ fn a_client_gone_mid_transaction_is_rolled_back() {
 /// other server connection. The server A held is closed, not reused.
 #[test]
 fn cancel_reaches_the_right_query() {
+    let _net = hold(&NET_36);
     let rig = PoolerRig::start(36, 0, "pool_size = 2");
     runtime().block_on(async {
         let (a, _a) = connect(&rig, None).await;
@@ -604,5 +606,112 @@ fn settings_follow_a_client_onto_a_standby() {
                        current_setting('in_hot_standby'), current_setting('DateStyle')";
         assert_eq!(row(&a, primary).await, ["f", "off", "German, DMY"]);
         assert_eq!(row(&a, ask).await, ["t", "on", "German, DMY", "client_a"]);
+    });
+}
+
+/// A client's socket whose reads can be held back, as a program busy
+/// elsewhere holds them: its receive window then shuts, and the pooler's
+/// writes to it wait.
+struct Held {
+    tcp: tokio::net::TcpStream,
+    held: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Held {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.held.load(Ordering::SeqCst) {
+            let waker = cx.waker().clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                waker.wake();
+            });
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Held {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A client that reads a large result slowly is not cut off: the kernel
+/// counts a peer that keeps its window shut as not answering, so clients
+/// have their own, longer `client_tcp_user_timeout` (60 s built in), not
+/// the servers' `tcp_user_timeout`. One that reads nothing for three times
+/// the servers' timeout still gets every row.
+#[test]
+fn a_client_that_reads_slowly_is_not_cut_off() {
+    let _net = hold(&NET_36);
+    let rig = PoolerRig::start(36, 0, "tcp_user_timeout = \"2s\"");
+    runtime().block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        // A small window, so that it shuts after little of the result.
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let tcp = socket.connect(rig.addr).await.expect("connect");
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stream = Held {
+            tcp,
+            held: held.clone(),
+        };
+        let (client, conn) = tokio_postgres::Config::new()
+            .user(APP_USER)
+            .password(APP_PASSWORD)
+            .dbname(APP_DB)
+            .connect_raw(stream, NoTls)
+            .await
+            .expect("log in through the pooler");
+        let _conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        held.store(true, Ordering::SeqCst);
+        // About 20 MB: far more than the socket buffers on the way.
+        let query = tokio::spawn(async move {
+            client
+                .simple_query("SELECT repeat('x', 1000) FROM generate_series(1, 20000)")
+                .await
+                .map(|msgs| {
+                    msgs.iter()
+                        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+                        .count()
+                })
+        });
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        held.store(false, Ordering::SeqCst);
+        let rows = tokio::time::timeout(Duration::from_secs(60), query)
+            .await
+            .expect("the result arrives once the client reads again")
+            .expect("query task");
+        match rows {
+            Ok(n) => assert_eq!(n, 20000, "rows received"),
+            Err(e) => panic!(
+                "the pooler gave up on a client that was only slow: {e}\nnode log:\n{}",
+                rig.node.log(0)
+            ),
+        }
     });
 }

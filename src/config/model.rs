@@ -613,6 +613,20 @@ pub struct PostgresSettings {
     /// How long a new client has to finish its startup and authentication.
     #[serde(with = "duration_ms")]
     pub login_timeout: Duration,
+    /// How long a connection to PostgreSQL may go unanswered at the TCP
+    /// level (data unacknowledged, or keepalive probes on a quiet
+    /// connection) before the kernel drops it; zero leaves the kernel's
+    /// own (15 minutes of retransmissions, no keepalive). A Pi that loses
+    /// its power sends no FIN or RST: without this, a client whose
+    /// statement was on the wire to it waits those 15 minutes.
+    #[serde(with = "duration_ms")]
+    pub tcp_user_timeout: Duration,
+    /// The same for client connections, so that a client that died inside
+    /// a transaction does not keep its locks for ever. Longer than the
+    /// servers' because the kernel also counts a client that does not
+    /// read (a large result, read slowly) as unanswering.
+    #[serde(with = "duration_ms")]
+    pub client_tcp_user_timeout: Duration,
     /// Largest message accepted from a client or server, checked before any
     /// allocation. PostgreSQL allows 1 GiB; a Pi cannot hold that per client.
     pub max_message_bytes: u32,
@@ -739,6 +753,8 @@ impl Default for PostgresSettings {
             server_idle_timeout: secs(600),
             server_lifetime: secs(3600),
             login_timeout: secs(15),
+            tcp_user_timeout: secs(10),
+            client_tcp_user_timeout: secs(60),
             max_message_bytes: 16 * 1024 * 1024,
             max_lag_bytes: 16 * 1024 * 1024,
             read_your_writes: false,

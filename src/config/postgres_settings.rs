@@ -35,6 +35,9 @@ const MIN_MESSAGE: u64 = 1 << 10;
 const MAX_MESSAGE: u64 = 1 << 30;
 /// The port in the examples of an address message.
 const PG_PORT: u16 = 5432;
+/// The kernel takes TCP_USER_TIMEOUT in milliseconds (a u32); beyond an
+/// hour it no longer does what the setting is for.
+const MAX_TCP_USER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub fn postgres(
     raw: Option<&RawPostgres>,
@@ -74,6 +77,18 @@ pub fn postgres(
         server_idle_timeout: duration(&raw.server_idle_timeout, base.server_idle_timeout, report),
         server_lifetime: duration(&raw.server_lifetime, base.server_lifetime, report),
         login_timeout: duration(&raw.login_timeout, base.login_timeout, report),
+        tcp_user_timeout: field(
+            &raw.tcp_user_timeout,
+            &base.tcp_user_timeout,
+            |t| values::duration_at_most(t, "tcp_user_timeout", MAX_TCP_USER_TIMEOUT),
+            report,
+        ),
+        client_tcp_user_timeout: field(
+            &raw.client_tcp_user_timeout,
+            &base.client_tcp_user_timeout,
+            |t| values::duration_at_most(t, "client_tcp_user_timeout", MAX_TCP_USER_TIMEOUT),
+            report,
+        ),
         max_message_bytes: field(
             &raw.max_message_size,
             &base.max_message_bytes,

@@ -874,6 +874,8 @@ wait_timeout = "10s"
 server_idle_timeout = "5min"
 server_lifetime = "2h"
 login_timeout = "5s"
+tcp_user_timeout = "12s"
+client_tcp_user_timeout = "0s"
 max_message_size = "4MiB"
 max_lag = 1048576
 read_your_writes = true
@@ -906,9 +908,11 @@ probe = {{ interval = "2s", timeout = "500ms", fall = 5 }}
             pg.wait_timeout,
             pg.server_idle_timeout,
             pg.server_lifetime,
-            pg.login_timeout
+            pg.login_timeout,
+            pg.tcp_user_timeout,
+            pg.client_tcp_user_timeout
         ],
-        [secs(10), secs(300), secs(7200), secs(5)]
+        [secs(10), secs(300), secs(7200), secs(5), secs(12), secs(0)]
     );
     assert_eq!((pg.max_message_bytes, pg.max_lag_bytes), (4 << 20, 1 << 20));
     assert!(pg.read_your_writes && pg.server_tls);
@@ -1045,6 +1049,7 @@ users = [
 databases = [ {{ name = "app", pool_size = 0 }}, {{ name = "app" }}, {{ name = "x", pool_size = 1 }} ]
 min_pool_size = 2
 probe = {{ interval = "1s", timeout = "2s", fal = 3 }}
+tcp_user_timeout = "2h"
 "#,
         long = "u".repeat(64),
     );
@@ -1105,6 +1110,7 @@ probe = {{ interval = "1s", timeout = "2s", fal = 3 }}
                 27,
                 "unknown key `fal` in `postgres.probe`; did you mean `fall`?",
             ),
+            (28, "`tcp_user_timeout` must be at most 1h, found 2h"),
         ],
     );
     // Secrets are pointed at, never repeated.
@@ -1276,7 +1282,7 @@ fn uncommented(start: &str, end: &str) -> (String, usize) {
 #[test]
 fn shipped_postgres_comments_show_the_built_in_values() {
     let (text, count) = uncommented("\n[postgres]\n", "\n# Who may log in");
-    assert_eq!(count, 1 + 18, "[postgres] and every key:\n{text}");
+    assert_eq!(count, 1 + 20, "[postgres] and every key:\n{text}");
     let mut pg = parse(&text, Path::new("t.toml"))
         .unwrap_or_else(|e| panic!("{e}"))
         .postgres;

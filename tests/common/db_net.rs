@@ -23,17 +23,25 @@ pub const SERVER_PORT: u16 = 5433;
 
 /// The cluster file; `db` is the body of `[db]` (empty: built-in values).
 pub fn cluster_file(db: &str) -> String {
+    cluster_file_with(db, [150, 100], "")
+}
+
+/// [`cluster_file`] with the VRRP priorities of pi-1 and pi-2 (`[100,
+/// 150]` puts the VIP, and the pooler clients use, on pi-2, away from the
+/// initial primary on pi-1) and more `[postgres]` lines.
+pub fn cluster_file_with(db: &str, priorities: [u8; 2], postgres: &str) -> String {
+    let [p1, p2] = priorities;
     format!(
         "[cluster]\nname = \"db-test\"\nvip = \"192.0.2.100/24\"\nadmin_token = \"{TOKEN}\"\n\n\
          [defaults]\nadmin_port = 9000\n\n\
          [membership]\nheartbeat_interval = \"200ms\"\ndown_after = \"1s\"\n\n\
-         [postgres]\n{pg}probe = {{ interval = \"500ms\", timeout = \"500ms\", fall = 3 }}\n\n\
+         [postgres]\n{pg}{postgres}probe = {{ interval = \"500ms\", timeout = \"500ms\", fall = 3 }}\n\n\
          [vrrp]\ninterval = \"100ms\"\n\n\
          {db}\n\n\
          [[node]]\nhostname = \"pi-1\"\naddress = \"192.0.2.10/24\"\nroles = [\"balancer\", \"db\"]\n\
-         balancer = {{ priority = 150 }}\ndb = {{ initial_primary = true }}\n\n\
+         balancer = {{ priority = {p1} }}\ndb = {{ initial_primary = true }}\n\n\
          [[node]]\nhostname = \"pi-2\"\naddress = \"192.0.2.11/24\"\nroles = [\"balancer\", \"db\"]\n\
-         balancer = {{ priority = 100 }}\n\n\
+         balancer = {{ priority = {p2} }}\n\n\
          [[node]]\nhostname = \"pi-3\"\naddress = \"192.0.2.12/24\"\nroles = [\"db\"]\n",
         pg = postgres_lines(),
     )
@@ -45,8 +53,13 @@ pub struct DbNet {
 
 impl DbNet {
     pub fn new(db: &str) -> DbNet {
+        DbNet::with(db, [150, 100], "")
+    }
+
+    /// See [`cluster_file_with`].
+    pub fn with(db: &str, priorities: [u8; 2], postgres: &str) -> DbNet {
         DbNet {
-            rig: Rig::with_config(3, &cluster_file(db)),
+            rig: Rig::with_config(3, &cluster_file_with(db, priorities, postgres)),
         }
     }
 
@@ -140,14 +153,18 @@ impl DbNet {
 #[derive(Debug, Clone)]
 pub struct Write {
     pub id: i64,
+    /// When the answer (or the give-up) came.
     pub at: Instant,
+    /// How long the client waited for it.
+    pub took: Duration,
     pub ok: bool,
     pub error: Option<String>,
 }
 
 /// Numbered inserts through `addr` from the client namespace, one after
 /// another, reconnecting after an error, until `stop` is set, `limit`
-/// passes or `max` inserts were tried.
+/// passes or `max` inserts were tried. Each insert is given up on after
+/// 5 s, or after the `insert_timeout` of [`Load::with_timeout`].
 pub struct Load {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Vec<Write>>>,
@@ -155,6 +172,20 @@ pub struct Load {
 
 impl Load {
     pub fn start(ns: &str, addr: SocketAddr, limit: Duration, max: i64) -> Load {
+        Load::with_timeout(ns, addr, limit, 1..max + 1, Duration::from_secs(5))
+    }
+
+    /// An application with no statement timeout of its own waits as long
+    /// as the pooler makes it: a long `insert_timeout` shows how long.
+    /// It inserts the `ids` in turn, so that loads side by side do not
+    /// collide.
+    pub fn with_timeout(
+        ns: &str,
+        addr: SocketAddr,
+        limit: Duration,
+        ids: std::ops::Range<i64>,
+        insert_timeout: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let ns = ns.to_owned();
@@ -164,7 +195,7 @@ impl Load {
                     .enable_all()
                     .build()
                     .expect("runtime");
-                rt.block_on(write_loop(addr, flag, limit, max))
+                rt.block_on(write_loop(addr, flag, limit, ids, insert_timeout))
             })
         });
         Load {
@@ -192,11 +223,13 @@ async fn write_loop(
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     limit: Duration,
-    max: i64,
+    ids: std::ops::Range<i64>,
+    insert_timeout: Duration,
 ) -> Vec<Write> {
     let started = Instant::now();
     let mut writes = Vec::new();
-    let mut id = 0i64;
+    let mut id = ids.start - 1;
+    let max = ids.end - 1;
     let mut client: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> = None;
     while !stop.load(Ordering::SeqCst) && started.elapsed() < limit && id < max {
         if client.is_none() {
@@ -227,16 +260,19 @@ async fn write_loop(
             continue;
         };
         id += 1;
+        let asked = Instant::now();
         let result = tokio::time::timeout(
-            Duration::from_secs(5),
+            insert_timeout,
             c.execute("INSERT INTO numbers (id) VALUES ($1)", &[&id]),
         )
         .await;
         let at = Instant::now();
+        let took = at - asked;
         match result {
             Ok(Ok(_)) => writes.push(Write {
                 id,
                 at,
+                took,
                 ok: true,
                 error: None,
             }),
@@ -244,8 +280,13 @@ async fn write_loop(
                 writes.push(Write {
                     id,
                     at,
+                    took,
                     ok: false,
-                    error: Some(e.to_string()),
+                    // tokio-postgres shows a server's error as "db error".
+                    error: Some(match e.as_db_error() {
+                        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                        None => e.to_string(),
+                    }),
                 });
                 client = None;
             }
@@ -253,6 +294,7 @@ async fn write_loop(
                 writes.push(Write {
                     id,
                     at,
+                    took,
                     ok: false,
                     error: Some("timed out".into()),
                 });

@@ -66,6 +66,7 @@ async fn lookup_on(
         credentials: &credentials,
         timeout,
         tls: pooler.server_tls.as_ref(),
+        tcp_user_timeout: settings.pg.tcp_user_timeout,
     })
     .await?;
     let sql = query.replace("$1", &quote_literal(user));

@@ -70,6 +70,7 @@ async fn load(pooler: &Pooler, database: &str) -> Result<FunctionCache, String> 
         },
         timeout: settings.pg.login_timeout,
         tls: pooler.server_tls.as_ref(),
+        tcp_user_timeout: settings.pg.tcp_user_timeout,
     })
     .await
     .map_err(|e| e.to_string())?;

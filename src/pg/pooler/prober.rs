@@ -43,6 +43,8 @@ pub struct ProbeSettings {
     pub database: String,
     pub credentials: Credentials,
     pub max_lag_bytes: u64,
+    /// For its kept connection, as for the pools' (see `connect`).
+    pub tcp_user_timeout: Duration,
 }
 
 /// Probes every backend until `stop`.
@@ -111,6 +113,7 @@ async fn probe(
             credentials: &s.credentials,
             timeout: s.timeout,
             tls: None,
+            tcp_user_timeout: s.tcp_user_timeout,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -110,6 +110,7 @@ pub fn start(
             md5: None,
         },
         max_lag_bytes: s.pg.max_lag_bytes,
+        tcp_user_timeout: s.pg.tcp_user_timeout,
     });
     let sink: prober::ProbeSink = {
         let pooler = pooler.clone();

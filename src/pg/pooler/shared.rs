@@ -157,6 +157,22 @@ impl Pooler {
         self.backends_changed.notify_waiters();
     }
 
+    /// Ends once the prober has declared `backend` down. A connect to a
+    /// server that lost its power sees no RST, only SYNs going unanswered
+    /// until `login_timeout`; raced against this, it is given up once the
+    /// prober knows, and the request waits for a server that answers.
+    pub async fn until_down(&self, backend: &Backend) {
+        loop {
+            // Made before the check: a notify_waiters() between the two
+            // still wakes it.
+            let changed = self.backends_changed.notified();
+            if backend.role().is_none() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     pub fn new(
         settings: PoolerSettings,
         tls: Option<TlsAcceptor>,

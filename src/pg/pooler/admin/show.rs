@@ -665,6 +665,11 @@ fn pool_row(database: &str, user: &str, n: &ClientCounts, sv: [u32; 3], mode: &s
     ]
 }
 
+/// SHOW CONFIG's `tcp_keepalive`: whether either side gets probes.
+fn keepalive(pg: &crate::config::PostgresSettings) -> u8 {
+    u8::from(!pg.tcp_user_timeout.is_zero() || !pg.client_tcp_user_timeout.is_zero())
+}
+
 fn config(pooler: &Pooler) -> Table {
     let s = pooler.settings.load();
     let d = crate::config::PostgresSettings::default();
@@ -713,6 +718,19 @@ fn config(pooler: &Pooler) -> Table {
             "client_login_timeout",
             secs(s.pg.login_timeout),
             secs(d.login_timeout),
+        ),
+        // PgBouncer's names and units (milliseconds); both apply to new
+        // connections, as there. PgBouncer has one timeout for both sides;
+        // the servers' is the one shown.
+        (
+            "tcp_keepalive",
+            keepalive(&s.pg).to_string(),
+            keepalive(&d).to_string(),
+        ),
+        (
+            "tcp_user_timeout",
+            s.pg.tcp_user_timeout.as_millis().to_string(),
+            d.tcp_user_timeout.as_millis().to_string(),
         ),
         (
             "max_packet_size",

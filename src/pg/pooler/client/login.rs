@@ -447,6 +447,7 @@ async fn learn_params(
                 credentials: &pool.credentials(),
                 timeout,
                 tls: pooler.server_tls.as_ref(),
+                tcp_user_timeout: settings.pg.tcp_user_timeout,
             })
             .await;
             match opened {

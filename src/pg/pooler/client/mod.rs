@@ -19,7 +19,16 @@ use crate::pg::wire::backend::{self, sqlstate};
 /// Serves one client connection from accept to close.
 pub async fn serve(pooler: Arc<Pooler>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let max = pooler.settings.load().pg.max_client_conn;
+    let (max, tcp_user_timeout) = {
+        let settings = pooler.settings.load();
+        (
+            settings.pg.max_client_conn,
+            settings.pg.client_tcp_user_timeout,
+        )
+    };
+    // A client on a node that lost its power must not keep its server
+    // connection (and the locks of a transaction it left open) for ever.
+    super::tcp_timeout::apply(&tcp, tcp_user_timeout);
     let open = pooler.clients.fetch_add(1, Ordering::Relaxed) + 1;
     let _count = ClientCount(&pooler);
     if open > max {

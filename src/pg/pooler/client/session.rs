@@ -528,16 +528,32 @@ impl Session {
                 // Boxed: the connect future (TLS, SCRAM) is the largest
                 // part of a session's; inline, every idle client's task
                 // would carry its room (print-type-sizes: 2.2 of 5.2 KB).
-                let made = Box::pin(connect(ConnectParams {
-                    addr: backend.addr,
-                    user: &self.pool.user,
-                    database: &self.pool.database,
-                    startup: &[],
-                    credentials: &self.pool.credentials(),
-                    timeout: settings.pg.login_timeout,
-                    tls: self.pooler.server_tls.as_ref(),
-                }))
-                .await;
+                let pool = &self.pool;
+                let tls = self.pooler.server_tls.as_ref();
+                let connecting = Box::pin(async move {
+                    connect(ConnectParams {
+                        addr: backend.addr,
+                        user: &pool.user,
+                        database: &pool.database,
+                        startup: &[],
+                        credentials: &pool.credentials(),
+                        timeout: settings.pg.login_timeout,
+                        tls,
+                        tcp_user_timeout: settings.pg.tcp_user_timeout,
+                    })
+                    .await
+                });
+                // Nothing of the client's is sent yet: giving up is safe,
+                // and the error lets `wait_for_server` route again. Boxed
+                // for the same reason as the connect.
+                let down = Box::pin(self.pooler.until_down(backend));
+                let made = tokio::select! {
+                    made = connecting => made,
+                    () = down => Err(PoolError::Connect {
+                        addr: backend.addr,
+                        reason: "the health probe found it down while connecting".into(),
+                    }),
+                };
                 match made {
                     Ok(conn) => {
                         self.pool.opened(backend.addr);

@@ -19,6 +19,7 @@ use crate::pg::auth::ScramKeys;
 use crate::pg::auth::scram::{ClientExchange, MECHANISM};
 use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::stream::PgStream;
+use crate::pg::pooler::tcp_timeout;
 use crate::pg::wire::frame::read_frame;
 use crate::pg::wire::{WireError, backend::error_fields};
 
@@ -42,6 +43,8 @@ pub struct ConnectParams<'a> {
     pub credentials: &'a Credentials,
     pub timeout: Duration,
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+    /// `[postgres] tcp_user_timeout`: see [`tcp_timeout`].
+    pub tcp_user_timeout: Duration,
 }
 
 /// Connects and logs in within `timeout` (the whole login, not each step).
@@ -66,6 +69,7 @@ async fn login(p: ConnectParams<'_>) -> Result<Box<ServerConn>, PoolError> {
             reason: e.to_string(),
         })?;
     let _ = tcp.set_nodelay(true);
+    tcp_timeout::apply(&tcp, p.tcp_user_timeout);
     let wire = |source: WireError| PoolError::Wire { addr, source };
     let mut stream = match p.tls {
         Some(config) => start_tls(tcp, addr, config).await?,

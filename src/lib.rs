@@ -14,5 +14,6 @@ pub mod pg_secret;
 pub mod sock_diag;
 pub mod status;
 pub mod store;
+pub mod tcp_timeout;
 pub mod vrrp;
 pub mod web;

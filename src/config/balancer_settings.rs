@@ -148,6 +148,12 @@ fn limits(base: &ProxyLimits, raw: Option<&RawLimits>, report: &mut Report<'_>) 
         header_timeout: duration(&raw.header_timeout, base.header_timeout, report),
         connect_timeout: duration(&raw.connect_timeout, base.connect_timeout, report),
         server_timeout: duration(&raw.server_timeout, base.server_timeout, report),
+        tcp_user_timeout: field(
+            &raw.tcp_user_timeout,
+            &base.tcp_user_timeout,
+            |t| values::duration_at_most(t, "tcp_user_timeout", Duration::from_secs(3600)),
+            report,
+        ),
         idle_timeout: duration(&raw.idle_timeout, base.idle_timeout, report),
         max_header_bytes: field(
             &raw.max_header_size,

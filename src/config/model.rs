@@ -254,6 +254,13 @@ pub struct ProxyLimits {
     /// Time for a backend to answer (response head).
     #[serde(with = "duration_ms")]
     pub server_timeout: Duration,
+    /// HTTP only: a backend connection whose peer has answered nothing at
+    /// the TCP level for this long is dropped by the kernel
+    /// (`crate::tcp_timeout`), so a request sent to a web node that lost
+    /// its power fails early enough to be retried elsewhere instead of
+    /// ending in a 504 after `server_timeout`. Zero: the kernel's defaults.
+    #[serde(with = "duration_ms")]
+    pub tcp_user_timeout: Duration,
     /// Idle keep-alive time of a client connection.
     #[serde(with = "duration_ms")]
     pub idle_timeout: Duration,
@@ -316,6 +323,7 @@ impl Default for ProxyLimits {
             header_timeout: secs(10),
             connect_timeout: secs(2),
             server_timeout: secs(30),
+            tcp_user_timeout: secs(10),
             idle_timeout: secs(60),
             max_header_bytes: 16 * 1024,
             max_body_bytes: None,

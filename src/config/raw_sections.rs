@@ -122,6 +122,7 @@ pub struct RawLimits {
     pub header_timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub server_timeout: Option<Spanned<String>>,
+    pub tcp_user_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_header_size: Option<Spanned<RawSize>>,
     pub max_body_size: Option<Spanned<OrOff<RawSize>>>,
@@ -382,6 +383,7 @@ fn read_limits(t: Table<'_, '_>, proxy: Proxy, report: &mut Report<'_>) -> RawLi
     if proxy == Proxy::Http {
         limits.header_timeout = s.string("header_timeout", DURATION);
         limits.server_timeout = s.string("server_timeout", DURATION);
+        limits.tcp_user_timeout = s.string("tcp_user_timeout", DURATION);
         limits.max_header_size = s.size("max_header_size");
         limits.max_body_size = s.size_or_off("max_body_size");
     } else {
@@ -395,6 +397,12 @@ fn read_limits(t: Table<'_, '_>, proxy: Proxy, report: &mut Report<'_>) -> RawLi
         ] {
             s.refuse(key, &format!("`{key}`: {why}"));
         }
+        s.refuse(
+            "tcp_user_timeout",
+            "`tcp_user_timeout`: a tcp service's connections keep plain keepalive probes, \
+             since a stream held back by its reader is normal there; \
+             this limit is for `balancer.limits`",
+        );
     }
     s.finish();
     limits

@@ -303,7 +303,7 @@ tls = { cert = "/etc/piha/tls/lb.pem", key = "/etc/piha/tls/lb.key" }
 algorithm = "source"
 slow_start = "0s"
 health = { path = "/up", expect = 204, interval = "2s", timeout = "500ms", rise = 3, fall = 5, panic = false }
-limits = { maxconn = 64, queue = 0, queue_timeout = "1s", header_timeout = "3s", connect_timeout = "4s", server_timeout = "20s", idle_timeout = "30s", max_header_size = "8KiB", max_body_size = "1MiB" }
+limits = { maxconn = 64, queue = 0, queue_timeout = "1s", header_timeout = "3s", connect_timeout = "4s", server_timeout = "20s", tcp_user_timeout = "0s", idle_timeout = "30s", max_header_size = "8KiB", max_body_size = "1MiB" }
 backends = [ { address = "192.0.2.50:8080", weight = 3 }, { address = "[2001:db8::50]:80" } ]
 
 [[defaults.balancer.tcp]]
@@ -369,9 +369,10 @@ fn header_form_sets_every_new_balancer_key() {
             l.header_timeout,
             l.connect_timeout,
             l.server_timeout,
+            l.tcp_user_timeout,
             l.idle_timeout
         ],
-        [secs(1), secs(3), secs(4), secs(20), secs(30)]
+        [secs(1), secs(3), secs(4), secs(20), secs(0), secs(30)]
     );
     assert_eq!(
         (l.max_header_bytes, l.max_body_bytes),
@@ -695,7 +696,7 @@ name = "Redis"
 port = 6379
 backends = []
 health = { path = "/x", timeout = "5s" }
-limits = { header_timeout = "1s" }
+limits = { header_timeout = "1s", tcp_user_timeout = "5s" }
 [[node.balancer.tcp]]
 port = 6380
 [[node.balancer.tcp]]
@@ -733,6 +734,10 @@ backends = [ { address = "192.0.2.61:5432" } ]
                 "the health check timeout (5s) is longer than its interval (1s)",
             ),
             (13, "`header_timeout`: a tcp service passes bytes through"),
+            (
+                13,
+                "`tcp_user_timeout`: a tcp service's connections keep plain keepalive probes",
+            ),
             (14, "a tcp service is missing the required key `name`"),
             (
                 14,

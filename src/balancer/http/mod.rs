@@ -120,6 +120,7 @@ impl Handle {
             .map(|_| {
                 Upstream::new(
                     limits.connect_timeout,
+                    limits.tcp_user_timeout,
                     BACKEND_IDLE,
                     limits.maxconn as usize,
                 )

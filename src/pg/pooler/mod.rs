@@ -19,5 +19,4 @@ pub mod server;
 pub mod settings;
 pub mod shared;
 pub mod stream;
-pub mod tcp_timeout;
 pub mod tls;

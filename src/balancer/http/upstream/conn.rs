@@ -66,7 +66,13 @@ pub struct Exchanged {
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Error> {
+    /// `user_timeout`: see `crate::tcp_timeout`; a web node that lost its
+    /// power then fails a request early enough for a retry elsewhere.
+    pub async fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        user_timeout: Duration,
+    ) -> Result<Conn, Error> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| {
@@ -75,6 +81,7 @@ impl Conn {
             .map_err(Error::Connect)?;
         // Heads and bodies are written whole; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
+        crate::tcp_timeout::apply(&stream, user_timeout);
         Ok(Conn {
             stream: Arc::new(stream),
             buf: BytesMut::with_capacity(FIRST_READ),

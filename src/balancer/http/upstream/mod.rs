@@ -76,6 +76,8 @@ pub struct Upstream {
     /// is cheaper than hashing one.
     idle: Mutex<Vec<(SocketAddr, VecDeque<Idle>)>>,
     connect_timeout: Duration,
+    /// `limits.tcp_user_timeout`, set on every connection it opens.
+    tcp_user_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
     sweeping: AtomicBool,
@@ -97,12 +99,14 @@ impl Idle {
 impl Upstream {
     pub fn new(
         connect_timeout: Duration,
+        tcp_user_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
     ) -> Arc<Upstream> {
         Arc::new(Upstream {
             idle: Mutex::new(Vec::new()),
             connect_timeout,
+            tcp_user_timeout,
             idle_timeout,
             max_idle: max_idle.max(1),
             sweeping: AtomicBool::new(false),
@@ -122,7 +126,12 @@ impl Upstream {
             // inline, every request's future would carry (and move) it.
             None => {
                 self.start_sweeper();
-                Box::pin(Conn::connect(addr, self.connect_timeout)).await?
+                Box::pin(Conn::connect(
+                    addr,
+                    self.connect_timeout,
+                    self.tcp_user_timeout,
+                ))
+                .await?
             }
         };
         let conn::Exchanged { head, conn, writer } = conn.exchange(req).await?;

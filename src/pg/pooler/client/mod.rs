@@ -28,7 +28,7 @@ pub async fn serve(pooler: Arc<Pooler>, tcp: TcpStream, peer: SocketAddr) {
     };
     // A client on a node that lost its power must not keep its server
     // connection (and the locks of a transaction it left open) for ever.
-    super::tcp_timeout::apply(&tcp, tcp_user_timeout);
+    crate::tcp_timeout::apply(&tcp, tcp_user_timeout);
     let open = pooler.clients.fetch_add(1, Ordering::Relaxed) + 1;
     let _count = ClientCount(&pooler);
     if open > max {

@@ -19,9 +19,9 @@ use crate::pg::auth::ScramKeys;
 use crate::pg::auth::scram::{ClientExchange, MECHANISM};
 use crate::pg::pooler::error::PoolError;
 use crate::pg::pooler::stream::PgStream;
-use crate::pg::pooler::tcp_timeout;
 use crate::pg::wire::frame::read_frame;
 use crate::pg::wire::{WireError, backend::error_fields};
+use crate::tcp_timeout;
 
 /// What piha may log in with. Either is enough when the server asks for it;
 /// a server that trusts the address needs neither.

@@ -1,17 +1,17 @@
-//! `[postgres] tcp_user_timeout` (connections to PostgreSQL) and
-//! `client_tcp_user_timeout` (connections from clients): how long the
-//! peer may stay silent at the TCP level before the kernel gives the
-//! connection up. PgBouncer has the same knobs (`tcp_keepalive`,
-//! `tcp_user_timeout`), at the kernel's defaults unless set; on a cluster
-//! of Pis they matter, so piha sets them.
+//! How long the peer of a TCP connection may stay silent before the
+//! kernel gives the connection up: the pooler's `[postgres]
+//! tcp_user_timeout` (connections to PostgreSQL) and
+//! `client_tcp_user_timeout` (from clients), and the HTTP balancer's
+//! `limits.tcp_user_timeout` (connections to web backends). PgBouncer has
+//! such knobs (`tcp_keepalive`, `tcp_user_timeout`) at the kernel's
+//! defaults unless set; on a cluster of Pis they matter, so piha sets them.
 //!
-//! A Pi that loses its power or its cable sends no FIN or RST. Towards a
-//! PostgreSQL server on such a node, a statement on the wire waits out 15
-//! minutes of retransmissions, and a connection idle in the pool (or
-//! waiting for a long query) never hears of it at all. Towards a client on
-//! such a node, a transaction it left open keeps its server connection and
-//! its locks for as long as the session waits for its next message:
-//! without keepalive, for ever.
+//! A Pi that loses its power or its cable sends no FIN or RST. A request or
+//! statement on the wire to it waits out 15 minutes of retransmissions, and
+//! a connection idle in a pool (or waiting for a long query) never hears of
+//! it at all. A client on such a node that left a transaction open keeps
+//! its server connection and its locks for as long as the pooler waits for
+//! its next message: without keepalive, for ever.
 //!
 //! Two kernel mechanisms together bound both:
 //!
@@ -25,11 +25,13 @@
 //!   after a count of them.
 //!
 //! The kernel also applies TCP_USER_TIMEOUT to a live peer that keeps its
-//! receive window shut, a program that does not read: so clients, which
-//! may read a large result slowly, get a longer bound (60 s built in) than
-//! servers (10 s), which read what the pooler sends unless their disk
-//! stalls. `tests/pooler_state.rs` holds a client's reads for longer than
-//! the servers' bound and checks that it gets every row.
+//! receive window shut, a program that does not read: so the pooler's
+//! clients, which may read a large result slowly, get a longer bound (60 s
+//! built in) than servers and web backends (10 s), which read what is sent
+//! to them unless their disk stalls. `tests/pooler_state.rs` holds a
+//! client's reads for longer than the servers' bound and checks that it
+//! gets every row. The TCP balancer's tunnels keep their plain keepalive:
+//! a stream held back by its reader is normal there.
 
 use std::time::Duration;
 

@@ -653,11 +653,14 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
         );
         let pools = rig.command("psql", &["-XAtq", "-F,", "-c", "SHOW POOLS", &conninfo]);
         let pools = String::from_utf8_lossy(&pools.stdout).into_owned();
-        let cl_waiting: Option<u32> = pools
+        let app_row: Option<Vec<&str>> = pools
             .lines()
             .map(|l| l.split(',').collect::<Vec<_>>())
-            .find(|row| row.first() == Some(&APP_DB) && row.get(1) == Some(&APP_USER))
-            .and_then(|row| row.get(3)?.parse().ok());
+            .find(|row| row.first() == Some(&APP_DB) && row.get(1) == Some(&APP_USER));
+        let column = |i: usize| -> Option<u64> { app_row.as_ref()?.get(i)?.parse().ok() };
+        let cl_waiting = column(3);
+        // maxwait and maxwait_us: dashboards alert on them.
+        let max_wait_us = column(13).zip(column(14)).map(|(s, us)| s * 1_000_000 + us);
         assert!(
             seen.is_ok(),
             "the pooler never saw the primary go:\n{}",
@@ -688,6 +691,10 @@ fn a_manual_promotion_is_followed_within_five_seconds() {
         assert!(
             cl_waiting.is_some_and(|n| n >= 1),
             "SHOW POOLS while a write waits for a primary:\n{pools}"
+        );
+        assert!(
+            max_wait_us.is_some_and(|us| us >= 500_000),
+            "SHOW POOLS' maxwait while a write has waited a second for a primary:\n{pools}"
         );
         let promote = Instant::now();
         rig.pg.standbys()[0].promote();

@@ -26,24 +26,6 @@ const CLIENTS: usize = 6;
 /// `server_timeout` for a response head.
 const LONGEST: Duration = Duration::from_secs(15);
 
-/// The node's namespace drops every packet in and out (loopback aside),
-/// then everything in it is killed: to the other nodes this is a Pi that
-/// lost its power. Returns when the node went dark.
-fn power_cut(rig: &mut Rig, i: usize) -> Instant {
-    let ns = rig.lab.node(i).name.clone();
-    rig.lab.sh(
-        &ns,
-        "nft add table inet cut && \
-         nft add chain inet cut in '{ type filter hook input priority 0; policy drop; }' && \
-         nft add rule inet cut in iif lo accept && \
-         nft add chain inet cut out '{ type filter hook output priority 0; policy drop; }' && \
-         nft add rule inet cut out oif lo accept",
-    );
-    let dark = Instant::now();
-    rig.kill_namespace(i);
-    dark
-}
-
 /// One GET through the VIP on a new connection; the application waits up
 /// to a minute for it. Returns how long it took and its status line.
 fn get(addr: SocketAddr) -> (Instant, Duration, Result<(), String>) {
@@ -106,7 +88,7 @@ fn a_web_node_that_loses_power_costs_no_get() {
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
-    let dark = power_cut(&mut rig, 2);
+    let dark = rig.power_cut(2);
     // Past the bound; a request still caught by the cut is waited for
     // by its thread's join below (up to its minute).
     std::thread::sleep(Duration::from_secs(15));

@@ -25,23 +25,7 @@ fn unix_ms() -> i64 {
 
 fn failover_under_load(db: &str) -> (Duration, usize) {
     let mut net = DbNet::new(db);
-    net.rig.start_all();
-    net.wait_role(0, "primary", None, START);
-    net.wait_role(1, "standby", Some("pi-1"), START);
-    net.wait_role(2, "standby", Some("pi-1"), START);
-    assert_eq!(net.rig.wait_single_holder(START), 0, "pi-1 holds the VIP");
-    let created = poll(START, || {
-        net.psql(
-            net.vip_pooler(),
-            "CREATE TABLE IF NOT EXISTS numbers (id bigint PRIMARY KEY)",
-        )
-        .ok()
-    });
-    assert!(
-        created.is_some(),
-        "the pooler on the VIP answers:\n{}",
-        net.rig.logs()
-    );
+    net.start_with_numbers(0, START);
 
     let client = net.rig.lab.client().name.clone();
     let load = Load::start(&client, net.vip_pooler(), Duration::from_secs(60), 20_000);

@@ -35,46 +35,11 @@ const LONGEST_WAIT: Duration = Duration::from_secs(15);
 /// Clients that connect just after the cut.
 const BURST: usize = 6;
 
-/// The node's namespace drops every packet in and out (loopback aside),
-/// then everything in it is killed: to the other nodes this is a Pi that
-/// lost its power, since the FINs and RSTs of the dying sockets never
-/// leave it. Returns when the node went dark.
-fn power_cut(net: &mut DbNet, i: usize) -> Instant {
-    let ns = net.rig.lab.node(i).name.clone();
-    net.rig.lab.sh(
-        &ns,
-        "nft add table inet cut && \
-         nft add chain inet cut in '{ type filter hook input priority 0; policy drop; }' && \
-         nft add rule inet cut in iif lo accept && \
-         nft add chain inet cut out '{ type filter hook output priority 0; policy drop; }' && \
-         nft add rule inet cut out oif lo accept",
-    );
-    let dark = Instant::now();
-    net.rig.kill_namespace(i);
-    dark
-}
-
 #[test]
 fn a_primary_that_loses_power_costs_writes_seconds_not_minutes() {
     // pi-2 holds the VIP (priority 150), pi-1 runs the primary.
     let mut net = DbNet::with("[db]\nbackup = false\n", [100, 150], "");
-    net.rig.start_all();
-    net.wait_role(0, "primary", None, START);
-    net.wait_role(1, "standby", Some("pi-1"), START);
-    net.wait_role(2, "standby", Some("pi-1"), START);
-    assert_eq!(net.rig.wait_single_holder(START), 1, "pi-2 holds the VIP");
-    let created = poll(START, || {
-        net.psql(
-            net.vip_pooler(),
-            "CREATE TABLE IF NOT EXISTS numbers (id bigint PRIMARY KEY)",
-        )
-        .ok()
-    });
-    assert!(
-        created.is_some(),
-        "the pooler on the VIP answers:\n{}",
-        net.rig.logs()
-    );
+    net.start_with_numbers(1, START);
 
     let client = net.rig.lab.client().name.clone();
     let load = Load::with_timeout(
@@ -85,7 +50,7 @@ fn a_primary_that_loses_power_costs_writes_seconds_not_minutes() {
         Duration::from_secs(60),
     );
     std::thread::sleep(Duration::from_secs(3));
-    let fault = power_cut(&mut net, 0);
+    let fault = net.rig.power_cut(0);
     // More clients arrive before the pooler has noticed: the pool has no
     // idle connection for them, so it opens new ones to the dead node.
     let burst: Vec<Load> = (0..BURST as i64)

@@ -63,6 +63,34 @@ impl DbNet {
         }
     }
 
+    /// Starts every node and waits until pi-1 is primary with pi-2 and
+    /// pi-3 streaming from it, node `vip_holder` alone holds the VIP, and
+    /// the pooler on the VIP has made the `numbers` table the loads write.
+    pub fn start_with_numbers(&mut self, vip_holder: usize, limit: Duration) {
+        self.rig.start_all();
+        self.wait_role(0, "primary", None, limit);
+        self.wait_role(1, "standby", Some("pi-1"), limit);
+        self.wait_role(2, "standby", Some("pi-1"), limit);
+        assert_eq!(
+            self.rig.wait_single_holder(limit),
+            vip_holder,
+            "pi-{} holds the VIP",
+            vip_holder + 1
+        );
+        let created = poll(limit, || {
+            self.psql(
+                self.vip_pooler(),
+                "CREATE TABLE IF NOT EXISTS numbers (id bigint PRIMARY KEY)",
+            )
+            .ok()
+        });
+        assert!(
+            created.is_some(),
+            "the pooler on the VIP answers:\n{}",
+            self.rig.logs()
+        );
+    }
+
     pub fn db(&self, i: usize) -> Result<Value, String> {
         let body = self.rig.admin_get(i, "/api/v1/db")?;
         serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))

@@ -116,6 +116,33 @@ impl Lab {
         self.sh(&node.name, &format!("ip link set {} down", node.ifname));
     }
 
+    /// Node `i`'s namespace drops every packet in and out but loopback's
+    /// and those to and from `except`, with nftables (table `cut`, which
+    /// [`Lab::restore_traffic`] deletes). Unlike a link going down, the
+    /// node's own sockets hear nothing of it: a cut cable or a power cut
+    /// as the other nodes see it.
+    pub fn drop_traffic(&self, i: usize, except: Option<Ipv4Addr>) {
+        let ns = &self.node(i).name;
+        let mut cmd = String::from(
+            "nft add table inet cut && \
+             nft add chain inet cut in '{ type filter hook input priority 0; policy drop; }' && \
+             nft add rule inet cut in iif lo accept && \
+             nft add chain inet cut out '{ type filter hook output priority 0; policy drop; }' && \
+             nft add rule inet cut out oif lo accept",
+        );
+        if let Some(ip) = except {
+            cmd.push_str(&format!(
+                " && nft add rule inet cut in ip saddr {ip} accept \
+                 && nft add rule inet cut out ip daddr {ip} accept"
+            ));
+        }
+        self.sh(ns, &cmd);
+    }
+
+    pub fn restore_traffic(&self, i: usize) {
+        self.sh(&self.node(i).name, "nft delete table inet cut");
+    }
+
     pub fn link_up(&self, i: usize) {
         let node = self.node(i);
         self.sh(&node.name, &format!("ip link set {} up", node.ifname));

@@ -170,6 +170,17 @@ impl Rig {
         }
     }
 
+    /// Node `i` loses its power, as the other nodes see it: its namespace
+    /// drops every packet, then everything in it is killed, so the FINs
+    /// and RSTs of its dying sockets never leave it. Returns when it went
+    /// dark.
+    pub fn power_cut(&mut self, i: usize) -> Instant {
+        self.lab.drop_traffic(i, None);
+        let dark = Instant::now();
+        self.kill_namespace(i);
+        dark
+    }
+
     /// The node's log so far, for assertion messages.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node-{i}.log"))).unwrap_or_default()

@@ -151,7 +151,7 @@ fn limits(base: &ProxyLimits, raw: Option<&RawLimits>, report: &mut Report<'_>) 
         tcp_user_timeout: field(
             &raw.tcp_user_timeout,
             &base.tcp_user_timeout,
-            |t| values::duration_at_most(t, "tcp_user_timeout", Duration::from_secs(3600)),
+            |t| values::tcp_user_timeout(t, "tcp_user_timeout"),
             report,
         ),
         idle_timeout: duration(&raw.idle_timeout, base.idle_timeout, report),

@@ -35,9 +35,6 @@ const MIN_MESSAGE: u64 = 1 << 10;
 const MAX_MESSAGE: u64 = 1 << 30;
 /// The port in the examples of an address message.
 const PG_PORT: u16 = 5432;
-/// The kernel takes TCP_USER_TIMEOUT in milliseconds (a u32); beyond an
-/// hour it no longer does what the setting is for.
-const MAX_TCP_USER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub fn postgres(
     raw: Option<&RawPostgres>,
@@ -80,13 +77,13 @@ pub fn postgres(
         tcp_user_timeout: field(
             &raw.tcp_user_timeout,
             &base.tcp_user_timeout,
-            |t| values::duration_at_most(t, "tcp_user_timeout", MAX_TCP_USER_TIMEOUT),
+            |t| values::tcp_user_timeout(t, "tcp_user_timeout"),
             report,
         ),
         client_tcp_user_timeout: field(
             &raw.client_tcp_user_timeout,
             &base.client_tcp_user_timeout,
-            |t| values::duration_at_most(t, "client_tcp_user_timeout", MAX_TCP_USER_TIMEOUT),
+            |t| values::tcp_user_timeout(t, "client_tcp_user_timeout"),
             report,
         ),
         max_message_bytes: field(

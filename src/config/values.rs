@@ -514,6 +514,14 @@ pub fn duration_at_most(text: &str, key: &str, max: Duration) -> Result<Duration
     Ok(d)
 }
 
+/// A `tcp_user_timeout` (`crate::tcp_timeout`), named `key` in the
+/// message: zero (the kernel's defaults) up to an hour. The kernel takes
+/// TCP_USER_TIMEOUT in milliseconds (a u32); beyond an hour it no longer
+/// does what the setting is for, noticing a peer that lost its power.
+pub fn tcp_user_timeout(text: &str, key: &str) -> Result<Duration, String> {
+    duration_at_most(text, key, Duration::from_secs(3600))
+}
+
 /// A network interface name as the kernel takes it (`dev_valid_name`):
 /// 1 to 15 bytes, not "." or "..", no '/', ':' or white space.
 pub fn interface_name(text: &str) -> Result<String, String> {

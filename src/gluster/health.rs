@@ -23,6 +23,10 @@ pub struct Observation {
     pub volumes: Result<Vec<VolumeInfo>, CliError>,
     /// `volume status <vol> detail`, per started volume asked.
     pub status: BTreeMap<String, Result<VolumeStatus, CliError>>,
+    /// How old a status answer was when it came, for those taken from the
+    /// node that asks for the cluster (`share.rs`); absent: asked here,
+    /// this poll.
+    pub status_age_ms: BTreeMap<String, u64>,
     /// `volume heal <vol> statistics heal-count`, per healing volume asked
     /// (not every poll while nothing is healing or down); the last answer
     /// stands for a volume not asked.
@@ -43,9 +47,10 @@ pub struct Limits {
     pub min_free: f64,
     pub min_free_inodes: f64,
     /// A question that failed while its last good answer is younger than
-    /// this keeps that answer in force (with its age): several nodes'
-    /// polls contend for gluster's cluster lock, and one lost round is not
-    /// news. Older than this, the state becomes UNKNOWN.
+    /// this keeps that answer in force (with its age): a gluster operation
+    /// (a heal, an operator's command) may hold the cluster lock for a
+    /// while, and one lost round is not news. Older than this, the state
+    /// becomes UNKNOWN.
     pub grace_ms: u64,
 }
 
@@ -256,10 +261,23 @@ impl Monitor {
         // Status answers that are whole replace the last good ones; a reply
         // that does not list the volume asked for is not believed.
         let mut status_errors = BTreeMap::new();
+        // Volumes whose status this poll brought a newer answer for: only
+        // their bricks count as seen afresh.
+        let mut refreshed = std::collections::BTreeSet::new();
         for (name, answer) in obs.status {
             match answer {
                 Ok(s) if s.name == name => {
-                    self.status.insert(name, (s, now_ms));
+                    let age = obs.status_age_ms.get(&name).copied().unwrap_or(0);
+                    let at = now_ms.saturating_sub(age);
+                    // A peer may hand over the same answer twice, or one
+                    // older than a node's own: never go back in time. (A
+                    // kept answer from the future: the wall clock was set
+                    // back, as on a Pi that boots without a clock.)
+                    let newer = |kept: u64| kept < at || kept > now_ms;
+                    if self.status.get(&name).is_none_or(|(_, kept)| newer(*kept)) {
+                        self.status.insert(name.clone(), (s, at));
+                        refreshed.insert(name);
+                    }
                 }
                 Ok(s) => {
                     let e = format!("status of {name} answered for {:?}", s.name);
@@ -336,6 +354,7 @@ impl Monitor {
                         volume_view(VolumeInput {
                             info,
                             status,
+                            fresh: refreshed.contains(&info.name),
                             heal_count: self.heal_count.get(&info.name),
                             split_brain: self.split_brain.get(&info.name).copied(),
                             problem,
@@ -420,6 +439,8 @@ impl Monitor {
 struct VolumeInput<'a> {
     info: &'a VolumeInfo,
     status: Option<&'a (VolumeStatus, u64)>,
+    /// This poll brought `status` (else it is an earlier poll's).
+    fresh: bool,
     heal_count: Option<&'a Vec<HealCount>>,
     split_brain: Option<u64>,
     /// Why this poll could not tell (the status call failed, or volume info
@@ -449,7 +470,7 @@ fn volume_view(input: VolumeInput<'_>) -> VolumeView {
                 found,
                 input.limits,
             );
-            view.stale = input.status.is_some_and(|(_, at)| *at != input.now_ms);
+            view.stale = input.status.is_some() && !input.fresh;
             if !started {
                 view.state = BrickState::Offline;
                 view.why = Some("the volume is not started".into());

@@ -8,6 +8,8 @@
 //!   way it fails becomes a [`reply::CliError`], never "0 volumes".
 //! - `model.rs`: the typed values; `health.rs`: what they mean (sans-IO).
 //! - `form.rs`: what the pool and volume still lack (sans-IO); `mount.rs`.
+//! - `share.rs`: one node asks the questions that take gluster's cluster
+//!   lock; the others read its answers.
 //! - `role.rs`: the thin async shell that polls, forms, heals and publishes.
 
 pub mod fence;
@@ -20,5 +22,6 @@ pub mod poll;
 pub mod reply;
 pub mod role;
 pub mod runner;
+pub mod share;
 pub mod status;
 pub mod xml;

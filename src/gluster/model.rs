@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Whether a volume serves clients (`statusStr` of `volume info`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,7 +74,7 @@ impl BrickRef {
 }
 
 /// One volume from `volume status <vol> detail`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeStatus {
     pub name: String,
     /// The bricks gluster reported. A brick whose node is down is missing
@@ -82,7 +82,7 @@ pub struct VolumeStatus {
     pub bricks: Vec<BrickStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrickStatus {
     pub host: String,
     pub path: String,
@@ -96,7 +96,7 @@ pub struct BrickStatus {
 
 /// The brick's file system, from `status detail`. `None`: not printed
 /// (older gluster prints no inode counts; an offline brick may print none).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Space {
     pub size_total: Option<u64>,
     pub size_free: Option<u64>,
@@ -107,7 +107,7 @@ pub struct Space {
 }
 
 /// One brick's line of `volume heal <vol> info summary`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealBrick {
     /// `host:/path`.
     pub brick: String,
@@ -123,7 +123,7 @@ pub struct HealBrick {
 }
 
 /// One brick's entry count from `volume heal <vol> statistics heal-count`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealCount {
     pub brick: String,
     /// `None`: "Brick is not connected", so no count (not zero).

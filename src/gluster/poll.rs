@@ -7,6 +7,8 @@
 //! have changed: `volume info` and `volume status` every poll (a dead brick
 //! shows within one poll); the pool and the heal backlog every few polls,
 //! and the backlog every poll while something heals or a brick is away.
+//! The questions that take gluster's cluster lock are asked by one node for
+//! all (`share.rs`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use super::health::Observation;
 use super::model::RunState;
 use super::reply::CliError;
 use super::runner::Runner;
+use super::share::Shared;
 use super::{heal_count, xml};
 
 /// Everything a poll asks must be answered within this.
@@ -40,7 +43,16 @@ pub struct Focus {
     pub forming: bool,
 }
 
-pub async fn poll(runner: &Runner, poll_no: u64, focus: Focus) -> Observation {
+/// Asks gluster, except for the lock-taking questions about a volume that
+/// `shared` (the asking node's answers, `share.rs`) answers with a status
+/// at most `fresh_for` old.
+pub async fn poll(
+    runner: &Runner,
+    poll_no: u64,
+    focus: Focus,
+    shared: Option<&Shared>,
+    fresh_for: Duration,
+) -> Observation {
     let until = Instant::now() + POLL_BUDGET;
     let slow_round = poll_no % SLOW_EVERY == 0;
     let volumes = runner
@@ -54,6 +66,7 @@ pub async fn poll(runner: &Runner, poll_no: u64, focus: Focus) -> Observation {
                 peers: Some(Err(e.clone())),
                 volumes,
                 status: BTreeMap::new(),
+                status_age_ms: BTreeMap::new(),
                 heal_count: BTreeMap::new(),
                 heal_summary: BTreeMap::new(),
             };
@@ -66,6 +79,7 @@ pub async fn poll(runner: &Runner, poll_no: u64, focus: Focus) -> Observation {
     let mut obs = Observation {
         volumes: Ok(Vec::new()),
         status: BTreeMap::new(),
+        status_age_ms: BTreeMap::new(),
         heal_count: BTreeMap::new(),
         heal_summary: BTreeMap::new(),
         peers,
@@ -77,6 +91,9 @@ pub async fn poll(runner: &Runner, poll_no: u64, focus: Focus) -> Observation {
         .map(|v| (v.name.clone(), v.heals()))
         .collect();
     for (name, heals) in started {
+        if shared.is_some_and(|s| s.answer(&name, fresh_for, &mut obs)) {
+            continue;
+        }
         let status = runner
             .ask(
                 &["volume", "status", &name, "detail"],

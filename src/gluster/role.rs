@@ -17,6 +17,7 @@ use super::form::{FormInput, Layout, Step, next_steps};
 use super::health::{BrickState, Change, Glusterd, Limits, Monitor, VolumeState};
 use super::model::VolumeInfo;
 use super::runner::Runner;
+use super::share::{self, Kept, Shared};
 use super::status::{StorageHandle, StorageStatus};
 use super::{fence, mount, poll, xml};
 use crate::config::Role;
@@ -24,6 +25,7 @@ use crate::membership::PeerState;
 use crate::node::context::{NodeContext, Running};
 use crate::node::events::now_ms;
 use crate::node::health::{RoleHealth, RoleState};
+use crate::pg::failover::peer::PeerApi;
 
 /// A formation or heal command may take longer than a status question
 /// (`volume start` spawns every brick), but not forever.
@@ -44,9 +46,11 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         .and_then(|l| l.former().map(str::to_owned));
     status.layout_error = layout.as_ref().err().cloned();
     let (tx, rx) = watch::channel(Arc::new(status.clone()));
-    ctx.roles
-        .storage
-        .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+    let (answers, answers_rx) = watch::channel(Arc::new(Kept::default()));
+    ctx.roles.storage.send_replace(Some(Arc::new(StorageHandle {
+        status: rx,
+        answers: answers_rx,
+    })));
     // Beside the rounds, not in them: a round may wait seconds on the CLI,
     // and a down node's bricks are cut within a second of membership
     // saying so.
@@ -68,8 +72,8 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         limits: Limits {
             min_free: f64::from(settings.min_free) / 100.0,
             min_free_inodes: 0.05,
-            // Two polls' answers may be lost to lock contention before a
-            // volume turns UNKNOWN.
+            // Two polls' answers may be lost to a held cluster lock before
+            // a volume turns UNKNOWN.
             grace_ms: 2 * settings.poll.as_millis() as u64 + poll::POLL_BUDGET.as_millis() as u64,
         },
         layout: layout.ok(),
@@ -78,6 +82,13 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         heal_wanted: Default::default(),
         liveness: mount::Liveness::default(),
         fenced,
+        peers: PeerApi::new(running.config.admin_token.clone()),
+        kept: Kept::default(),
+        answers,
+        // The asker polls as often as this node: an answer older than two
+        // polls means its polls are failing, and this node asks itself.
+        fresh_for: 2 * settings.poll,
+        share_error: None,
     };
     let mut tick = tokio::time::interval(settings.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -145,12 +156,36 @@ struct Shell {
     liveness: mount::Liveness,
     /// Connections the fence task cut, copied into the status each round.
     fenced: Arc<AtomicU64>,
+    /// Takes the asker's answers (`share.rs`).
+    peers: PeerApi,
+    /// What this node got from gluster itself, and where it is served.
+    kept: Kept,
+    answers: watch::Sender<Arc<Kept>>,
+    /// How old the asker's answers may be to stand for asking.
+    fresh_for: std::time::Duration,
+    /// Why the asker's answers could not be taken last time, said once.
+    share_error: Option<String>,
 }
 
 impl Shell {
     async fn round(&mut self, poll_no: u64) {
         let started = Instant::now();
-        let obs = poll::poll(&self.runner, poll_no, self.focus()).await;
+        let shared = self.asker_answers().await;
+        let obs = poll::poll(
+            &self.runner,
+            poll_no,
+            self.focus(),
+            shared.as_ref(),
+            self.fresh_for,
+        )
+        .await;
+        // Stamped with the poll's start: an answer is never younger than
+        // the peers are told.
+        self.kept.keep(&obs, started);
+        self.answers.send_replace(Arc::new(self.kept.clone()));
+        self.status.answers_from = shared
+            .filter(|_| !obs.status_age_ms.is_empty())
+            .map(|s| s.from);
         let info_answered = obs.volumes.is_ok();
         // Formation acts only on answers from this poll, never on stale
         // ones: a failed `volume info` must not look like "no volume".
@@ -234,6 +269,51 @@ impl Shell {
 
     fn me(&self) -> &str {
         &self.ctx.identity.hostname
+    }
+
+    /// The node that asks gluster for the cluster and asks it to heal: the
+    /// first storage node in cluster order that is up.
+    fn lead(&self) -> Option<String> {
+        let alive = self.alive();
+        let layout = self.layout.as_ref()?;
+        layout
+            .bricks
+            .iter()
+            .find(|b| alive.contains(&b.node))
+            .map(|b| b.node.clone())
+    }
+
+    /// The lead's answers to the lock-taking questions, unless this node is
+    /// the lead or they cannot be had (then this node asks gluster).
+    async fn asker_answers(&mut self) -> Option<Shared> {
+        let lead = self.lead().filter(|l| l != self.me())?;
+        let admin = self
+            .ctx
+            .running()
+            .config
+            .nodes
+            .iter()
+            .find(|n| n.hostname == lead)
+            .map(|n| n.admin_addr())?;
+        let got = match self.peers.get(admin, share::PATH, share::FETCH_LIMIT).await {
+            Ok(value) => Shared::from_json(value, &lead),
+            Err(e) => Err(e.message),
+        };
+        match got {
+            Ok(shared) => {
+                if self.share_error.take().is_some() {
+                    tracing::info!("storage: taking {lead}'s answers from gluster again");
+                }
+                Some(shared)
+            }
+            Err(e) => {
+                if self.share_error.as_ref() != Some(&e) {
+                    tracing::info!("storage: {e}; asking gluster here");
+                }
+                self.share_error = Some(e);
+                None
+            }
+        }
     }
 
     /// The formation steps this poll: only on the former, stopping at the
@@ -327,12 +407,7 @@ impl Shell {
     /// poll until gluster takes it (right after a brick returns, its
     /// self-heal daemon may not answer yet), at most HEAL_TRIES times.
     async fn heal_returned(&mut self, changes: &[Change]) {
-        let Some(layout) = &self.layout else {
-            return;
-        };
-        let alive = self.alive();
-        let leader = layout.bricks.iter().find(|b| alive.contains(&b.node));
-        if leader.map(|b| b.node.as_str()) != Some(self.me()) {
+        if self.lead().as_deref() != Some(self.me()) {
             self.heal_wanted.clear();
             return;
         }

@@ -40,6 +40,9 @@ pub struct StorageStatus {
     pub last_good_ms: Option<i64>,
     pub poll_took_ms: u64,
     pub polls: u64,
+    /// The node whose answers to the lock-taking questions the last poll
+    /// used (`share.rs`); `None` when this node asked gluster itself.
+    pub answers_from: Option<String>,
 }
 
 impl StorageStatus {
@@ -58,6 +61,7 @@ impl StorageStatus {
             last_good_ms: None,
             poll_took_ms: 0,
             polls: 0,
+            answers_from: None,
         }
     }
 
@@ -117,4 +121,7 @@ impl StorageStatus {
 /// What the role hands the status server.
 pub struct StorageHandle {
     pub status: watch::Receiver<Arc<StorageStatus>>,
+    /// What this node got from gluster itself, served to the storage nodes
+    /// that take its answers instead of asking (`share.rs`).
+    pub answers: watch::Receiver<Arc<super::share::Kept>>,
 }

@@ -195,9 +195,10 @@ mod tests {
     fn publish(ctx: &NodeContext) {
         let status = StorageStatus::new("piha".into(), "/srv/www".into());
         let (_tx, rx) = watch::channel(Arc::new(status));
-        ctx.roles
-            .storage
-            .send_replace(Some(Arc::new(StorageHandle { status: rx })));
+        ctx.roles.storage.send_replace(Some(Arc::new(StorageHandle {
+            status: rx,
+            answers: watch::channel(Default::default()).1,
+        })));
     }
 
     /// A role that publishes its handle and then never returns: only an

@@ -115,6 +115,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         )
         .route("/api/v1/db", get(super::db_api::status))
         .route("/api/v1/storage", get(super::storage::status))
+        .route(crate::gluster::share::PATH, get(super::storage::answers))
         .route("/api/v1/db/switchover", post(super::db_api::switchover))
         .route("/api/v1/db/backup", post(super::db_api::backup))
         .route("/api/v1/db/{action}", post(super::db_api::request))

@@ -41,6 +41,24 @@ pub fn to_json(s: &StorageStatus, now_ms: i64) -> Value {
     v
 }
 
+/// `GET /api/v1/storage/answers`: what this node got from gluster itself,
+/// for the storage nodes that take its answers instead of asking
+/// (`gluster::share`).
+pub async fn answers(State(ctx): State<Arc<NodeContext>>) -> Response {
+    let handle = ctx.roles.storage.borrow().clone();
+    match handle {
+        Some(h) => {
+            let kept = h.answers.borrow().clone();
+            Json(kept.served(&ctx.identity.hostname, std::time::Instant::now())).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "this node has no storage role"})),
+        )
+            .into_response(),
+    }
+}
+
 /// `GET /api/v1/storage`.
 pub async fn status(State(ctx): State<Arc<NodeContext>>) -> Response {
     match section(&ctx) {

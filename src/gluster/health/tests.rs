@@ -43,6 +43,7 @@ fn obs(
     Observation {
         volumes,
         status: gv0.map(|s| ("gv0".to_owned(), s)).into_iter().collect(),
+        status_age_ms: BTreeMap::new(),
         heal_count: BTreeMap::new(),
         heal_summary: BTreeMap::new(),
         peers: Some(xml::peers(fixture!("healthy__pool_list.xml"), Some(0))),
@@ -285,6 +286,7 @@ fn layout(replica: usize, sets: usize, arbiter: bool, offline: &[usize]) -> Volu
     let o = Observation {
         volumes: Ok(vec![info]),
         status: [("v".to_owned(), Ok(status))].into(),
+        status_age_ms: BTreeMap::new(),
         heal_count: BTreeMap::new(),
         heal_summary: BTreeMap::new(),
         peers: Some(Ok(vec![])),
@@ -330,6 +332,7 @@ fn stopped_and_never_started_volumes_are_down() {
     let o = Observation {
         volumes: Ok(all),
         status: BTreeMap::new(),
+        status_age_ms: BTreeMap::new(),
         heal_count: BTreeMap::new(),
         heal_summary: BTreeMap::new(),
         peers: Some(Ok(vec![])),
@@ -381,6 +384,56 @@ fn one_lost_round_within_the_grace_keeps_the_last_answer() {
         LIMITS,
     );
     assert_eq!(view.volumes[0].state, VolumeState::Unknown);
+}
+
+#[test]
+fn an_answer_from_the_asking_node_counts_from_when_gluster_gave_it() {
+    let mut m = Monitor::new();
+    let taken = |status_fixture: &str, age_ms: u64| {
+        let mut o = obs(
+            gv0_info(fixture!("healthy__volume_info.xml")),
+            Some(status(status_fixture)),
+        );
+        o.status_age_ms.insert("gv0".into(), age_ms);
+        o
+    };
+    let (view, _) = m.observe(
+        taken(fixture!("healthy__volume_status_gv0_detail.xml"), 3_000),
+        10_000,
+        LIMITS,
+    );
+    let v = &view.volumes[0];
+    assert_eq!(v.state, VolumeState::Up, "{}", v.why);
+    assert_eq!(v.data_age_ms, 3_000);
+    assert!(v.bricks.iter().all(|b| !b.stale), "a new answer is fresh");
+    // The same answer handed over again: it ages, and is not seen afresh.
+    let (view, _) = m.observe(
+        taken(fixture!("healthy__volume_status_gv0_detail.xml"), 5_000),
+        12_000,
+        LIMITS,
+    );
+    assert_eq!(view.volumes[0].data_age_ms, 5_000);
+    assert!(view.volumes[0].bricks.iter().all(|b| b.stale));
+    // An answer older than the one kept never replaces it.
+    let (view, changes) = m.observe(
+        taken(fixture!("brickdown__volume_status_gv0_detail.xml"), 8_000),
+        13_000,
+        LIMITS,
+    );
+    assert_eq!(view.volumes[0].state, VolumeState::Up);
+    assert!(changes.is_empty(), "{changes:?}");
+    // A newer one does, at once.
+    let (view, _) = m.observe(
+        taken(fixture!("brickdown__volume_status_gv0_detail.xml"), 1_000),
+        14_000,
+        LIMITS,
+    );
+    assert_eq!(view.volumes[0].state, VolumeState::Degraded);
+    assert_eq!(view.volumes[0].data_age_ms, 1_000);
+    // The wall clock set back: the kept answer is from the
+    // future, and the next one still replaces it.
+    let (view, _) = m.observe(healthy(), 5_000, LIMITS);
+    assert_eq!(view.volumes[0].state, VolumeState::Up);
 }
 
 #[test]

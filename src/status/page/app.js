@@ -1174,7 +1174,7 @@
       ['Split brain', vol && isNum(vol.split_brain) ? fmtCount(vol.split_brain) : '–', vol && vol.split_brain > 0 ? 'bad' : null, 'entries the copies disagree on; gluster cannot heal them alone'],
       ['Mounted', s.mounted === true ? 'yes' : s.mounted === false ? 'no' : '–', s.mounted === false ? 'warn' : null, 'where the web role serves from; remounted: mounts found without their gluster client and mounted again; cut: stalled connections to a down node\'s bricks cut so the volume went on without waiting for gluster\'s ping timeout', str(s.mount) + (s.remounts > 0 ? ' · remounted ' + fmtCount(s.remounts) + '×' : '') + (s.fenced > 0 ? ' · cut ' + fmtCount(s.fenced) + ' stalled brick connections' : '')],
       ['Data age', age === null ? '–' : fmtDuration(age / 1000), age !== null && age >= 10000 ? 'warn' : null, 'since gluster last answered'],
-      ['Poll', isNum(s.poll_took_ms) ? fmtNum(s.poll_took_ms / 1000, 2) + '\u00a0s' : '–', null, 'wall time of the last poll of gluster'],
+      ['Poll', isNum(s.poll_took_ms) ? fmtNum(s.poll_took_ms / 1000, 2) + '\u00a0s' : '–', null, 'wall time of the last poll of gluster; one node asks gluster the questions that take its cluster lock, the others use its answers', s.answers_from ? 'answers from ' + str(s.answers_from) : null],
     ].map(([label, value, level, title, sub]) =>
       el('div', { class: 'fe-stat', data: level ? { level } : null, title },
         el('dt', { text: label }),

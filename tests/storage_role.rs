@@ -39,6 +39,16 @@ fn polls(net: &StorageNet, i: usize) -> u64 {
 /// CPU seconds of process `pid` and its reaped children (utime, stime,
 /// cutime, cstime of /proc/PID/stat), to price a poll including the
 /// gluster CLI processes it ran.
+/// How many `volume status` transactions node `i`'s glusterd began, from
+/// its log (the originating glusterd logs each request it receives from
+/// its CLI).
+fn status_requests(net: &StorageNet, i: usize) -> usize {
+    std::fs::read_to_string(net.gl.log_dir(i).join("glusterd.log"))
+        .unwrap_or_default()
+        .matches(&format!("Received status volume req for volume {VOLUME}"))
+        .count()
+}
+
 fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
@@ -151,6 +161,80 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
             .trim(),
         "2"
     );
+
+    // --- one node asks gluster's lock-taking questions for all ------------
+    // `volume status` locks every glusterd of the pool; asked by every node
+    // every poll, the questions collided. pi-1 (first in the file) asks;
+    // the others read its answers.
+    let asked = |i: usize| status_requests(&net, i);
+    poll(Duration::from_secs(10), || {
+        (1..3)
+            .all(|i| net.storage(i).is_ok_and(|s| s["answers_from"] == "pi-1"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "pi-2 and pi-3 do not take pi-1's answers: {:?}\n{}",
+            (1..3)
+                .map(|i| net.storage(i).map(|s| s["answers_from"].clone()))
+                .collect::<Vec<_>>(),
+            net.logs()
+        )
+    });
+    let before: Vec<usize> = (0..3).map(asked).collect();
+    let cpu = |with: fn(&StorageNet, usize) -> Option<u32>, children: bool| -> Vec<f64> {
+        (0..3)
+            .map(|i| with(&net, i).map_or(0.0, |pid| cpu_seconds(pid, children)))
+            .collect()
+    };
+    let piha_pid = |net: &StorageNet, i: usize| net.pid(i);
+    let glusterd_pid = |net: &StorageNet, i: usize| net.gl.glusterd_pid(i);
+    let (piha0, glusterd0) = (cpu(piha_pid, true), cpu(glusterd_pid, false));
+    let p0 = polls(&net, 1);
+    poll(Duration::from_secs(15), || {
+        (polls(&net, 1) >= p0 + 5).then_some(())
+    });
+    let after: Vec<usize> = (0..3).map(asked).collect();
+    let n = (polls(&net, 1) - p0) as f64;
+    let per_poll = |now: Vec<f64>, then: &[f64]| -> Vec<String> {
+        now.iter()
+            .zip(then)
+            .map(|(b, a)| format!("{:.0} ms", (b - a) * 1000.0 / n))
+            .collect()
+    };
+    let made: Vec<usize> = (0..3).map(|i| after[i] - before[i]).collect();
+    println!(
+        "over {n} polls: volume status transactions by node {made:?}; CPU per poll, \
+         piha + its CLI runs {:?}, glusterd {:?}",
+        per_poll(cpu(piha_pid, true), &piha0),
+        per_poll(cpu(glusterd_pid, false), &glusterd0)
+    );
+    assert!(made[0] >= 3, "pi-1 asks every poll: {made:?}");
+    assert_eq!(&made[1..], &[0, 0], "only pi-1 asks: {made:?}");
+    assert!(net.storage(0).expect("pi-1")["answers_from"].is_null());
+    // The asker's piha stops: the others ask gluster themselves at once,
+    // and no page ever shows the volume anything but UP.
+    net.kill(0);
+    let killed = Instant::now();
+    let mut seen = Vec::new();
+    while killed.elapsed() < Duration::from_secs(6) {
+        for i in 1..3 {
+            let state = net.volume(i).map(|v| v["state"].clone());
+            if state.as_ref().is_none_or(|s| s != "UP") {
+                seen.push(format!("pi-{} {state:?} at {:?}", i + 1, killed.elapsed()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen.is_empty(), "with pi-1's piha gone: {seen:?}");
+    assert!(net.storage(1).expect("pi-2")["answers_from"].is_null());
+    assert_eq!(net.storage(2).expect("pi-3")["answers_from"], "pi-2");
+    net.start(0);
+    net.wait_volume(0, "UP", FORM_LIMIT);
+    poll(Duration::from_secs(10), || {
+        (net.storage(2).ok()?["answers_from"] == "pi-1").then_some(())
+    })
+    .expect("pi-1 asks for all again once it is back");
 
     // --- piha restarted as systemd does it: its FUSE client dies with it --
     // The client is piha's child, so KillMode=control-group takes it on
@@ -291,9 +375,34 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
             .any(|e| e.starts_with("pi-3 is down and") && e.contains("unacknowledged: cut")),
         "{events:#?}"
     );
+    // The cut outlasts the grace for lost answers (two polls and a budget,
+    // 10 s here): the other nodes' volume goes DEGRADED and stays so, never
+    // UNKNOWN. Before piha cut glusterd's own stalled connection too, the
+    // first `volume status` after the cut held gluster's cluster lock until
+    // the link came back, and every node's view turned UNKNOWN.
+    let mut wrong = Vec::new();
+    while cut.elapsed() < Duration::from_secs(16) {
+        for i in 0..2 {
+            let state = net.volume(i).map(|v| v["state"].clone());
+            let settled = cut.elapsed() > Duration::from_secs(6);
+            let fine = state
+                .as_ref()
+                .is_some_and(|s| s == "DEGRADED" || (!settled && s == "UP"));
+            if !fine {
+                wrong.push(format!("pi-{} {state:?} at {:?}", i + 1, cut.elapsed()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        wrong.is_empty(),
+        "with pi-3 cut off for 16 s: {wrong:?}\n{:#?}",
+        net.events(0)
+    );
     // Back on the link, pi-3's client reconnects by itself and the file
     // written meanwhile reaches it.
     net.gl.lab.link_up(2);
+    let restored = Instant::now();
     let on_node_2 = net.gl.node_view(2, &net.mount.join("a/during-cut"));
     let healed = poll(Duration::from_secs(60), || {
         std::fs::read_to_string(&on_node_2)
@@ -305,9 +414,18 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
         "pi-3 never saw the file written while it was cut off: {:#?}",
         net.volume(2)
     );
-    for i in 0..3 {
-        net.wait_volume(i, "UP", FORM_LIMIT);
-    }
+    let up = (0..3)
+        .map(|i| net.wait_volume(i, "UP", FORM_LIMIT))
+        .max()
+        .unwrap_or(restored);
+    println!(
+        "link restored after a 16 s cut: UP on all three nodes after {:.1} s; on pi-1: {:?}",
+        up.duration_since(restored).as_secs_f64(),
+        net.events(0)
+            .iter()
+            .filter(|e| e.starts_with("pi-3 is back"))
+            .collect::<Vec<_>>()
+    );
 
     // --- the page shows the storage panel --------------------------------
     check_page(&net, "healthy");

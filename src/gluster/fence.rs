@@ -25,6 +25,24 @@
 //! operations from the other bricks and reconnects by itself once the node
 //! is back (every 3 s), healing what changed meanwhile.
 //!
+//! The same holds for glusterd's own connections to the silent node's
+//! glusterd (port 24007). A cluster transaction (`volume status`, a heal)
+//! sends its lock request to every peer on them and waits: measured with
+//! four glusterd and one node's link cut, the first `volume status` after
+//! the cut held the cluster lock for the whole cut and 9 s after it (45 s
+//! cut: every node's every question refused "Another transaction is in
+//! progress" for 54 s), so every node's volume turned UNKNOWN. Cut, the
+//! transaction fails at once, glusterd counts the peer disconnected and
+//! the next questions leave it out.
+//!
+//! When the node comes back, what was cut is reconnecting, but a connect
+//! begun while it was away waits out TCP's SYN backoff (1, 2, 4 ... 64 s):
+//! measured, two of three glusterd still did not see the returned node 25 s
+//! after its link came back. For `RETURN_WINDOW` after membership reports
+//! it up again, such half-open connects to its glusterd and bricks are cut
+//! too, and gluster's next retry (every 3 s) connects at once: all three
+//! saw it within 6 s.
+//!
 //! `Fence` is the decision, without IO; `run` is the shell that feeds it
 //! membership and the storage status and asks the kernel.
 
@@ -49,6 +67,13 @@ use crate::sock_diag::{self, TIMER_RETRANSMIT, TcpSocket, state};
 /// one kernel dump of a Pi's few hundred sockets costs well under a
 /// millisecond.
 const EVERY: Duration = Duration::from_millis(500);
+/// glusterd's management port: gluster's fixed default, which piha never
+/// changes. Every glusterd keeps a connection to every peer's, and clients
+/// ask it for brick ports.
+pub const GLUSTERD_PORT: u16 = 24007;
+/// How long after a node comes back its half-open connects are cut: Linux
+/// gives a connect up after 127 s of SYN retries (`tcp_syn_retries` 6).
+const RETURN_WINDOW: Duration = Duration::from_secs(130);
 
 /// What the fence knows: where each node's bricks listen.
 #[derive(Debug, Default)]
@@ -74,12 +99,39 @@ impl Fence {
         self.ports.extend(fresh);
     }
 
-    /// The brick endpoints on the nodes in `down`.
-    pub fn targets(&self, down: &BTreeSet<IpAddr>) -> BTreeSet<SocketAddr> {
-        down.iter()
+    /// The gluster endpoints on the nodes in `nodes`: their glusterd and
+    /// their bricks.
+    pub fn targets(&self, nodes: &BTreeSet<IpAddr>) -> Targets {
+        let bricks = nodes
+            .iter()
             .filter_map(|ip| self.ports.get(ip).map(|ports| (ip, ports)))
-            .flat_map(|(ip, ports)| ports.iter().map(|p| SocketAddr::new(*ip, *p)))
-            .collect()
+            .flat_map(|(ip, ports)| ports.iter().map(|p| SocketAddr::new(*ip, *p)));
+        let glusterd = nodes.iter().map(|ip| SocketAddr::new(*ip, GLUSTERD_PORT));
+        Targets {
+            nodes: nodes.clone(),
+            endpoints: bricks.chain(glusterd).collect(),
+        }
+    }
+}
+
+/// The connections to cut for a set of nodes: to their glusterd or bricks,
+/// and from their glusterd to ours.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Targets {
+    nodes: BTreeSet<IpAddr>,
+    endpoints: BTreeSet<SocketAddr>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Whether `s` talks to gluster on one of the nodes.
+    pub fn matches(&self, s: &TcpSocket) -> bool {
+        let remote = canonical(s.id.remote());
+        self.endpoints.contains(&remote)
+            || (self.nodes.contains(&remote.ip()) && s.id.local_port() == GLUSTERD_PORT)
     }
 }
 
@@ -88,6 +140,13 @@ impl Fence {
 /// acknowledgement. A peer that acknowledges resets the count to 0.
 pub fn stalled(s: &TcpSocket) -> bool {
     u32::from(s.state) == state::ESTABLISHED && s.timer == TIMER_RETRANSMIT && s.retransmits >= 1
+}
+
+/// Whether a connect is waiting out its SYN backoff: at least one SYN went
+/// unanswered. (A node that is up but does not listen answers with a
+/// reset, which ends the connect by itself.)
+pub fn backing_off(s: &TcpSocket) -> bool {
+    u32::from(s.state) == state::SYN_SENT && s.retransmits >= 1
 }
 
 /// Watches membership and cuts stalled brick connections to down nodes
@@ -103,6 +162,9 @@ pub async fn run(
 ) {
     let mut fence = Fence::default();
     let mut last_error: Option<String> = None;
+    // Down at the last tick, and when each node came back.
+    let mut was_down: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut returned: BTreeMap<IpAddr, (String, tokio::time::Instant)> = BTreeMap::new();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -114,24 +176,42 @@ pub async fn run(
             fence.learn(bricks(&view.volumes));
         }
         let down = down_nodes(&ctx);
-        let targets = fence.targets(&down.keys().copied().collect());
-        if targets.is_empty() {
+        let now = tokio::time::Instant::now();
+        for (ip, name) in &was_down {
+            if !down.contains_key(ip) {
+                returned.insert(*ip, (name.clone(), now));
+            }
+        }
+        returned.retain(|ip, (_, at)| !down.contains_key(ip) && now - *at < RETURN_WINDOW);
+        was_down = down.clone();
+        let stalled_to = fence.targets(&down.keys().copied().collect());
+        let connecting_to = fence.targets(&returned.keys().copied().collect());
+        if stalled_to.is_empty() && connecting_to.is_empty() {
             continue;
         }
         let found = tokio::task::spawn_blocking(move || {
-            sock_diag::reset_where(1 << state::ESTABLISHED, |s| {
-                targets.contains(&canonical(s.id.remote())) && stalled(s)
+            let states = (1 << state::ESTABLISHED) | (1 << state::SYN_SENT);
+            sock_diag::reset_where(states, |s| {
+                (stalled_to.matches(s) && stalled(s))
+                    || (connecting_to.matches(s) && backing_off(s))
             })
         })
         .await;
         match found {
             Ok(Ok(resets)) => {
                 last_error = None;
-                if !resets.reset.is_empty() {
-                    let total = cut.fetch_add(resets.reset.len() as u64, Ordering::Relaxed)
-                        + resets.reset.len() as u64;
+                let (stuck, connects): (Vec<TcpSocket>, Vec<TcpSocket>) = resets
+                    .reset
+                    .into_iter()
+                    .partition(|s| u32::from(s.state) == state::ESTABLISHED);
+                if !stuck.is_empty() {
+                    let total =
+                        cut.fetch_add(stuck.len() as u64, Ordering::Relaxed) + stuck.len() as u64;
                     status.send_modify(|s| Arc::make_mut(s).fenced = total);
-                    report(&ctx, &down, &resets.reset, ping_timeout);
+                    report(&ctx, &down, &stuck, ping_timeout);
+                }
+                if !connects.is_empty() {
+                    report_returned(&ctx, &returned, &connects);
                 }
             }
             Ok(Err(e)) => {
@@ -186,6 +266,36 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// One note per returned node whose pending connects were cut.
+fn report_returned(
+    ctx: &NodeContext,
+    returned: &BTreeMap<IpAddr, (String, tokio::time::Instant)>,
+    cut: &[TcpSocket],
+) {
+    let mut by_node: BTreeMap<IpAddr, Vec<SocketAddr>> = BTreeMap::new();
+    for s in cut {
+        let remote = canonical(s.id.remote());
+        by_node.entry(remote.ip()).or_default().push(remote);
+    }
+    for (ip, endpoints) in by_node {
+        let name = returned.get(&ip).map_or("?", |(n, _)| n.as_str());
+        let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+        ctx.events.info(
+            "storage",
+            format!(
+                "{name} is back: {} to its gluster ({}) waited out TCP's backoff; \
+                 cut, so gluster connects again at once",
+                match endpoints.len() {
+                    1 => "a connect".to_owned(),
+                    n => format!("{n} connects"),
+                },
+                list.join(", ")
+            ),
+            json!({"node": name, "address": ip, "connections": list}),
+        );
+    }
+}
+
 /// One warning per node whose connections were cut this round.
 fn report(
     ctx: &NodeContext,
@@ -204,9 +314,10 @@ fn report(
         ctx.events.warning(
             "storage",
             format!(
-                "{name} is down and {} to its bricks ({}) had data unacknowledged: \
-                 cut, so the volume goes on with the other bricks instead of waiting \
-                 up to {} s (network.ping-timeout)",
+                "{name} is down and {} with it ({}) had data unacknowledged: \
+                 cut, so the volume goes on with the other bricks, and gluster's own \
+                 questions without it, instead of waiting up to {} s \
+                 (network.ping-timeout)",
                 match endpoints.len() {
                     1 => "a gluster connection".to_owned(),
                     n => format!("{n} gluster connections"),
@@ -228,6 +339,31 @@ mod tests {
         s.parse().expect("an address")
     }
 
+    /// A TCP socket of an IPv4 dump: `local_port` here, to `remote`.
+    fn socket(local_port: u16, remote: &str, state: u32, timer: u8, retransmits: u8) -> TcpSocket {
+        let remote: SocketAddr = remote.parse().expect("an endpoint");
+        let mut raw = [0u8; 48];
+        raw[0..2].copy_from_slice(&local_port.to_be_bytes());
+        raw[2..4].copy_from_slice(&remote.port().to_be_bytes());
+        raw[4..8].copy_from_slice(&[192, 0, 2, 10]);
+        if let IpAddr::V4(v4) = remote.ip() {
+            raw[20..24].copy_from_slice(&v4.octets());
+        }
+        TcpSocket {
+            id: SocketId {
+                family: libc::AF_INET as u8,
+                raw,
+            },
+            state: state as u8,
+            timer,
+            retransmits,
+        }
+    }
+
+    fn to(local_port: u16, remote: &str) -> TcpSocket {
+        socket(local_port, remote, state::ESTABLISHED, TIMER_RETRANSMIT, 1)
+    }
+
     #[test]
     fn a_down_node_keeps_the_ports_its_last_status_listed() {
         let mut f = Fence::default();
@@ -239,20 +375,58 @@ mod tests {
         ]);
         // pi-3 went down: volume status no longer lists a port for it.
         f.learn([("192.0.2.11", Some(49152)), ("192.0.2.12", None)]);
-        let down = BTreeSet::from([ip("192.0.2.12")]);
-        let want: BTreeSet<SocketAddr> = ["192.0.2.12:49152", "192.0.2.12:49153"]
-            .iter()
-            .map(|s| s.parse().expect("an endpoint"))
-            .collect();
-        assert_eq!(f.targets(&down), want);
+        let down = f.targets(&BTreeSet::from([ip("192.0.2.12")]));
+        assert!(down.matches(&to(40000, "192.0.2.12:49152")));
+        assert!(down.matches(&to(40000, "192.0.2.12:49153")));
+        // Its glusterd: ours to it, and its to ours.
+        assert!(down.matches(&to(40000, "192.0.2.12:24007")));
+        assert!(down.matches(&to(GLUSTERD_PORT, "192.0.2.12:49150")));
+        // Not gluster, or not that node.
+        assert!(!down.matches(&to(40000, "192.0.2.12:22")));
+        assert!(!down.matches(&to(40000, "192.0.2.11:49152")));
+        assert!(!down.matches(&to(GLUSTERD_PORT, "192.0.2.11:49150")));
         // A brick that restarted on another port replaces the old ones.
         f.learn([("192.0.2.12", Some(49160))]);
-        assert_eq!(
-            f.targets(&down),
-            BTreeSet::from(["192.0.2.12:49160".parse().expect("an endpoint")])
-        );
+        let down = f.targets(&BTreeSet::from([ip("192.0.2.12")]));
+        assert!(down.matches(&to(40000, "192.0.2.12:49160")));
+        assert!(!down.matches(&to(40000, "192.0.2.12:49152")));
         assert!(f.targets(&BTreeSet::new()).is_empty());
-        assert!(f.targets(&BTreeSet::from([ip("192.0.2.99")])).is_empty());
+        let unknown = f.targets(&BTreeSet::from([ip("192.0.2.99")]));
+        assert!(unknown.matches(&to(40000, "192.0.2.99:24007")));
+        assert!(!unknown.matches(&to(40000, "192.0.2.99:49152")));
+    }
+
+    #[test]
+    fn only_a_connect_with_an_unanswered_syn_is_backing_off() {
+        assert!(backing_off(&socket(
+            40000,
+            "192.0.2.12:24007",
+            state::SYN_SENT,
+            TIMER_RETRANSMIT,
+            1
+        )));
+        assert!(backing_off(&socket(
+            40000,
+            "192.0.2.12:24007",
+            state::SYN_SENT,
+            TIMER_RETRANSMIT,
+            5
+        )));
+        // Its first SYN is still out: it may yet be answered.
+        assert!(!backing_off(&socket(
+            40000,
+            "192.0.2.12:24007",
+            state::SYN_SENT,
+            TIMER_RETRANSMIT,
+            0
+        )));
+        assert!(!backing_off(&socket(
+            40000,
+            "192.0.2.12:24007",
+            state::ESTABLISHED,
+            TIMER_RETRANSMIT,
+            3
+        )));
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl SocketId {
         self.address(4)
     }
 
+    /// The socket's own port.
+    pub fn local_port(&self) -> u16 {
+        u16::from_be_bytes([self.raw[0], self.raw[1]])
+    }
+
     /// The peer's address and port.
     pub fn remote(&self) -> SocketAddr {
         let port = u16::from_be_bytes([self.raw[2], self.raw[3]]);

@@ -436,6 +436,7 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
         .brick_pid(2, VOLUME, &net.brick(2))
         .expect("pi-3's brick runs");
     let before = polls(&net, 0);
+    let before_2 = polls(&net, 1);
     let killed = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(brick_pid as i32),
@@ -472,9 +473,22 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
             .any(|e| e.starts_with("volume piha is DEGRADED (was UP)")),
         "{events:#?}"
     );
+    // pi-2 reads pi-1's answers, timed to just after pi-1's polls.
+    let (seen_2, after_2) = poll(Duration::from_secs(10), || {
+        let s = net.storage(1).ok()?;
+        (s["view"]["volumes"][0]["state"] == "DEGRADED")
+            .then(|| (Instant::now(), s["polls"].as_u64().unwrap_or(0)))
+    })
+    .unwrap_or_else(|| panic!("pi-2 shows no DEGRADED: {:#?}", net.volume(1)));
+    assert!(
+        after_2 <= before_2 + 2,
+        "pi-2 saw it after {} of its polls",
+        after_2 - before_2
+    );
     println!(
-        "dead brick detected in {:.2} s (poll = 1s)",
-        detect.as_secs_f64()
+        "dead brick detected in {:.2} s on pi-1 (which asks gluster), {:.2} s on pi-2 (poll = 1s)",
+        detect.as_secs_f64(),
+        seen_2.duration_since(killed).as_secs_f64()
     );
 
     // --- 3,000 pending heals: what a poll costs ----------------------------

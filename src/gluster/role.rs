@@ -32,6 +32,11 @@ use crate::pg::failover::peer::PeerApi;
 const ACTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How many polls in a row a heal is asked for after a brick returns.
 const HEAL_TRIES: u32 = 10;
+/// How long after the asker's next answers should be ready a node takes
+/// them: the asker's estimate is its last poll's length.
+const ALIGN_AFTER: std::time::Duration = std::time::Duration::from_millis(300);
+/// The least time between two rounds: each one runs the CLI.
+const MIN_GAP: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
     let running = ctx.running();
@@ -89,18 +94,21 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         // polls means its polls are failing, and this node asks itself.
         fresh_for: 2 * settings.poll,
         share_error: None,
+        poll: settings.poll,
+        align: None,
     };
-    let mut tick = tokio::time::interval(settings.poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = Instant::now();
     for poll_no in 0u64.. {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
         }
+        let started = Instant::now();
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = shell.round(poll_no) => {}
         }
+        next = shell.next_round(started);
     }
     drop(restart);
     ctx.roles.storage.send_replace(None);
@@ -165,12 +173,18 @@ struct Shell {
     fresh_for: std::time::Duration,
     /// Why the asker's answers could not be taken last time, said once.
     share_error: Option<String>,
+    /// `[storage] poll`.
+    poll: std::time::Duration,
+    /// When the asker's next answers should be ready, if the last round
+    /// took its answers: the next round goes just after.
+    align: Option<Instant>,
 }
 
 impl Shell {
     async fn round(&mut self, poll_no: u64) {
         let started = Instant::now();
         let shared = self.asker_answers().await;
+        let fetched = Instant::now();
         let obs = poll::poll(
             &self.runner,
             poll_no,
@@ -182,10 +196,18 @@ impl Shell {
         // Stamped with the poll's start: an answer is never younger than
         // the peers are told.
         self.kept.keep(&obs, started);
+        // This node's next round starts a poll after this one (at once if
+        // this one ran late) and should take about as long.
+        let now = Instant::now();
+        self.kept
+            .expect_next((started + self.poll).max(now) + (now - started));
         self.answers.send_replace(Arc::new(self.kept.clone()));
-        self.status.answers_from = shared
-            .filter(|_| !obs.status_age_ms.is_empty())
-            .map(|s| s.from);
+        let shared = shared.filter(|_| !obs.status_age_ms.is_empty());
+        self.align = shared
+            .as_ref()
+            .and_then(|s| s.next_in_ms)
+            .map(|ms| fetched + std::time::Duration::from_millis(ms) + ALIGN_AFTER);
+        self.status.answers_from = shared.map(|s| s.from);
         let info_answered = obs.volumes.is_ok();
         // Formation acts only on answers from this poll, never on stale
         // ones: a failed `volume info` must not look like "no volume".
@@ -211,6 +233,18 @@ impl Shell {
         }
         self.mount().await;
         self.publish();
+    }
+
+    /// When the next round starts: a poll after `started`, or, when this
+    /// round took the asker's answers, just after its next ones should be
+    /// ready (within half a poll of that, and never at once).
+    fn next_round(&self, started: Instant) -> Instant {
+        let now = Instant::now();
+        let regular = (started + self.poll).max(now);
+        match self.align {
+            Some(at) => at.max(now + MIN_GAP).min(regular + self.poll / 2),
+            None => regular,
+        }
     }
 
     /// Whether to count the heal backlog every poll: while a started

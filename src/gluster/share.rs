@@ -44,6 +44,10 @@ pub const FETCH_LIMIT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default, Clone)]
 pub struct Kept {
     volumes: BTreeMap<String, KeptVolume>,
+    /// When this node's next answers should be ready: the others time
+    /// their polls to just after it, so that what the asker sees reaches
+    /// them within a fraction of a poll, not up to a whole one later.
+    next_at: Option<Instant>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -78,6 +82,11 @@ impl Kept {
         }
     }
 
+    /// Says when the next answers should be ready.
+    pub fn expect_next(&mut self, at: Instant) {
+        self.next_at = Some(at);
+    }
+
     fn entry(&mut self, volume: &str) -> &mut KeptVolume {
         self.volumes.entry(volume.to_owned()).or_default()
     }
@@ -92,6 +101,9 @@ impl Kept {
         }
         Shared {
             from: from.to_owned(),
+            next_in_ms: self
+                .next_at
+                .map(|at| at.saturating_duration_since(now).as_millis() as u64),
             volumes: self
                 .volumes
                 .iter()
@@ -114,6 +126,9 @@ impl Kept {
 pub struct Shared {
     /// The node that asked gluster.
     pub from: String,
+    /// In how long its next answers should be ready (0: any moment).
+    #[serde(default)]
+    pub next_in_ms: Option<u64>,
     pub volumes: BTreeMap<String, SharedVolume>,
 }
 
@@ -238,7 +253,9 @@ mod tests {
             }),
         );
         kept.keep(&obs, t0);
+        kept.expect_next(t0 + Duration::from_secs(5));
         let served = kept.served("pi-1", t0 + Duration::from_millis(1500));
+        assert_eq!(served.next_in_ms, Some(3500));
         let json = serde_json::to_value(&served).expect("serializes");
         let back = Shared::from_json(json.clone(), "pi-1").expect("reads back");
         assert_eq!(back, served);

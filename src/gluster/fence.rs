@@ -279,7 +279,14 @@ fn report_returned(
     }
     for (ip, endpoints) in by_node {
         let name = returned.get(&ip).map_or("?", |(n, _)| n.as_str());
-        let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+        // Several connects to one glusterd (its own, a client's port
+        // lookup) read better once.
+        let list: Vec<String> = endpoints
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(ToString::to_string)
+            .collect();
         ctx.events.info(
             "storage",
             format!(

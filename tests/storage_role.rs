@@ -427,6 +427,57 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
             .collect::<Vec<_>>()
     );
 
+    // --- the asking node loses its power ----------------------------------
+    // pi-1 asks gluster for all. Dark (every packet dropped, its sockets
+    // hear nothing), it may go inside a transaction, with gluster's cluster
+    // lock held on the others. Membership calls it down after 1 s; pi-2
+    // asks from then on, the fence cuts glusterd's stalled connections with
+    // pi-1, and the others' volume goes DEGRADED, never UNKNOWN. (Until a
+    // fresh answer, the last one, UP, stands; the grace for lost answers
+    // is 10 s here.)
+    net.gl.lab.drop_traffic(0, None);
+    let dark = Instant::now();
+    let mut wrong = Vec::new();
+    // When pi-2 and pi-3 first showed DEGRADED.
+    let mut degraded: [Option<Duration>; 2] = [None; 2];
+    while dark.elapsed() < Duration::from_secs(16) {
+        for (i, first) in (1..3).zip(degraded.iter_mut()) {
+            let state = net.volume(i).map(|v| v["state"].clone());
+            let settled = dark.elapsed() > Duration::from_secs(10);
+            if state.as_ref().is_some_and(|s| s == "DEGRADED") {
+                first.get_or_insert(dark.elapsed());
+            }
+            let fine = state
+                .as_ref()
+                .is_some_and(|s| s == "DEGRADED" || (!settled && s == "UP"));
+            if !fine {
+                wrong.push(format!("pi-{} {state:?} at {:?}", i + 1, dark.elapsed()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asker = net.storage(2).map(|s| s["answers_from"].clone());
+    net.gl.lab.restore_traffic(0);
+    let restored = Instant::now();
+    assert!(
+        wrong.is_empty(),
+        "with pi-1, the asking node, dark for 16 s: {wrong:?}\n{:#?}\n{:#?}",
+        net.events(1),
+        net.storage(1)
+    );
+    assert_eq!(asker, Ok(serde_json::json!("pi-2")), "pi-2 asks for pi-3");
+    let up = (0..3)
+        .map(|i| net.wait_volume(i, "UP", FORM_LIMIT))
+        .max()
+        .unwrap_or(restored);
+    println!(
+        "the asking node dark for 16 s: DEGRADED on pi-2 after {:?}, on pi-3 after {:?}, \
+         never UNKNOWN; UP on all three {:.1} s after it returned",
+        degraded[0],
+        degraded[1],
+        up.duration_since(restored).as_secs_f64()
+    );
+
     // --- the page shows the storage panel --------------------------------
     check_page(&net, "healthy");
 

@@ -25,7 +25,7 @@ use crate::membership::PeerState;
 use crate::node::context::{NodeContext, Running};
 use crate::node::events::now_ms;
 use crate::node::health::{RoleHealth, RoleState};
-use crate::pg::failover::peer::PeerApi;
+use crate::node::peer_api::PeerApi;
 
 /// A formation or heal command may take longer than a status question
 /// (`volume start` spawns every brick), but not forever.

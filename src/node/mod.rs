@@ -1,7 +1,8 @@
 //! The node agent: loads the plan for this hostname, starts and supervises
 //! every service, handles signals, reloads and systemd. Each file is one
 //! piece: `agent` the life cycle, `supervisor` restarts, `context` what
-//! services share, `reload` the cluster file re-read, `notify` systemd.
+//! services share, `reload` the cluster file re-read, `notify` systemd,
+//! `peer_api` calls to another node's admin API.
 
 pub mod agent;
 pub mod atomic_file;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod identity;
 pub mod notify;
+pub mod peer_api;
 pub mod program;
 pub mod reload;
 pub mod supervisor;

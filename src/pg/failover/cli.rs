@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::peer::PeerApi;
 use crate::cli::SwitchoverArgs;
+use crate::node::peer_api::PeerApi;
 
 /// Longer than the switchover's own bound on the node (180 s).
 const LIMIT: Duration = Duration::from_secs(200);

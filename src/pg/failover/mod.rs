@@ -6,7 +6,6 @@
 
 pub mod cli;
 pub mod decider;
-pub mod peer;
 pub mod service;
 pub mod switchover;
 

@@ -13,12 +13,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::decider::{Action, Decider, NodeView, Observation, Settings};
-use super::peer::PeerApi;
 use super::{FailoverHandle, SwitchoverRequest, switchover};
 use crate::config::Role;
 use crate::membership::PeerState;
 use crate::node::context::{NodeContext, Running};
 use crate::node::events::now_ms;
+use crate::node::peer_api::PeerApi;
 use crate::pg::pooler::backends::PgRole;
 use crate::pg::supervisor::status::DbState;
 use crate::pg::supervisor::{Request, settings::voters};

@@ -1,6 +1,7 @@
-//! Calls to another node's admin API (promote, follow, fence, demote, db
-//! status), with the cluster's admin token. Bounded: a deadline per call
-//! and a cap on the answer's size.
+//! Calls to another node's admin API (the db failover's promote, follow,
+//! fence, demote and db status; the storage role's shared answers), with
+//! the cluster's admin token. Bounded: a deadline per call and a cap on
+//! the answer's size.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -90,9 +90,12 @@ pub async fn run(ctx: Arc<NodeContext>) -> anyhow::Result<()> {
         peers: PeerApi::new(running.config.admin_token.clone()),
         kept: Kept::default(),
         answers,
-        // The asker polls as often as this node: an answer older than two
-        // polls means its polls are failing, and this node asks itself.
-        fresh_for: 2 * settings.poll,
+        // A working asker's answer is at most a poll old when its next poll
+        // starts, and that poll may take its whole budget (a busy Pi, a
+        // held lock asked again): anything older means its polls fail, and
+        // this node asks itself. (Two polls were too few: CI's loaded
+        // machine saw answers 2 s old at a 1 s poll.)
+        fresh_for: settings.poll + poll::POLL_BUDGET,
         share_error: None,
         poll: settings.poll,
         align: None,
@@ -183,6 +186,12 @@ struct Shell {
 impl Shell {
     async fn round(&mut self, poll_no: u64) {
         let started = Instant::now();
+        // While this round runs, its answers are due at its end, as long
+        // as the last round took: a node that asks meanwhile comes back
+        // then, not a whole poll later.
+        let last_took = std::time::Duration::from_millis(self.status.poll_took_ms);
+        self.kept.expect_next(started + last_took);
+        self.answers.send_replace(Arc::new(self.kept.clone()));
         let shared = self.asker_answers().await;
         let fetched = Instant::now();
         let obs = poll::poll(

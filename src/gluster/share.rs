@@ -160,8 +160,8 @@ impl Shared {
     }
 
     /// Puts `volume`'s answers into `obs` when its status is at most
-    /// `fresh_for` old (the asker polls as often as this node, so an older
-    /// one means its polls fail); false when this node must ask gluster.
+    /// `fresh_for` old (older means the asker's polls fail); false when
+    /// this node must ask gluster.
     pub fn answer(&self, volume: &str, fresh_for: Duration, obs: &mut Observation) -> bool {
         let Some(v) = self.volumes.get(volume) else {
             return false;

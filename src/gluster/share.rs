@@ -7,13 +7,12 @@
 //! bricks' details. With every node asking every poll, a four-node cluster
 //! ran four transactions per poll on every glusterd, and they collided
 //! ("Another transaction is in progress", "Locking failed on <peer>").
-//! After a node came back from a cut link the failure drill saw one node
-//! lose the lock for three polls in a row and show its volume UNKNOWN.
-//! gluster's maintainers name the same cause for lock failures: "a
-//! cluster-wide operation executed continuously from multiple nodes". The
+//! gluster's maintainers name this as a cause of lock failures: "a
+//! cluster-wide operation executed continuously from multiple nodes". (A
+//! silent node holding the lock is the other cause: `fence.rs`.) The
 //! answer is the same whichever node asks (the cluster's view), so one asks
-//! and every node reads it; on a Pi that also spares three quarters of the
-//! CPU the polls cost every glusterd.
+//! and every node reads it; every glusterd then serves one transaction per
+//! poll instead of one per node.
 //!
 //! The asker is the first storage node in cluster order that membership
 //! reports up: the node that asks for heals too. The lock-free questions

@@ -39,6 +39,32 @@ fn polls(net: &StorageNet, i: usize) -> u64 {
 /// CPU seconds of process `pid` and its reaped children (utime, stime,
 /// cutime, cstime of /proc/PID/stat), to price a poll including the
 /// gluster CLI processes it ran.
+/// Watches `nodes`' volume every 200 ms until `from + length`: every state
+/// other than UP (the last answer, standing until a fresh one) or DEGRADED,
+/// and when each node first showed DEGRADED.
+fn watch_degraded(
+    net: &StorageNet,
+    nodes: [usize; 2],
+    from: Instant,
+    length: Duration,
+) -> (Vec<String>, [Option<Duration>; 2]) {
+    let mut wrong = Vec::new();
+    let mut degraded = [None; 2];
+    while from.elapsed() < length {
+        for (&i, first) in nodes.iter().zip(degraded.iter_mut()) {
+            let state = net.volume(i).map(|v| v["state"].clone());
+            if state.as_ref().is_some_and(|s| s == "DEGRADED") {
+                first.get_or_insert(from.elapsed());
+            }
+            if !state.as_ref().is_some_and(|s| s == "DEGRADED" || s == "UP") {
+                wrong.push(format!("pi-{} {state:?} at {:?}", i + 1, from.elapsed()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (wrong, degraded)
+}
+
 /// How many `volume status` transactions node `i`'s glusterd began, from
 /// its log (the originating glusterd logs each request it receives from
 /// its CLI).
@@ -385,20 +411,7 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
     // first `volume status` after the cut held gluster's cluster lock until
     // the link came back, and every node's view turned UNKNOWN.
     // (UP is the last answer before the cut, standing until a fresh one.)
-    let mut wrong = Vec::new();
-    let mut degraded: [Option<Duration>; 2] = [None; 2];
-    while cut.elapsed() < Duration::from_secs(16) {
-        for (i, first) in degraded.iter_mut().enumerate() {
-            let state = net.volume(i).map(|v| v["state"].clone());
-            if state.as_ref().is_some_and(|s| s == "DEGRADED") {
-                first.get_or_insert(cut.elapsed());
-            }
-            if !state.as_ref().is_some_and(|s| s == "DEGRADED" || s == "UP") {
-                wrong.push(format!("pi-{} {state:?} at {:?}", i + 1, cut.elapsed()));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (wrong, degraded) = watch_degraded(&net, [0, 1], cut, Duration::from_secs(16));
     assert!(
         wrong.is_empty() && degraded.iter().all(Option::is_some),
         "with pi-3 cut off for 16 s: {wrong:?}, DEGRADED after {degraded:?}\n{:#?}",
@@ -443,21 +456,7 @@ fn storage_role_forms_watches_and_heals_a_replica_3_volume() {
     // answers, 10 s here, it would turn UNKNOWN.)
     net.gl.lab.drop_traffic(0, None);
     let dark = Instant::now();
-    let mut wrong = Vec::new();
-    // When pi-2 and pi-3 first showed DEGRADED.
-    let mut degraded: [Option<Duration>; 2] = [None; 2];
-    while dark.elapsed() < Duration::from_secs(16) {
-        for (i, first) in (1..3).zip(degraded.iter_mut()) {
-            let state = net.volume(i).map(|v| v["state"].clone());
-            if state.as_ref().is_some_and(|s| s == "DEGRADED") {
-                first.get_or_insert(dark.elapsed());
-            }
-            if !state.as_ref().is_some_and(|s| s == "DEGRADED" || s == "UP") {
-                wrong.push(format!("pi-{} {state:?} at {:?}", i + 1, dark.elapsed()));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (wrong, degraded) = watch_degraded(&net, [1, 2], dark, Duration::from_secs(16));
     let asker = net.storage(2).map(|s| s["answers_from"].clone());
     net.gl.lab.restore_traffic(0);
     let restored = Instant::now();

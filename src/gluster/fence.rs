@@ -149,7 +149,7 @@ pub fn backing_off(s: &TcpSocket) -> bool {
     u32::from(s.state) == state::SYN_SENT && s.retransmits >= 1
 }
 
-/// Watches membership and cuts stalled brick connections to down nodes
+/// Watches membership and cuts stalled gluster connections to down nodes
 /// until `stop`. `cut` counts the connections cut; the count also goes
 /// into the published status at once, since a round may be stuck for its
 /// whole budget on the CLI while a node is down.
@@ -266,18 +266,23 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// The far ends of `cut`, by node.
+fn by_node(cut: &[TcpSocket]) -> BTreeMap<IpAddr, Vec<SocketAddr>> {
+    let mut out: BTreeMap<IpAddr, Vec<SocketAddr>> = BTreeMap::new();
+    for s in cut {
+        let remote = canonical(s.id.remote());
+        out.entry(remote.ip()).or_default().push(remote);
+    }
+    out
+}
+
 /// One note per returned node whose pending connects were cut.
 fn report_returned(
     ctx: &NodeContext,
     returned: &BTreeMap<IpAddr, (String, tokio::time::Instant)>,
     cut: &[TcpSocket],
 ) {
-    let mut by_node: BTreeMap<IpAddr, Vec<SocketAddr>> = BTreeMap::new();
-    for s in cut {
-        let remote = canonical(s.id.remote());
-        by_node.entry(remote.ip()).or_default().push(remote);
-    }
-    for (ip, endpoints) in by_node {
+    for (ip, endpoints) in by_node(cut) {
         let name = returned.get(&ip).map_or("?", |(n, _)| n.as_str());
         // Several connects to one glusterd (its own, a client's port
         // lookup) read better once.
@@ -310,12 +315,7 @@ fn report(
     cut: &[TcpSocket],
     ping_timeout: Duration,
 ) {
-    let mut by_node: BTreeMap<IpAddr, Vec<SocketAddr>> = BTreeMap::new();
-    for s in cut {
-        let remote = canonical(s.id.remote());
-        by_node.entry(remote.ip()).or_default().push(remote);
-    }
-    for (ip, endpoints) in by_node {
+    for (ip, endpoints) in by_node(cut) {
         let name = down.get(&ip).map_or("?", String::as_str);
         let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
         ctx.events.warning(
